@@ -1,0 +1,203 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the service's configuration, read from the environment
+// variables of DESIGN §8. The functions, the CLI and the local server all
+// load it the same way.
+type Config struct {
+	Project           string // GOOGLE_CLOUD_PROJECT
+	FirestoreDatabase string // FIRESTORE_DATABASE
+
+	EncryptionKey         string   // TOKEN_ENCRYPTION_KEY
+	EncryptionKeyPrevious []string // TOKEN_ENCRYPTION_KEY_PREVIOUS
+	EncryptionSalt        string   // TOKEN_ENCRYPTION_SALT
+	LegacyEncryptionKey   string   // LEGACY_TOKEN_ENCRYPTION_KEY
+
+	PlaidClientID string // PLAID_CLIENT_ID
+	PlaidSecret   string // PLAID_SECRET
+	PlaidEnv      string // PLAID_ENV: sandbox | production
+	PlaidBaseURL  string // PLAID_BASE_URL: overrides the host of PlaidEnv
+
+	AuthJWTSecret string   // AUTH_JWT_SECRET (HS256)
+	AuthJWKSURL   string   // AUTH_JWKS_URL (RS256/ES256)
+	AuthIssuer    string   // AUTH_ISSUER
+	AuthAudience  string   // AUTH_AUDIENCE
+	AdminUserIDs  []string // ADMIN_USER_IDS
+
+	StaleDays     int           // STALE_DAYS
+	ItemGetRPM    int           // PLAID_ITEM_GET_RPM
+	ItemRemoveRPM int           // PLAID_ITEM_REMOVE_RPM
+	RunTimeBudget time.Duration // RUN_TIME_BUDGET
+	LogLevel      slog.Level    // LOG_LEVEL
+}
+
+// Defaults of DESIGN §6 and §8.
+const (
+	DefaultFirestoreDatabase = "(default)"
+	DefaultEncryptionSalt    = "plaid-token-lifecycle/v1"
+	DefaultStaleDays         = 90
+	DefaultItemGetRPM        = 5000
+	DefaultItemRemoveRPM     = 2000
+	DefaultRunTimeBudget     = 8 * time.Minute
+)
+
+// Lookuper finds an environment variable; os.LookupEnv is the real one.
+type Lookuper func(key string) (string, bool)
+
+// Needs says which parts of the configuration a program requires, so that
+// a missing variable is reported at start only by programs that use it.
+type Needs struct {
+	Store bool // Firestore project
+	Vault bool // TOKEN_ENCRYPTION_KEY
+	Plaid bool // PLAID_CLIENT_ID, PLAID_SECRET
+	Auth  bool // AUTH_JWT_SECRET or AUTH_JWKS_URL with issuer and audience
+}
+
+// NeedsAll is what the deployed functions require.
+var NeedsAll = Needs{Store: true, Vault: true, Plaid: true, Auth: true}
+
+// LoadConfig reads the configuration from the process environment.
+func LoadConfig(needs Needs) (Config, error) { return LoadConfigFrom(os.LookupEnv, needs) }
+
+// LoadConfigFrom reads the configuration through lookup and validates it.
+// Every missing or malformed variable is reported, joined, each on its own
+// line naming the variable.
+func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	var errs []error
+	missing := func(k, why string) { errs = append(errs, fmt.Errorf("%s is required: %s", k, why)) }
+	positive := func(k string, def int) int {
+		v := get(k)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive integer, got %q", k, v))
+			return def
+		}
+		return n
+	}
+
+	c := Config{
+		Project:               get("GOOGLE_CLOUD_PROJECT"),
+		FirestoreDatabase:     get("FIRESTORE_DATABASE"),
+		EncryptionKey:         get("TOKEN_ENCRYPTION_KEY"),
+		EncryptionKeyPrevious: splitList(get("TOKEN_ENCRYPTION_KEY_PREVIOUS")),
+		EncryptionSalt:        get("TOKEN_ENCRYPTION_SALT"),
+		LegacyEncryptionKey:   get("LEGACY_TOKEN_ENCRYPTION_KEY"),
+		PlaidClientID:         get("PLAID_CLIENT_ID"),
+		PlaidSecret:           get("PLAID_SECRET"),
+		PlaidEnv:              get("PLAID_ENV"),
+		PlaidBaseURL:          get("PLAID_BASE_URL"),
+		AuthJWTSecret:         get("AUTH_JWT_SECRET"),
+		AuthJWKSURL:           get("AUTH_JWKS_URL"),
+		AuthIssuer:            get("AUTH_ISSUER"),
+		AuthAudience:          get("AUTH_AUDIENCE"),
+		AdminUserIDs:          splitList(get("ADMIN_USER_IDS")),
+		StaleDays:             positive("STALE_DAYS", DefaultStaleDays),
+		ItemGetRPM:            positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
+		ItemRemoveRPM:         positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
+		RunTimeBudget:         DefaultRunTimeBudget,
+	}
+	if c.FirestoreDatabase == "" {
+		c.FirestoreDatabase = DefaultFirestoreDatabase
+	}
+	if c.EncryptionSalt == "" {
+		c.EncryptionSalt = DefaultEncryptionSalt
+	}
+	if c.PlaidEnv == "" {
+		c.PlaidEnv = "sandbox"
+	}
+	if c.StaleDays > 3650 {
+		errs = append(errs, fmt.Errorf("STALE_DAYS must be at most 3650, got %d", c.StaleDays))
+	}
+	if v := get("RUN_TIME_BUDGET"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("RUN_TIME_BUDGET must be a positive Go duration such as 8m, got %q", v))
+		} else {
+			c.RunTimeBudget = d
+		}
+	}
+	if v := get("LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
+			errs = append(errs, fmt.Errorf("LOG_LEVEL must be DEBUG, INFO, WARN or ERROR, got %q", v))
+		}
+	}
+	switch c.PlaidEnv {
+	case "sandbox", "production":
+	default:
+		errs = append(errs, fmt.Errorf("PLAID_ENV must be sandbox or production, got %q", c.PlaidEnv))
+	}
+	if c.PlaidBaseURL != "" && !strings.HasPrefix(c.PlaidBaseURL, "http://") && !strings.HasPrefix(c.PlaidBaseURL, "https://") {
+		errs = append(errs, fmt.Errorf("PLAID_BASE_URL must be an http(s) URL, got %q", c.PlaidBaseURL))
+	}
+
+	if needs.Store && c.Project == "" {
+		missing("GOOGLE_CLOUD_PROJECT", "the Firestore project id")
+	}
+	if needs.Vault && c.EncryptionKey == "" {
+		missing("TOKEN_ENCRYPTION_KEY", "the password the token encryption key is derived from")
+	}
+	if needs.Plaid {
+		if c.PlaidClientID == "" {
+			missing("PLAID_CLIENT_ID", "Plaid API credentials")
+		}
+		if c.PlaidSecret == "" {
+			missing("PLAID_SECRET", "Plaid API credentials")
+		}
+	}
+	if needs.Auth {
+		switch {
+		case c.AuthJWTSecret == "" && c.AuthJWKSURL == "":
+			missing("AUTH_JWT_SECRET", "set it (HS256) or AUTH_JWKS_URL with AUTH_ISSUER and AUTH_AUDIENCE")
+		case c.AuthJWKSURL != "":
+			if c.AuthIssuer == "" {
+				missing("AUTH_ISSUER", "AUTH_JWKS_URL is set, so tokens' issuer must be pinned")
+			}
+			if c.AuthAudience == "" {
+				missing("AUTH_AUDIENCE", "AUTH_JWKS_URL is set, so tokens' audience must be pinned")
+			}
+		}
+		if c.AuthJWTSecret != "" && len(c.AuthJWTSecret) < 32 {
+			errs = append(errs, errors.New("AUTH_JWT_SECRET must be at least 32 bytes: shorter HS256 secrets can be brute-forced"))
+		}
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("invalid configuration:\n%w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// IsAdmin reports whether userID is listed in ADMIN_USER_IDS.
+func (c Config) IsAdmin(userID string) bool {
+	for _, id := range c.AdminUserIDs {
+		if id == userID {
+			return true
+		}
+	}
+	return false
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

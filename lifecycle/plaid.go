@@ -1,0 +1,91 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+)
+
+// ErrorClass is what a Plaid error means for the token (PLAID.md, DESIGN §7).
+type ErrorClass int
+
+// The classes of Plaid errors.
+const (
+	// ClassTransient: rate limits, Plaid or institution outages, timeouts,
+	// network errors. Retry later; never the token's fault.
+	ClassTransient ErrorClass = iota
+	// ClassGone: the Item no longer exists or its token is dead.
+	ClassGone
+	// ClassNeedsUser: the Item is alive but needs the user (re-login, consent).
+	ClassNeedsUser
+	// ClassConfig: our credentials or request are wrong. Never the token's
+	// fault; report loudly.
+	ClassConfig
+)
+
+func (c ErrorClass) String() string {
+	switch c {
+	case ClassGone:
+		return "gone"
+	case ClassNeedsUser:
+		return "needs_user"
+	case ClassConfig:
+		return "configuration"
+	default:
+		return "transient"
+	}
+}
+
+// PlaidError is a failed Plaid call, classified once, in the adapter.
+type PlaidError struct {
+	Class     ErrorClass
+	Type      string // error_type, e.g. ITEM_ERROR
+	Code      string // error_code, e.g. ITEM_NOT_FOUND
+	RequestID string
+	Status    int   // HTTP status; 0 for network errors and item.error in a 200
+	Err       error // underlying error (network, decoding), if any
+}
+
+func (e *PlaidError) Error() string {
+	s := fmt.Sprintf("plaid %s error", e.Class)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Status != 0 {
+		s += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	if e.RequestID != "" {
+		s += " request_id=" + e.RequestID
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *PlaidError) Unwrap() error { return e.Err }
+
+// Item is what /item/get tells about an Item in good standing.
+type Item struct {
+	ItemID        string
+	InstitutionID string
+}
+
+// WebhookKey is a key from /webhook_verification_key/get (a JWK).
+type WebhookKey struct {
+	Alg, Crv, KeyID, Kty, Use, X, Y string
+	CreatedAt                       int64
+	ExpiredAt                       int64 // 0 when not expired
+}
+
+// PlaidAPI is what the service needs from Plaid. The plaid-go adapter
+// implements it; every error it returns is a *PlaidError.
+type PlaidAPI interface {
+	// GetItem calls /item/get. An Item in an error state (item.error set in
+	// a 200) is returned as a *PlaidError with that code.
+	GetItem(ctx context.Context, accessToken string) (*Item, error)
+	// RemoveItem calls /item/remove. ITEM_NOT_FOUND and INVALID_ACCESS_TOKEN
+	// count as success: the Item is already gone.
+	RemoveItem(ctx context.Context, accessToken string) error
+	// WebhookVerificationKey calls /webhook_verification_key/get.
+	WebhookVerificationKey(ctx context.Context, keyID string) (*WebhookKey, error)
+}

@@ -1,0 +1,477 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/plaid/plaid-go/v20/plaid"
+	"golang.org/x/time/rate"
+)
+
+// Defaults of PlaidClientConfig.
+const (
+	DefaultPlaidHTTPTimeout  = 30 * time.Second // per attempt
+	DefaultPlaidMaxAttempts  = 5
+	DefaultPlaidBaseBackoff  = 500 * time.Millisecond
+	DefaultPlaidMaxBackoff   = 20 * time.Second
+	DefaultPlaidMaxRetryTime = time.Minute
+	DefaultWebhookKeyRPM     = 60
+)
+
+const (
+	plaidAPIVersion = "2020-09-14" // the Plaid-Version header; response shapes depend on it
+
+	plaidEndpointItemGet    = "/item/get"
+	plaidEndpointItemRemove = "/item/remove"
+	plaidEndpointWebhookKey = "/webhook_verification_key/get"
+
+	webhookKeyBurst           = 5  // a key rotation fetches a new kid or two, not more
+	plaidMaxIdleConnsPerHost  = 64 // connections kept for concurrent workers
+	plaidErrorMessageMaxChars = 300
+)
+
+// PlaidClientConfig configures NewPlaidClient. Zero values take the defaults
+// named after each field.
+type PlaidClientConfig struct {
+	ClientID string // required
+	Secret   string // required
+	// Env is "sandbox" (the default) or "production". Plaid retired
+	// Development, so it is refused.
+	Env string
+	// BaseURL, when set, replaces Env's host (tests, proxies).
+	BaseURL string
+
+	// ItemGetRPM and ItemRemoveRPM are the most calls a minute the client
+	// makes to /item/get and /item/remove, retries included
+	// (DefaultItemGetRPM, DefaultItemRemoveRPM). WebhookKeyRPM paces
+	// /webhook_verification_key/get (DefaultWebhookKeyRPM): keys are cached by
+	// kid, so a flood of key lookups means forged webhooks, not real work.
+	ItemGetRPM, ItemRemoveRPM, WebhookKeyRPM int
+
+	// HTTPClient makes the calls; nil means a client with a
+	// DefaultPlaidHTTPTimeout timeout per attempt.
+	HTTPClient *http.Client
+
+	// MaxAttempts bounds the attempts of one call, the first included
+	// (DefaultPlaidMaxAttempts). BaseBackoff doubles after every transient
+	// failure up to MaxBackoff, with jitter (DefaultPlaidBaseBackoff,
+	// DefaultPlaidMaxBackoff). MaxRetryTime bounds the time a call spends,
+	// pacing, attempts and retries included (DefaultPlaidMaxRetryTime): the
+	// call then fails as transient.
+	MaxAttempts  int
+	BaseBackoff  time.Duration
+	MaxBackoff   time.Duration
+	MaxRetryTime time.Duration
+}
+
+// PlaidClient implements PlaidAPI over plaid-go: it paces calls to stay
+// under Plaid's per-client rate limits, retries transient failures with
+// backoff, and classifies every failure once into a *PlaidError. It is safe
+// for concurrent use; share one per process so the pacing is shared.
+type PlaidClient struct {
+	api    *plaid.APIClient
+	secret string // redacted from Plaid's messages, like access tokens
+
+	itemGetLimiter, itemRemoveLimiter, webhookKeyLimiter *rate.Limiter
+
+	maxAttempts  int
+	baseBackoff  time.Duration
+	maxBackoff   time.Duration
+	maxRetryTime time.Duration
+}
+
+var _ PlaidAPI = (*PlaidClient)(nil)
+
+// NewPlaidClientFromConfig returns the PlaidClient the service's
+// configuration describes (PLAID_* variables), with default retry settings.
+func NewPlaidClientFromConfig(c Config) (*PlaidClient, error) {
+	return NewPlaidClient(PlaidClientConfig{
+		ClientID:      c.PlaidClientID,
+		Secret:        c.PlaidSecret,
+		Env:           c.PlaidEnv,
+		BaseURL:       c.PlaidBaseURL,
+		ItemGetRPM:    c.ItemGetRPM,
+		ItemRemoveRPM: c.ItemRemoveRPM,
+	})
+}
+
+// NewPlaidClient validates cfg and returns a client. It makes no network
+// call, so it is cheap enough for a function's first request.
+func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
+	var errs []error
+	if cfg.ClientID == "" {
+		errs = append(errs, errors.New("plaid client: ClientID is required"))
+	}
+	if cfg.Secret == "" {
+		errs = append(errs, errors.New("plaid client: Secret is required"))
+	}
+	var env plaid.Environment
+	switch cfg.Env {
+	case "", "sandbox":
+		env = plaid.Sandbox
+	case "production":
+		env = plaid.Production
+	case "development":
+		errs = append(errs, errors.New(`plaid client: Env "development" was retired by Plaid; use sandbox or production`))
+	default:
+		errs = append(errs, fmt.Errorf("plaid client: Env must be sandbox or production, got %q", cfg.Env))
+	}
+	if cfg.BaseURL != "" {
+		if !strings.HasPrefix(cfg.BaseURL, "http://") && !strings.HasPrefix(cfg.BaseURL, "https://") {
+			errs = append(errs, fmt.Errorf("plaid client: BaseURL must be an http(s) URL, got %q", cfg.BaseURL))
+		}
+		env = plaid.Environment(strings.TrimRight(cfg.BaseURL, "/"))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"ItemGetRPM", cfg.ItemGetRPM}, {"ItemRemoveRPM", cfg.ItemRemoveRPM}, {"WebhookKeyRPM", cfg.WebhookKeyRPM}, {"MaxAttempts", cfg.MaxAttempts}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("plaid client: %s must not be negative, got %d", f.name, f.v))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	httpClient := cfg.HTTPClient
+	if httpClient == nil {
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		// Calls run concurrently up to the rate limit; keep their
+		// connections instead of redialling Plaid for most of them.
+		transport.MaxIdleConnsPerHost = plaidMaxIdleConnsPerHost
+		httpClient = &http.Client{Timeout: DefaultPlaidHTTPTimeout, Transport: transport}
+	}
+	pc := plaid.NewConfiguration()
+	pc.UseEnvironment(env)
+	pc.HTTPClient = httpClient
+	pc.AddDefaultHeader("PLAID-CLIENT-ID", cfg.ClientID)
+	pc.AddDefaultHeader("PLAID-SECRET", cfg.Secret)
+	pc.AddDefaultHeader("Plaid-Version", plaidAPIVersion)
+
+	return &PlaidClient{
+		api:               plaid.NewAPIClient(pc),
+		secret:            cfg.Secret,
+		itemGetLimiter:    newPerMinuteLimiter(orDefault(cfg.ItemGetRPM, DefaultItemGetRPM), 0),
+		itemRemoveLimiter: newPerMinuteLimiter(orDefault(cfg.ItemRemoveRPM, DefaultItemRemoveRPM), 0),
+		webhookKeyLimiter: newPerMinuteLimiter(orDefault(cfg.WebhookKeyRPM, DefaultWebhookKeyRPM), webhookKeyBurst),
+		maxAttempts:       orDefault(cfg.MaxAttempts, DefaultPlaidMaxAttempts),
+		baseBackoff:       orDefault(cfg.BaseBackoff, DefaultPlaidBaseBackoff),
+		maxBackoff:        orDefault(cfg.MaxBackoff, DefaultPlaidMaxBackoff),
+		maxRetryTime:      orDefault(cfg.MaxRetryTime, DefaultPlaidMaxRetryTime),
+	}, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// newPerMinuteLimiter paces calls so that no 60-second window holds more
+// than rpm of them, which is how Plaid counts. The burst (0 means the
+// default) is one second's worth, max(1, rpm/60): small enough that a cold
+// start does not slam Plaid, large enough to keep concurrent workers busy.
+// A token bucket lets burst + rate×W calls through in any window W, so the
+// refill rate is (rpm − burst)/60 per second, keeping a full minute at rpm.
+func newPerMinuteLimiter(rpm, burst int) *rate.Limiter {
+	if burst <= 0 {
+		burst = max(1, rpm/60)
+	}
+	refill := rpm - burst
+	if refill <= 0 {
+		// rpm ≤ burst (rpm of 1): the minute allows rpm+1 calls, not a stall.
+		refill = rpm
+	}
+	return rate.NewLimiter(rate.Limit(float64(refill)/60), burst)
+}
+
+// GetItem calls /item/get. An Item in an error state comes back as a
+// *PlaidError with Status 0 and the class of its item.error code.
+func (c *PlaidClient) GetItem(ctx context.Context, accessToken string) (*Item, error) {
+	var resp plaid.ItemGetResponse
+	err := c.call(ctx, plaidEndpointItemGet, c.itemGetLimiter, accessToken, func(ctx context.Context) (*http.Response, error) {
+		var httpResp *http.Response
+		var err error
+		resp, httpResp, err = c.api.PlaidApi.ItemGet(ctx).ItemGetRequest(*plaid.NewItemGetRequest(accessToken)).Execute()
+		return httpResp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// item.error is the Item's state, not a failed call: it is not retried,
+	// since the next seconds will not change it (DESIGN §7: a 200 whose
+	// item.error is set counts as that error code).
+	if ie := resp.Item.Error.Get(); ie != nil {
+		pe := c.fromPlaidModel(*ie, 0, accessToken)
+		if pe.RequestID == "" {
+			pe.RequestID = resp.GetRequestId()
+		}
+		return nil, pe
+	}
+	if resp.Item.GetItemId() == "" {
+		return nil, incompleteAnswer(plaidEndpointItemGet, "no item_id")
+	}
+	return &Item{ItemID: resp.Item.GetItemId(), InstitutionID: resp.Item.GetInstitutionId()}, nil
+}
+
+// RemoveItem calls /item/remove, which stops Plaid billing for the Item.
+// ITEM_NOT_FOUND and INVALID_ACCESS_TOKEN mean the Item is already gone (a
+// retried removal may meet them after the first attempt succeeded unseen),
+// so they return nil.
+func (c *PlaidClient) RemoveItem(ctx context.Context, accessToken string) error {
+	var resp plaid.ItemRemoveResponse
+	err := c.call(ctx, plaidEndpointItemRemove, c.itemRemoveLimiter, accessToken, func(ctx context.Context) (*http.Response, error) {
+		var httpResp *http.Response
+		var err error
+		resp, httpResp, err = c.api.PlaidApi.ItemRemove(ctx).ItemRemoveRequest(*plaid.NewItemRemoveRequest(accessToken)).Execute()
+		return httpResp, err
+	})
+	if err == nil && resp.GetRequestId() == "" {
+		// plaid-go decodes an empty 200 as success. Removal is what stops
+		// the billing, and the caller deletes the token after it, so only
+		// Plaid's own answer (it always has a request_id) counts.
+		return incompleteAnswer(plaidEndpointItemRemove, "no request_id")
+	}
+	var pe *PlaidError
+	if errors.As(err, &pe) && (pe.Code == "ITEM_NOT_FOUND" || pe.Code == "INVALID_ACCESS_TOKEN") {
+		return nil
+	}
+	return err
+}
+
+// WebhookVerificationKey calls /webhook_verification_key/get. An unknown
+// key id is an INVALID_INPUT error (ClassConfig): the webhook is unverified.
+func (c *PlaidClient) WebhookVerificationKey(ctx context.Context, keyID string) (*WebhookKey, error) {
+	var key *WebhookKey
+	err := c.call(ctx, plaidEndpointWebhookKey, c.webhookKeyLimiter, "", func(ctx context.Context) (*http.Response, error) {
+		resp, httpResp, err := c.api.PlaidApi.WebhookVerificationKeyGet(ctx).
+			WebhookVerificationKeyGetRequest(*plaid.NewWebhookVerificationKeyGetRequest(keyID)).Execute()
+		if err == nil {
+			k := resp.GetKey()
+			key = &WebhookKey{
+				Alg: k.GetAlg(), Crv: k.GetCrv(), KeyID: k.GetKid(), Kty: k.GetKty(), Use: k.GetUse(),
+				X: k.GetX(), Y: k.GetY(),
+				CreatedAt: int64(k.GetCreatedAt()),
+				ExpiredAt: int64(k.GetExpiredAt()), // 0 when null
+			}
+		}
+		return httpResp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if key.KeyID == "" || key.X == "" || key.Y == "" {
+		return nil, incompleteAnswer(plaidEndpointWebhookKey, "no key")
+	}
+	return key, nil
+}
+
+// call runs attempt, one HTTP call to endpoint, pacing every attempt on
+// limiter and retrying transient failures with exponential backoff and
+// jitter, up to maxAttempts. The whole call, pacing and retries included,
+// ends after maxRetryTime: a hung Plaid must not hold a cleanup worker past
+// the run's budget. It returns nil or a *PlaidError: the first
+// non-transient one, or the last transient one. accessToken is only used to
+// redact it from Plaid's messages.
+func (c *PlaidClient) call(ctx context.Context, endpoint string, limiter *rate.Limiter, accessToken string, attempt func(context.Context) (*http.Response, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, c.maxRetryTime)
+	defer cancel()
+	for n := 1; ; n++ {
+		if err := limiter.Wait(ctx); err != nil {
+			return c.stopped(ctx, endpoint, "waiting for the rate limit", err)
+		}
+		httpResp, err := attempt(ctx)
+		if err == nil {
+			return nil
+		}
+		pe := c.toPlaidError(err, httpResp, accessToken)
+		if pe.Class != ClassTransient || ctx.Err() != nil || n >= c.maxAttempts {
+			return pe
+		}
+		delay := c.backoff(n)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
+			return pe // the time bound ends before the retry could start
+		}
+		// The logger travels in ctx (log.go); a retry is a WARNING (DESIGN §11).
+		Logger(ctx).LogAttrs(ctx, slog.LevelWarn, "retrying Plaid call",
+			slog.String("endpoint", endpoint),
+			slog.Int("attempt", n),
+			slog.String("error_type", pe.Type),
+			slog.String("error_code", pe.Code),
+			slog.Int("status", pe.Status),
+			slog.String("request_id", pe.RequestID),
+			slog.Duration("backoff", delay),
+			slog.String("error", pe.Error()),
+		)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return c.stopped(ctx, endpoint, "waiting to retry after "+pe.Error(), ctx.Err())
+		}
+	}
+}
+
+// stopped is the error of a call the caller's context ended (or whose
+// deadline the rate limiter could not meet) before Plaid answered it.
+func (c *PlaidClient) stopped(ctx context.Context, endpoint, while string, err error) *PlaidError {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		err = ctxErr
+	} else if _, ok := ctx.Deadline(); ok {
+		// rate.Limiter refuses a wait that would outlast the deadline.
+		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return &PlaidError{Class: ClassTransient, Err: fmt.Errorf("plaid %s: %s: %w", endpoint, while, err)}
+}
+
+// backoff is the wait before attempt n+1: BaseBackoff doubled per failed
+// attempt, capped at MaxBackoff, with "equal jitter" (half fixed, half
+// random) so that concurrent workers hit by one outage do not retry in step.
+func (c *PlaidClient) backoff(n int) time.Duration {
+	d := c.baseBackoff
+	for i := 1; i < n && d < c.maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.maxBackoff)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// toPlaidError classifies what a plaid-go call returned. plaid-go returns a
+// plaid.GenericOpenAPIError for every HTTP answer it could not use (status
+// ≥ 300, or a body it could not decode, even on a 200) and the HTTP
+// client's own error when nothing came back.
+func (c *PlaidClient) toPlaidError(err error, httpResp *http.Response, accessToken string) *PlaidError {
+	var generic plaid.GenericOpenAPIError
+	if !errors.As(err, &generic) {
+		// No answer: connection refused or reset, timeout, cancellation, or
+		// a body cut short. *url.Error names the URL, never the body.
+		return &PlaidError{Class: ClassifyPlaidError("", "", 0, true), Err: err}
+	}
+	status := 0
+	if httpResp != nil {
+		status = httpResp.StatusCode
+	}
+	if status >= 300 {
+		// ToPlaidError needs the GenericOpenAPIError itself, not a wrapper.
+		if model, perr := plaid.ToPlaidError(generic); perr == nil && model.ErrorCode != "" {
+			return c.fromPlaidModel(model, status, accessToken)
+		}
+	}
+	// Not Plaid's JSON: a proxy's or load balancer's error page, or a
+	// BaseURL that is not Plaid. Only the decoder's message is kept.
+	return &PlaidError{
+		Class:  ClassifyPlaidError("", "", status, false),
+		Status: status,
+		Err:    fmt.Errorf("undecodable Plaid answer: %s", generic.Error()),
+	}
+}
+
+// incompleteAnswer is the error of a 200 that lacks what Plaid always sends:
+// not Plaid, or not a whole answer, so it proves nothing.
+func incompleteAnswer(endpoint, what string) *PlaidError {
+	return &PlaidError{
+		Class:  ClassifyPlaidError("", "", http.StatusOK, false),
+		Status: http.StatusOK,
+		Err:    fmt.Errorf("incomplete Plaid %s answer: %s", endpoint, what),
+	}
+}
+
+// fromPlaidModel turns Plaid's error object into a *PlaidError. Plaid's
+// error_message is kept for operators, without the access token or secret.
+func (c *PlaidClient) fromPlaidModel(m plaid.PlaidError, status int, accessToken string) *PlaidError {
+	pe := &PlaidError{
+		Class:     ClassifyPlaidError(string(m.ErrorType), m.ErrorCode, status, false),
+		Type:      string(m.ErrorType),
+		Code:      m.ErrorCode,
+		RequestID: m.GetRequestId(),
+		Status:    status,
+	}
+	if msg := c.redact(m.ErrorMessage, accessToken); msg != "" {
+		pe.Err = errors.New(msg)
+	}
+	return pe
+}
+
+func (c *PlaidClient) redact(msg, accessToken string) string {
+	for _, secret := range []string{accessToken, c.secret} {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "[redacted]")
+		}
+	}
+	if len(msg) > plaidErrorMessageMaxChars {
+		msg = msg[:plaidErrorMessageMaxChars] + "…"
+	}
+	return msg
+}
+
+// Plaid error codes the service acts on (DESIGN §7, PLAID.md).
+var (
+	plaidGoneCodes = map[string]bool{
+		"ITEM_NOT_FOUND":          true,
+		"INVALID_ACCESS_TOKEN":    true,
+		"USER_PERMISSION_REVOKED": true,
+	}
+	// The three codes of DESIGN §7, and the ITEM_ERROR codes Plaid
+	// documents as resolved by the user in Link's update mode: the Item is
+	// alive and must not be removed, and error_code tells the app to ask
+	// the user. Without them these would read as configuration faults.
+	plaidNeedsUserCodes = map[string]bool{
+		"ITEM_LOGIN_REQUIRED":      true,
+		"PENDING_EXPIRATION":       true,
+		"PENDING_DISCONNECT":       true,
+		"ITEM_LOCKED":              true,
+		"INVALID_CREDENTIALS":      true,
+		"INVALID_MFA":              true,
+		"INVALID_UPDATED_USERNAME": true,
+		"INSUFFICIENT_CREDENTIALS": true,
+		"USER_SETUP_REQUIRED":      true,
+		"MFA_NOT_SUPPORTED":        true,
+		"ACCESS_NOT_GRANTED":       true,
+	}
+	plaidTransientTypes = map[string]bool{
+		"RATE_LIMIT_EXCEEDED": true, // 429, any code: ITEM_GET_LIMIT, RATE_LIMIT...
+		"API_ERROR":           true, // INTERNAL_SERVER_ERROR 500, PLANNED_MAINTENANCE 503
+		"INSTITUTION_ERROR":   true, // the bank is down, not the token (a 400)
+	}
+)
+
+// ClassifyPlaidError is the one mapping from a Plaid failure to what it
+// means for the token (DESIGN §7, PLAID.md): errorType and errorCode from
+// Plaid's error object (empty when the answer was not Plaid's JSON), status
+// the HTTP status (0 for item.error in a 200 and for webhooks), noAnswer
+// whether the call got no HTTP answer at all (connection error, timeout).
+//
+// Classification goes by code, then type, then status: INSTITUTION_DOWN is
+// a 400, yet transient. What is left over, an unknown code or an
+// undecodable 2xx/4xx, is ClassConfig: an error the service does not
+// understand must never mark a token dead, and it must not be retried
+// forever either; "change nothing, report loudly" is the safe reading.
+func ClassifyPlaidError(errorType, errorCode string, status int, noAnswer bool) ErrorClass {
+	switch {
+	case noAnswer:
+		return ClassTransient
+	case plaidGoneCodes[errorCode]:
+		return ClassGone
+	case plaidNeedsUserCodes[errorCode]:
+		return ClassNeedsUser
+	case errorCode == "INVALID_API_KEYS":
+		return ClassConfig
+	case plaidTransientTypes[errorType], strings.HasPrefix(errorCode, "INSTITUTION_"):
+		return ClassTransient
+	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout, status >= 500:
+		// Rate limits, gateway errors and outages, decodable or not.
+		return ClassTransient
+	default:
+		return ClassConfig
+	}
+}
