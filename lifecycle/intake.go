@@ -1,0 +1,238 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// NewToken is a token fresh from the Plaid Link exchange
+// (/item/public_token/exchange), as the app's other services hand it over.
+type NewToken struct {
+	UserID          string
+	ItemID          string
+	AccessToken     string // plaintext; encrypted before it is stored
+	InstitutionID   string
+	InstitutionName string
+	// Environment is sandbox or production; empty means PLAID_ENV.
+	Environment string
+	Metadata    Metadata
+}
+
+const (
+	// usageWriteEvery is the least time between two last_used_at writes of
+	// a token: Firestore sustains about one write a second per document,
+	// and staleness is counted in days.
+	usageWriteEvery = time.Hour
+	// intakeAttempts bounds the read-decide-write retries of StoreToken
+	// when the document changes between read and write.
+	intakeAttempts = 3
+	// maxIDLength bounds user and item ids (the HTTP API takes item ids of
+	// at most as many bytes).
+	maxIDLength = 256
+)
+
+// ErrItemOfAnotherUser refuses to store a token for an item id that
+// another user's token already holds. It is a conflict with existing data,
+// not a permission the calling service lacks: the exchange that produced
+// it is inconsistent and must be looked into, never resolved by
+// overwriting.
+var ErrItemOfAnotherUser = &Error{Code: CodeConflict, Message: "item belongs to another user"}
+
+// StoreToken stores a token from the Link exchange: encrypted, status
+// active, created_at and updated_at now. It is idempotent on the item id:
+// the same user storing the same active token again (a retried exchange)
+// writes nothing; another access token for the same item (a rotated token)
+// updates the access token, status and updated_at and keeps created_at and
+// every other field. It refuses (CodeConflict) another user's item, and an
+// item that is revoked or already removed at Plaid: a removed Item never
+// comes back, a new link gives a new item id. An expired token comes back
+// to active, its stale error cleared.
+//
+// Known gap: a re-store does not update institution_id, institution_name,
+// environment or metadata, which Patch cannot write; they keep the values
+// of the first store.
+func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
+	if nt.Environment == "" {
+		nt.Environment = s.Config.PlaidEnv
+	}
+	if err := nt.validate(); err != nil {
+		return nil, err
+	}
+	enc, err := s.Cipher.Encrypt(nt.ItemID, nt.AccessToken)
+	if err != nil {
+		return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
+	}
+	log := Logger(ctx).With(slog.String("item_id", nt.ItemID), slog.String("user_id", nt.UserID),
+		slog.String("institution_id", nt.InstitutionID), slog.String("environment", nt.Environment))
+
+	now := s.Clock.Now()
+	tok := &Token{
+		ItemID: nt.ItemID, UserID: nt.UserID, AccessToken: enc,
+		InstitutionID: nt.InstitutionID, InstitutionName: nt.InstitutionName,
+		Status: StatusActive, Environment: nt.Environment, CreatedAt: now, UpdatedAt: now, Metadata: nt.Metadata,
+	}
+	err = s.Store.Create(ctx, tok)
+	if err == nil {
+		log.InfoContext(ctx, "token stored", slog.Bool("created", true), slog.Bool("changed", true))
+		return tok, nil
+	}
+	if !errors.Is(err, ErrChanged) {
+		return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
+	}
+
+	// The item exists: update it, conditionally on the version read so a
+	// concurrent revocation is never undone.
+	for attempt := 1; ; attempt++ {
+		existing, err := s.Store.Get(ctx, nt.ItemID)
+		if errors.Is(err, ErrNotFound) && attempt < intakeAttempts {
+			// Deleted since Create failed (cleanup): create it afresh.
+			err := s.Store.Create(ctx, tok)
+			switch {
+			case err == nil:
+				log.InfoContext(ctx, "token stored", slog.Bool("created", true), slog.Bool("changed", true))
+				return tok, nil
+			case errors.Is(err, ErrChanged):
+				continue // created again meanwhile: read it
+			default:
+				return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
+		}
+		switch {
+		case existing.UserID != nt.UserID:
+			log.WarnContext(ctx, "token refused: item belongs to another user")
+			return nil, ErrItemOfAnotherUser
+		case existing.Status == StatusRevoked || existing.PlaidRemoved:
+			log.WarnContext(ctx, "token refused: item revoked", slog.String("status", string(existing.Status)),
+				slog.Bool("plaid_removed", existing.PlaidRemoved))
+			return nil, Errorf(CodeConflict, "item is revoked; link the account again")
+		}
+		if existing.Status == StatusActive {
+			if plain, err := s.Cipher.Decrypt(existing.ItemID, existing.AccessToken); err == nil && plain == nt.AccessToken {
+				// A retried store of what is already there: nothing to
+				// write (and concurrent retries do not contend).
+				log.InfoContext(ctx, "token stored", slog.Bool("created", false), slog.Bool("changed", false))
+				return existing, nil
+			}
+		}
+		now = s.Clock.Now()
+		p := Patch{AccessToken: &enc, Status: Ptr(StatusActive), UpdatedAt: &now}
+		// An expired token's error_code described the token it replaces.
+		// An active one's stays: the next validation decides.
+		p.ClearErrorCode = existing.Status == StatusExpired && existing.ErrorCode != ""
+		version, err := s.Store.Update(ctx, nt.ItemID, p, existing.Version)
+		if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < intakeAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
+		}
+		existing.AccessToken, existing.Status, existing.UpdatedAt, existing.Version = enc, StatusActive, now, version
+		if p.ClearErrorCode {
+			existing.ErrorCode = ""
+		}
+		log.InfoContext(ctx, "token stored", slog.Bool("created", false), slog.Bool("changed", true))
+		return existing, nil
+	}
+}
+
+// validate reports every problem of nt at once, as CodeInvalid.
+func (nt NewToken) validate() error {
+	var problems []string
+	checkID := func(name, v string) {
+		switch {
+		case v == "":
+			problems = append(problems, name+" is required")
+		case len(v) > maxIDLength:
+			problems = append(problems, fmt.Sprintf("%s is longer than %d bytes", name, maxIDLength))
+		}
+	}
+	checkID("user_id", nt.UserID)
+	checkID("item_id", nt.ItemID)
+	// item_id is the document id: Firestore refuses "/", "." and "..",
+	// and reserves __.*__.
+	if id := nt.ItemID; strings.Contains(id, "/") || id == "." || id == ".." ||
+		(len(id) >= 4 && strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__")) {
+		problems = append(problems, "item_id is not a valid Plaid item id")
+	}
+	switch {
+	case nt.AccessToken == "":
+		problems = append(problems, "access_token is required")
+	case !strings.HasPrefix(nt.AccessToken, "access-"):
+		// Catches a public_token (public-...) passed before its exchange.
+		problems = append(problems, "access_token is not a Plaid access token")
+	}
+	switch nt.Environment {
+	case "sandbox", "production":
+		if prefix := "access-"; strings.HasPrefix(nt.AccessToken, prefix) {
+			env, _, _ := strings.Cut(strings.TrimPrefix(nt.AccessToken, prefix), "-")
+			if (env == "sandbox" || env == "production") && env != nt.Environment {
+				problems = append(problems, fmt.Sprintf("access_token is a %s token, not %s", env, nt.Environment))
+			}
+		}
+	default:
+		problems = append(problems, "environment must be sandbox or production")
+	}
+	if len(problems) > 0 {
+		return Errorf(CodeInvalid, "invalid token: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// UseToken returns the plaintext access token of the user's item, for a
+// Plaid call the app is about to make, and records the use: last_used_at
+// is written at most once an hour per token. A missing item and another
+// user's item both give ErrItemNotFound; a revoked or expired token gives
+// CodeConflict (the user must link the account again). An active token
+// with an error_code is returned: Link's update mode needs it to repair
+// the Item.
+func (s *Service) UseToken(ctx context.Context, userID, itemID string) (string, error) {
+	if userID == "" {
+		return "", Errorf(CodeInvalid, "using a token needs the user id")
+	}
+	tok, err := s.Store.Get(ctx, itemID)
+	if errors.Is(err, ErrNotFound) {
+		return "", ErrItemNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("using token of item %s: %w", itemID, err)
+	}
+	if tok.UserID != userID {
+		return "", ErrItemNotFound
+	}
+	log := Logger(ctx).With(slog.String("item_id", itemID), slog.String("user_id", userID),
+		slog.String("institution_id", tok.InstitutionID))
+	if tok.Status != StatusActive {
+		log.InfoContext(ctx, "token use refused", slog.String("status", string(tok.Status)))
+		return "", Errorf(CodeConflict, "item is %s; link the account again", tok.Status)
+	}
+	access, err := s.Cipher.Decrypt(tok.ItemID, tok.AccessToken)
+	if err != nil {
+		return "", WrapError(CodeInternal, err, "stored token cannot be decrypted")
+	}
+
+	now := s.Clock.Now()
+	recorded := false
+	if tok.LastUsedAt.IsZero() || now.Sub(tok.LastUsedAt) >= usageWriteEvery {
+		// Unconditional: only last_used_at changes, and a later use wins.
+		_, err := s.Store.Update(ctx, itemID, Patch{LastUsedAt: &now}, time.Time{})
+		switch {
+		case err == nil:
+			recorded = true
+		case errors.Is(err, ErrNotFound):
+			// Deleted since read; the app's call will tell it the Item is gone.
+		default:
+			// The app's call must not fail for our bookkeeping; the next
+			// use tries again, as last_used_at did not move.
+			log.WarnContext(ctx, "recording token use failed", slog.String("error", err.Error()))
+		}
+	}
+	log.InfoContext(ctx, "token used", slog.Bool("usage_recorded", recorded))
+	return access, nil
+}
