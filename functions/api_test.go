@@ -1,0 +1,622 @@
+package functions
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/finwell/plaid-token-lifecycle/internal/sample"
+	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/lifecycle"
+)
+
+// apiLogs collects the server's JSON log lines.
+type apiLogs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *apiLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// messages returns the log entries whose message is msg, without time.
+func (l *apiLogs) messages(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+		var e map[string]any
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if e["message"] == msg {
+			delete(e, "time")
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// apiFixture is a server over a testenv.Env that accepts HS256 tokens
+// signed with the Env's secret and RS256 tokens from a local JWKS.
+type apiFixture struct {
+	env    *testenv.Env
+	jwks   *testenv.JWKS
+	server *Server
+	routes http.Handler
+	logs   *apiLogs
+}
+
+func newAPIFixture(t *testing.T) *apiFixture {
+	t.Helper()
+	env := testenv.New(t)
+	jwks := testenv.NewJWKS(t)
+	logs := &apiLogs{}
+	s, err := New(t.Context(), jwks.Configure(env.Config), Deps{Service: env.Service,
+		Logger: lifecycle.NewJSONLogger(logs, slog.LevelInfo)})
+	if err != nil {
+		t.Fatalf("functions.New: %v", err)
+	}
+	return &apiFixture{env: env, jwks: jwks, server: s, routes: s.Routes(), logs: logs}
+}
+
+// apiResult is what a handler test compares.
+type apiResult struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+// call serves one request through the routes scripts/serve listens with.
+func (f *apiFixture) call(t *testing.T, method, target, authorization string, body io.Reader) apiResult {
+	t.Helper()
+	return apiCall(t, f.routes, method, target, authorization, body)
+}
+
+func apiCall(t *testing.T, h http.Handler, method, target, authorization string, body io.Reader) apiResult {
+	t.Helper()
+	r := httptest.NewRequest(method, target, body)
+	if authorization != "" {
+		r.Header.Set("Authorization", authorization)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	res := apiResult{Status: w.Code, Header: w.Header(), Raw: w.Body.String()}
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s %s: Content-Type = %q, want application/json", method, target, ct)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &res.Body); err != nil {
+		t.Fatalf("%s %s: body is not a JSON object (%v): %q", method, target, err, w.Body.String())
+	}
+	return res
+}
+
+// errorJSON is an error body as decoded JSON.
+func errorJSON(detail string, code lifecycle.Code) map[string]any {
+	return map[string]any{"detail": detail, "code": string(code)}
+}
+
+// sampleAnalyticsJSON is DESIGN §4's analytics object for the sample set
+// at testenv.Now (counted by hand in lifecycle/analytics_test.go).
+func sampleAnalyticsJSON() map[string]any {
+	return map[string]any{
+		"total_tokens": 15.0, "active_tokens": 11.0, "expired_tokens": 3.0, "revoked_tokens": 1.0,
+		"error_tokens": 1.0, "unique_users": 5.0, "stale_tokens_30_days": 4.0, "stale_tokens_90_days": 2.0,
+		"institutions": map[string]any{"Chase Bank": 5.0, "Bank of America": 3.0, "Wells Fargo": 3.0, "Citi": 3.0, "Unknown": 1.0},
+		"environments": map[string]any{"sandbox": 11.0, "production": 4.0},
+	}
+}
+
+const (
+	apiItemPath = "/api/v1/plaid/items/"
+	apiRevoke   = "/api/v1/plaid/tokens/revoke-all"
+	apiAnalyze  = "/api/v1/plaid/tokens/analytics"
+	apiCleanup  = "/api/v1/plaid/tokens/cleanup"
+)
+
+func TestAPIUnauthenticated(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	f.env.SeedSample(t)
+	env := f.env
+	before := env.Doc(t, "item-alice-chase")
+
+	otherSecret := "another-secret-0123456789abcdef0123456789"
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, testenv.AccessTokenClaims(sample.Alice)).
+		SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := env.AccessToken(t, sample.Alice, nil)
+	rs := f.jwks.Sign(t, f.jwks.Claims(sample.Alice))
+	tokens := []struct {
+		name, authorization, detail string
+	}{
+		{"no header", "", "missing bearer token"},
+		{"not bearer", "Basic dXNlcjpwYXNz", "missing bearer token"},
+		{"garbage", "Bearer not.a.jwt", "invalid token"},
+		{"HS256 bad signature", "Bearer " + hs[:len(hs)-4] + "AAAA", "invalid token"},
+		{"HS256 other secret", "Bearer " + testenv.SignHS256(t, otherSecret, testenv.AccessTokenClaims(sample.Alice)), "invalid token"},
+		{"HS256 expired", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), "token expired"},
+		{"HS256 refresh token", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"type": "refresh_token"}), "invalid token"},
+		{"HS256 without sub", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"sub": nil}), "invalid token"},
+		{"alg none", "Bearer " + none, "invalid token"},
+		{"RS256 bad signature", "Bearer " + rs[:len(rs)-4] + "AAAA", "invalid token"},
+		{"RS256 wrong audience", "Bearer " + f.jwks.Sign(t, testenv.WithClaims(f.jwks.Claims(sample.Alice), map[string]any{"aud": "someone-else"})), "invalid token"},
+		{"RS256 wrong issuer", "Bearer " + f.jwks.Sign(t, testenv.WithClaims(f.jwks.Claims(sample.Alice), map[string]any{"iss": "https://evil.example"})), "invalid token"},
+	}
+	endpoints := []struct{ method, target string }{
+		{http.MethodDelete, apiRevoke},
+		{http.MethodDelete, apiItemPath + "item-alice-chase"},
+		{http.MethodGet, apiAnalyze},
+		{http.MethodDelete, apiCleanup},
+	}
+	for _, tok := range tokens {
+		for _, ep := range endpoints {
+			t.Run(tok.name+" "+ep.method+" "+ep.target, func(t *testing.T) {
+				t.Parallel()
+				got := f.call(t, ep.method, ep.target, tok.authorization, nil)
+				if got.Status != http.StatusUnauthorized {
+					t.Fatalf("status = %d, want 401; body %s", got.Status, got.Raw)
+				}
+				if c := got.Header.Get("WWW-Authenticate"); !strings.HasPrefix(c, "Bearer") {
+					t.Errorf("WWW-Authenticate = %q, want a Bearer challenge", c)
+				}
+				if diff := cmp.Diff(errorJSON(tok.detail, lifecycle.CodeUnauthorized), got.Body); diff != "" {
+					t.Errorf("body (-want +got):\n%s", diff)
+				}
+			})
+		}
+	}
+	t.Cleanup(func() {
+		if diff := cmp.Diff(before, env.Doc(t, "item-alice-chase")); diff != "" {
+			t.Errorf("an unauthenticated request changed a document (-before +after):\n%s", diff)
+		}
+		if n := env.Plaid.CallCount("/item/remove"); n != 0 {
+			t.Errorf("unauthenticated requests made %d /item/remove calls", n)
+		}
+	})
+}
+
+func TestAPINotAdmin(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	f.env.SeedSample(t)
+	for _, auth := range []struct{ name, authorization string }{
+		{"HS256", f.env.Bearer(t, sample.Alice)},
+		{"RS256", f.jwks.Bearer(t, sample.Alice)},
+		{"admin claim not a boolean", "Bearer " + f.env.AccessToken(t, sample.Alice, map[string]any{"admin": "true"})},
+	} {
+		for _, ep := range []struct{ method, target string }{
+			{http.MethodGet, apiAnalyze}, {http.MethodGet, apiAnalyze + "?history=3"},
+			{http.MethodDelete, apiCleanup}, {http.MethodDelete, apiCleanup + "?days_threshold=1"},
+		} {
+			t.Run(auth.name+" "+ep.method+" "+ep.target, func(t *testing.T) {
+				t.Parallel()
+				got := f.call(t, ep.method, ep.target, auth.authorization, nil)
+				want := apiResult{Status: http.StatusForbidden, Body: errorJSON("admin privileges required", lifecycle.CodeForbidden)}
+				if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+					t.Errorf("response (-want +got):\n%s", diff)
+				}
+			})
+		}
+	}
+	t.Cleanup(func() {
+		if n := len(f.env.Plaid.Calls()); n != 0 {
+			t.Errorf("refused requests made %d Plaid calls", n)
+		}
+		if doc := f.env.Doc(t, "item-carol-boa"); doc == nil {
+			t.Error("a refused cleanup removed a stale token")
+		}
+	})
+}
+
+// cmpStatusBody compares status and body only.
+var cmpStatusBody = cmp.Comparer(func(a, b apiResult) bool {
+	return a.Status == b.Status && cmp.Equal(a.Body, b.Body)
+})
+
+func TestAPIMethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	admin := f.env.Bearer(t, sample.AdminUser)
+	tests := []struct{ method, target, allow string }{
+		{http.MethodGet, apiRevoke, http.MethodDelete},
+		{http.MethodPost, apiRevoke, http.MethodDelete},
+		{http.MethodGet, apiItemPath + "item-alice-chase", http.MethodDelete},
+		{http.MethodPut, apiItemPath + "item-alice-chase", http.MethodDelete},
+		{http.MethodDelete, apiAnalyze, http.MethodGet},
+		{http.MethodPost, apiAnalyze, http.MethodGet},
+		{http.MethodGet, apiCleanup, http.MethodDelete},
+	}
+	for _, tt := range tests {
+		for _, authorization := range []string{"", admin} { // the method is checked first
+			t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+				t.Parallel()
+				got := f.call(t, tt.method, tt.target, authorization, nil)
+				if got.Status != http.StatusMethodNotAllowed || got.Header.Get("Allow") != tt.allow {
+					t.Errorf("status %d Allow %q, want 405 Allow %q", got.Status, got.Header.Get("Allow"), tt.allow)
+				}
+				if got.Body["code"] != "method_not_allowed" || got.Body["detail"] == "" || len(got.Body) != 2 {
+					t.Errorf("body = %v, want {detail, code: method_not_allowed}", got.Body)
+				}
+			})
+		}
+	}
+}
+
+func TestAPIBodyTooLarge(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	f.env.SeedSample(t)
+	big := strings.Repeat("x", maxRequestBody+1)
+	for _, ep := range []struct{ method, target, authorization string }{
+		{http.MethodDelete, apiRevoke, f.env.Bearer(t, sample.Alice)},
+		{http.MethodDelete, apiItemPath + "item-alice-chase", f.env.Bearer(t, sample.Alice)},
+		{http.MethodGet, apiAnalyze, f.env.Bearer(t, sample.AdminUser)},
+		{http.MethodDelete, apiCleanup, f.env.Bearer(t, sample.AdminUser)},
+	} {
+		t.Run(ep.method+" "+ep.target, func(t *testing.T) {
+			t.Parallel()
+			got := f.call(t, ep.method, ep.target, ep.authorization, strings.NewReader(big))
+			if got.Status != http.StatusRequestEntityTooLarge || got.Body["code"] != string(lifecycle.CodeTooLarge) {
+				t.Errorf("status %d body %v, want 413 too_large", got.Status, got.Body)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if doc := f.env.Doc(t, "item-alice-chase"); doc.Status != lifecycle.StatusActive {
+			t.Errorf("an oversized request revoked a token: %+v", doc)
+		}
+	})
+}
+
+func TestAPIRevokeItem(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	env := f.env
+	env.SeedSample(t)
+
+	// HS256, the caller's own item.
+	got := f.call(t, http.MethodDelete, apiItemPath+"item-alice-chase", env.Bearer(t, sample.Alice), nil)
+	want := apiResult{Status: http.StatusOK, Body: map[string]any{"message": "Item revoked successfully", "item_id": "item-alice-chase"}}
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("revoke own item (-want +got):\n%s", diff)
+	}
+	if doc := env.Doc(t, "item-alice-chase"); doc.Status != lifecycle.StatusRevoked || !doc.PlaidRemoved || !doc.UpdatedAt.Equal(testenv.Now) {
+		t.Errorf("document = %+v, want revoked, plaid_removed, updated now", doc)
+	}
+	if !env.Plaid.Removed("access-sandbox-item-alice-chase") || env.Plaid.CallCount("/item/remove") != 1 {
+		t.Errorf("Plaid: removed %v after %d calls, want removed after 1", env.Plaid.Removed("access-sandbox-item-alice-chase"), env.Plaid.CallCount("/item/remove"))
+	}
+
+	// Again: idempotent, no second Plaid call.
+	got = f.call(t, http.MethodDelete, apiItemPath+"item-alice-chase", env.Bearer(t, sample.Alice), nil)
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("revoke again (-want +got):\n%s", diff)
+	}
+	if n := env.Plaid.CallCount("/item/remove"); n != 1 {
+		t.Errorf("/item/remove calls = %d after a repeated revocation, want 1", n)
+	}
+
+	// RS256 from the JWKS.
+	got = f.call(t, http.MethodDelete, apiItemPath+"item-carol-citi", f.jwks.Bearer(t, sample.Carol), nil)
+	want = apiResult{Status: http.StatusOK, Body: map[string]any{"message": "Item revoked successfully", "item_id": "item-carol-citi"}}
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("revoke with an RS256 token (-want +got):\n%s", diff)
+	}
+	if doc := env.Doc(t, "item-carol-citi"); doc.Status != lifecycle.StatusRevoked || !doc.PlaidRemoved {
+		t.Errorf("document = %+v, want revoked and removed", doc)
+	}
+
+	// Plaid down: revoked at once all the same.
+	env.Plaid.FailAlways("/item/remove", 500, "API_ERROR", "INTERNAL_SERVER_ERROR")
+	got = f.call(t, http.MethodDelete, apiItemPath+"item-bob-chase", env.Bearer(t, sample.Bob), nil)
+	want = apiResult{Status: http.StatusOK, Body: map[string]any{"message": "Item revoked successfully", "item_id": "item-bob-chase"}}
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("revoke while Plaid is down (-want +got):\n%s", diff)
+	}
+	if doc := env.Doc(t, "item-bob-chase"); doc.Status != lifecycle.StatusRevoked || doc.PlaidRemoved {
+		t.Errorf("document = %+v, want revoked, plaid_removed false", doc)
+	}
+}
+
+// Another user's item answers exactly like a missing one and is left
+// alone; admins included (they revoke for others through the CLI).
+func TestAPIRevokeItemNotFound(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	env := f.env
+	env.SeedSample(t)
+	before := env.Doc(t, "item-alice-chase")
+
+	missing := f.call(t, http.MethodDelete, apiItemPath+"item-nobody", env.Bearer(t, sample.Bob), nil)
+	want := apiResult{Status: http.StatusNotFound, Body: errorJSON("item not found", lifecycle.CodeNotFound)}
+	if diff := cmp.Diff(want, missing, cmpStatusBody); diff != "" {
+		t.Errorf("missing item (-want +got):\n%s", diff)
+	}
+	for _, tt := range []struct{ name, target, authorization string }{
+		{"another user's, HS256", apiItemPath + "item-alice-chase", env.Bearer(t, sample.Bob)},
+		{"another user's, RS256", apiItemPath + "item-alice-chase", f.jwks.Bearer(t, sample.Bob)},
+		{"another user's, admin", apiItemPath + "item-alice-chase", env.Bearer(t, sample.AdminUser)},
+		{"no item id", apiItemPath, env.Bearer(t, sample.Bob)},
+		{"nested path", apiItemPath + "item-alice-chase/x", env.Bearer(t, sample.Alice)},
+	} {
+		got := f.call(t, http.MethodDelete, tt.target, tt.authorization, nil)
+		if got.Status != missing.Status || got.Raw != missing.Raw {
+			t.Errorf("%s: %d %s, want exactly the missing item's %d %s", tt.name, got.Status, got.Raw, missing.Status, missing.Raw)
+		}
+	}
+	if diff := cmp.Diff(before, env.Doc(t, "item-alice-chase")); diff != "" {
+		t.Errorf("another user's document changed (-before +after):\n%s", diff)
+	}
+	if n := env.Plaid.CallCount("/item/remove"); n != 0 {
+		t.Errorf("/item/remove calls = %d, want 0", n)
+	}
+}
+
+// The RevokeItem function deployed alone takes the item id as its path.
+func TestAPIRevokeItemDeployedAtRoot(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	f.env.SeedSample(t)
+	got := apiCall(t, f.server.RevokeItemHandler(), http.MethodDelete, "/item-alice-boa", f.env.Bearer(t, sample.Alice), nil)
+	want := apiResult{Status: http.StatusOK, Body: map[string]any{"message": "Item revoked successfully", "item_id": "item-alice-boa"}}
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("response (-want +got):\n%s", diff)
+	}
+}
+
+func TestAPIRevokeAll(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	env := f.env
+	tokens := env.SeedSample(t)
+	before := map[string]*lifecycle.Token{}
+	for _, tok := range tokens {
+		before[tok.ItemID] = env.Doc(t, tok.ItemID)
+	}
+	revokeAll := func(authorization string) apiResult {
+		t.Helper()
+		return f.call(t, http.MethodDelete, apiRevoke, authorization, nil)
+	}
+	body := func(n float64, msg string) apiResult {
+		return apiResult{Status: http.StatusOK, Body: map[string]any{"message": msg, "revoked_count": n}}
+	}
+
+	if diff := cmp.Diff(body(3, "Revoked 3 tokens successfully"), revokeAll(env.Bearer(t, sample.Alice)), cmpStatusBody); diff != "" {
+		t.Errorf("Alice (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(body(0, "Revoked 0 tokens successfully"), revokeAll(env.Bearer(t, sample.Alice)), cmpStatusBody); diff != "" {
+		t.Errorf("Alice again (-want +got):\n%s", diff)
+	}
+	// Dave over RS256: item-dave-revoked is already revoked.
+	if diff := cmp.Diff(body(2, "Revoked 2 tokens successfully"), revokeAll(f.jwks.Bearer(t, sample.Dave)), cmpStatusBody); diff != "" {
+		t.Errorf("Dave (-want +got):\n%s", diff)
+	}
+	// An admin revokes their own tokens only: none.
+	if diff := cmp.Diff(body(0, "Revoked 0 tokens successfully"), revokeAll(env.Bearer(t, sample.AdminUser)), cmpStatusBody); diff != "" {
+		t.Errorf("admin (-want +got):\n%s", diff)
+	}
+
+	for _, tok := range tokens {
+		doc := env.Doc(t, tok.ItemID)
+		switch tok.UserID {
+		case sample.Alice, sample.Dave:
+			if doc.Status != lifecycle.StatusRevoked {
+				t.Errorf("%s status = %s, want revoked", tok.ItemID, doc.Status)
+			}
+		default:
+			if diff := cmp.Diff(before[tok.ItemID], doc); diff != "" {
+				t.Errorf("%s of another user changed (-before +after):\n%s", tok.ItemID, diff)
+			}
+		}
+	}
+	if n := env.Plaid.CallCount("/item/remove"); n != 5 {
+		t.Errorf("/item/remove calls = %d, want 5 (3 of Alice, 2 of Dave)", n)
+	}
+}
+
+func TestAPIAnalytics(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	env := f.env
+	env.SeedSample(t)
+	want := apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON()}}
+
+	for _, tt := range []struct{ name, authorization string }{
+		{"HS256 admin by ADMIN_USER_IDS", env.Bearer(t, sample.AdminUser)},
+		{"HS256 admin claim", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"admin": true})},
+		{"RS256 admin claim", "Bearer " + f.jwks.Sign(t, testenv.WithClaims(f.jwks.Claims("firebase-ops"), map[string]any{"admin": true}))},
+	} {
+		got := f.call(t, http.MethodGet, apiAnalyze, tt.authorization, nil)
+		if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+		}
+	}
+	if n := len(env.Plaid.Calls()); n != 0 {
+		t.Errorf("analytics made %d Plaid calls", n)
+	}
+}
+
+func TestAPIAnalyticsHistory(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	env := f.env
+	env.SeedSample(t)
+	ctx := context.Background()
+	admin := env.Bearer(t, sample.AdminUser)
+
+	// No snapshot yet: an empty history, not a missing key.
+	got := f.call(t, http.MethodGet, apiAnalyze+"?history=1", admin, nil)
+	want := apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON(), "history": []any{}}}
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("history of nothing (-want +got):\n%s", diff)
+	}
+
+	// Three weekly snapshots.
+	a, err := env.Service.Analytics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	week := 7 * 24 * time.Hour
+	for i, id := range []string{"w1", "w2", "w3"} {
+		env.Clock.Set(testenv.Now.Add(time.Duration(i) * week))
+		a.TotalTokens = 15 + i
+		if _, err := env.Service.SaveAnalyticsSnapshot(ctx, id, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.Clock.Set(testenv.Now)
+	snapshot := func(at time.Time, total float64) map[string]any {
+		an := sampleAnalyticsJSON()
+		an["total_tokens"] = total
+		return map[string]any{"taken_at": at.Format(time.RFC3339), "analytics": an}
+	}
+	got = f.call(t, http.MethodGet, apiAnalyze+"?history=2", admin, nil)
+	want = apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON(), "history": []any{
+		snapshot(testenv.Now.Add(2*week), 17), snapshot(testenv.Now.Add(week), 16),
+	}}}
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("history=2 (-want +got):\n%s", diff)
+	}
+	got = f.call(t, http.MethodGet, apiAnalyze+"?history=52", admin, nil)
+	if h, _ := got.Body["history"].([]any); got.Status != http.StatusOK || len(h) != 3 {
+		t.Errorf("history=52: status %d, %d snapshots; want 200 and 3", got.Status, len(h))
+	}
+
+	for _, bad := range []string{"0", "53", "-1", "abc", "", "1.5", "2&history=3"} {
+		got := f.call(t, http.MethodGet, apiAnalyze+"?history="+bad, admin, nil)
+		want := apiResult{Status: http.StatusBadRequest, Body: errorJSON("history must be an integer from 1 to 52", lifecycle.CodeInvalid)}
+		if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+			t.Errorf("history=%s (-want +got):\n%s", bad, diff)
+		}
+	}
+}
+
+// snapshotCount counts the stored analytics snapshots.
+func snapshotCount(t *testing.T, env *testenv.Env) int {
+	t.Helper()
+	res, err := env.Client.Collection(lifecycle.SnapshotsCollection).NewAggregationQuery().WithCount("n").Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		N int64 `firestore:"n"`
+	}
+	if err := res.DataTo(&c); err != nil {
+		t.Fatal(err)
+	}
+	return int(c.N)
+}
+
+func TestWeeklyAnalyticsEvent(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	env := f.env
+	env.SeedSample(t)
+	e := testenv.PubSubEvent(t, "1", "plaid-token-weekly-analytics", []byte(`{"source":"cloud-scheduler"}`))
+
+	for range 2 { // a redelivery
+		if err := f.server.WeeklyAnalytics(context.Background(), e); err != nil {
+			t.Fatalf("WeeklyAnalytics: %v", err)
+		}
+	}
+	if n := snapshotCount(t, env); n != 1 {
+		t.Errorf("%d snapshots after a redelivered event, want 1", n)
+	}
+	wantLog := []map[string]any{{
+		"severity": "INFO", "message": "weekly analytics", "event_id": "1", "function": "WeeklyAnalytics",
+		"total_tokens": 15.0, "active_tokens": 11.0, "expired_tokens": 3.0, "revoked_tokens": 1.0,
+		"error_tokens": 1.0, "unique_users": 5.0, "stale_tokens_30_days": 4.0, "stale_tokens_90_days": 2.0,
+		"institutions": map[string]any{"Chase Bank": 5.0, "Bank of America": 3.0, "Wells Fargo": 3.0, "Citi": 3.0, "Unknown": 1.0},
+		"environments": map[string]any{"sandbox": 11.0, "production": 4.0},
+	}}
+	if diff := cmp.Diff(wantLog, f.logs.messages(t, "weekly analytics")); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+	if n := len(f.logs.messages(t, "event already handled; redelivery acknowledged")); n != 1 {
+		t.Errorf("redelivery logged %d times, want 1", n)
+	}
+
+	// The snapshot is what ?history=1 shows.
+	got := f.call(t, http.MethodGet, apiAnalyze+"?history=1", env.Bearer(t, sample.AdminUser), nil)
+	want := apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON(), "history": []any{
+		map[string]any{"taken_at": testenv.Now.Format(time.RFC3339), "analytics": sampleAnalyticsJSON()},
+	}}}
+	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		t.Errorf("history after the weekly run (-want +got):\n%s", diff)
+	}
+
+	// A new event id a week later is a new snapshot.
+	env.Clock.Advance(7 * 24 * time.Hour)
+	if err := f.server.WeeklyAnalytics(context.Background(), testenv.PubSubEvent(t, "2", "plaid-token-weekly-analytics", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := snapshotCount(t, env); n != 2 {
+		t.Errorf("%d snapshots after a second week, want 2", n)
+	}
+	if n := len(env.Plaid.Calls()); n != 0 {
+		t.Errorf("weekly analytics made %d Plaid calls", n)
+	}
+}
+
+// An event that is not a Pub/Sub message is dropped without a retry.
+func TestWeeklyAnalyticsMalformedEvent(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	e := testenv.PubSubEvent(t, "bad", "plaid-token-weekly-analytics", nil)
+	if err := e.SetData("application/json", []byte(`"not an envelope"`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.server.WeeklyAnalytics(context.Background(), e); err != nil {
+		t.Errorf("WeeklyAnalytics(malformed) = %v, want nil: a retry cannot help", err)
+	}
+	if n := snapshotCount(t, f.env); n != 0 {
+		t.Errorf("%d snapshots from a malformed event", n)
+	}
+}
+
+// scripts/serve delivers events over HTTP (structured mode here); a
+// redelivery there is acknowledged without a second snapshot too.
+func TestWeeklyAnalyticsOverHTTP(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	f.env.SeedSample(t)
+	e := testenv.PubSubEvent(t, "http-1", "plaid-token-weekly-analytics", []byte(`{}`))
+	raw, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		r := httptest.NewRequest(http.MethodPost, "/events/WeeklyAnalytics", bytes.NewReader(raw))
+		r.Header.Set("Content-Type", "application/cloudevents+json")
+		w := httptest.NewRecorder()
+		f.routes.ServeHTTP(w, r)
+		if w.Code/100 != 2 {
+			t.Fatalf("POST /events/WeeklyAnalytics: %d %s", w.Code, w.Body.String())
+		}
+	}
+	if n := snapshotCount(t, f.env); n != 1 {
+		t.Errorf("%d snapshots, want 1", n)
+	}
+}

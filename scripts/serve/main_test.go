@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/finwell/plaid-token-lifecycle/functions"
+	"github.com/finwell/plaid-token-lifecycle/internal/sample"
+	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/lifecycle"
+)
+
+// TestServeBinaryEndToEnd builds scripts/serve, starts it as a process the
+// way an operator would (configuration from the environment only), and
+// drives it over HTTP against the emulator and the fake Plaid.
+func TestServeBinaryEndToEnd(t *testing.T) {
+	env := testenv.New(t)
+	env.SeedSample(t)
+	// Enough healthy tokens for three pages, so the scheduled run below
+	// checkpoints and continues.
+	const bulk = 650
+	var extra []sample.Token
+	for i := range bulk {
+		extra = append(extra, testenv.ActiveToken(fmt.Sprintf("item-zz-bulk-%04d", i), "user-bulk", 5))
+	}
+	env.Seed(t, extra...)
+
+	bin := filepath.Join(t.TempDir(), "serve")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(),
+		"PORT="+port,
+		"GOOGLE_CLOUD_PROJECT="+env.Project,
+		"TOKEN_ENCRYPTION_KEY="+testenv.EncryptionKey,
+		"PLAID_CLIENT_ID="+env.Plaid.ClientID,
+		"PLAID_SECRET="+env.Plaid.Secret,
+		"PLAID_BASE_URL="+env.Plaid.URL(),
+		"AUTH_JWT_SECRET="+env.Config.AuthJWTSecret,
+		"ADMIN_USER_IDS="+sample.AdminUser,
+		"RUN_TIME_BUDGET=1ns", // every scheduled run checkpoints after each page and continues
+	)
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("serve output:\n%s", logs.String())
+		}
+	})
+	base := "http://127.0.0.1:" + port
+	waitHealthy(t, base)
+
+	admin, alice := env.Bearer(t, sample.AdminUser), env.Bearer(t, sample.Alice)
+
+	// Unauthenticated, not admin, wrong method: refused with JSON errors.
+	assertStatus(t, call(t, http.MethodGet, base+functions.PathAnalytics, "", nil), http.StatusUnauthorized)
+	assertStatus(t, call(t, http.MethodGet, base+functions.PathAnalytics, alice, nil), http.StatusForbidden)
+	assertStatus(t, call(t, http.MethodPost, base+functions.PathCleanup, admin, nil), http.StatusMethodNotAllowed)
+	assertStatus(t, call(t, http.MethodPost, base+functions.PathWebhook, "", []byte(`{}`)), http.StatusUnauthorized)
+
+	// Analytics before any change: every sample token is counted.
+	res := call(t, http.MethodGet, base+functions.PathAnalytics, admin, nil)
+	assertStatus(t, res, http.StatusOK)
+	if got := res.body["analytics"].(map[string]any)["total_tokens"]; got != float64(15+bulk) {
+		t.Errorf("analytics total_tokens = %v, want %d", got, 15+bulk)
+	}
+
+	// Alice revokes one of her items; Bob's item is not hers.
+	res = call(t, http.MethodDelete, base+functions.PathItemPrefix+"item-alice-chase", alice, nil)
+	assertStatus(t, res, http.StatusOK)
+	if diff := cmp.Diff(map[string]any{"message": "Item revoked successfully", "item_id": "item-alice-chase"}, res.body); diff != "" {
+		t.Errorf("revoke body (-want +got):\n%s", diff)
+	}
+	assertStatus(t, call(t, http.MethodDelete, base+functions.PathItemPrefix+"item-bob-chase", alice, nil), http.StatusNotFound)
+	if doc := env.Doc(t, "item-alice-chase"); doc.Status != lifecycle.StatusRevoked || !doc.PlaidRemoved {
+		t.Errorf("revoked item = %+v", doc)
+	}
+	if doc := env.Doc(t, "item-bob-chase"); doc.Status != lifecycle.StatusActive {
+		t.Errorf("Bob's item changed: %+v", doc)
+	}
+
+	// A dry-run cleanup over HTTP (the revoked item now counts too).
+	res = call(t, http.MethodDelete, base+functions.PathCleanup+"?days_threshold=90&dry_run=true", admin, nil)
+	assertStatus(t, res, http.StatusOK)
+	if got := res.body["statistics"].(map[string]any)["revoked_removed"]; got != float64(2) {
+		t.Errorf("dry-run revoked_removed = %v, want 2", got)
+	}
+
+	// The scheduled cleanup, as Eventarc delivers it. With a 1ns budget it
+	// continues through the server's own /events/DailyCleanup until done.
+	req, err := functions.NewPubSubEventRequest(ctx, base+"/events/DailyCleanup", "e2e-1", []byte(`{"days_threshold": 90}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("DailyCleanup event: HTTP %d", resp.StatusCode)
+	}
+	run := waitRunDone(t, env)
+	want := lifecycle.Statistics{TotalChecked: 15 + bulk, ExpiredRemoved: 3, StaleRemoved: 2, InvalidMarked: 1,
+		RevokedRemoved: 2, TotalCleaned: 7, NeedsUser: 1}
+	if diff := cmp.Diff(want, run.Statistics); diff != "" {
+		t.Errorf("scheduled run statistics (-want +got):\n%s", diff)
+	}
+	if run.Status != lifecycle.RunSucceeded || run.Invocations < 3 {
+		t.Errorf("run status %s (%s) after %d invocations, want succeeded after at least 3", run.Status, run.Failure, run.Invocations)
+	}
+	if !strings.Contains(logs.String(), `"severity":"INFO"`) || !strings.Contains(logs.String(), `"message":"cleanup run finished"`) {
+		t.Errorf("logs are not Cloud Logging JSON lines with the run's end:\n%s", logs.String())
+	}
+}
+
+// syncBuffer collects the process's output; the test reads it while the
+// process still writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type result struct {
+	status int
+	body   map[string]any
+}
+
+func call(t *testing.T, method, url, authorization string, body []byte) result {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("%s %s: HTTP %d, body is not JSON: %v", method, url, resp.StatusCode, err)
+	}
+	return result{status: resp.StatusCode, body: m}
+}
+
+func assertStatus(t *testing.T, r result, want int) {
+	t.Helper()
+	if r.status != want {
+		t.Errorf("HTTP %d (body %v), want %d", r.status, r.body, want)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}
+
+// waitHealthy polls /healthz until the server answers (it builds its
+// clients and derives the vault key first).
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("serve did not become healthy within 30 s")
+}
+
+// waitRunDone polls the run records until the one cleanup run finishes.
+func waitRunDone(t *testing.T, env *testenv.Env) *lifecycle.RunRecord {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		runs, err := env.Records.LatestRuns(context.Background(), "cleanup", 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs {
+			if !r.DryRun && (r.Status == lifecycle.RunSucceeded || r.Status == lifecycle.RunFailed) {
+				return r
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the scheduled cleanup did not finish within 60 s")
+	return nil
+}
