@@ -185,7 +185,8 @@ func TestPlaidClientClassifiesItemErrors(t *testing.T) {
 		{"PENDING_DISCONNECT", plaidOutcome{lifecycle.ClassNeedsUser, "ITEM_ERROR", "PENDING_DISCONNECT", 0, 1}},
 		{"INSTITUTION_DOWN", plaidOutcome{lifecycle.ClassTransient, "INSTITUTION_ERROR", "INSTITUTION_DOWN", 0, 1}},
 		{"INSTITUTION_NOT_RESPONDING", plaidOutcome{lifecycle.ClassTransient, "INSTITUTION_ERROR", "INSTITUTION_NOT_RESPONDING", 0, 1}},
-		{"ITEM_LOCKED", plaidOutcome{lifecycle.ClassConfig, "ITEM_ERROR", "ITEM_LOCKED", 0, 1}},
+		{"ITEM_LOCKED", plaidOutcome{lifecycle.ClassNeedsUser, "ITEM_ERROR", "ITEM_LOCKED", 0, 1}},
+		{"PRODUCT_NOT_READY", plaidOutcome{lifecycle.ClassConfig, "ITEM_ERROR", "PRODUCT_NOT_READY", 0, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {
@@ -718,9 +719,9 @@ func TestClassifyPlaidError(t *testing.T) {
 		{"INVALID_INPUT", "INVALID_API_KEYS", 400, false, lifecycle.ClassConfig},
 		{"INVALID_REQUEST", "MISSING_FIELDS", 400, false, lifecycle.ClassConfig},
 		{"INVALID_INPUT", "UNAUTHORIZED_ENVIRONMENT", 400, false, lifecycle.ClassConfig},
-		{"ITEM_ERROR", "ITEM_LOCKED", 400, false, lifecycle.ClassConfig}, // unknown: never the token's death
-		{"", "", 404, false, lifecycle.ClassConfig},                      // undecodable 4xx: not Plaid
-		{"", "", 200, false, lifecycle.ClassConfig},                      // undecodable 200
+		{"ITEM_ERROR", "SOME_NEW_ITEM_CODE", 400, false, lifecycle.ClassConfig}, // unknown: never the token's death
+		{"", "", 404, false, lifecycle.ClassConfig},                             // undecodable 4xx: not Plaid
+		{"", "", 200, false, lifecycle.ClassConfig},                             // undecodable 200
 	}
 	for _, tt := range tests {
 		if got := lifecycle.ClassifyPlaidError(tt.errType, tt.code, tt.status, tt.noAnswer); got != tt.want {
