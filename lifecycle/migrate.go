@@ -1,0 +1,622 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// legacyArchiveCollection keeps every per-user document of the old service
+// that the migration carried over, as it was plus `migrated_at` and
+// `migrated_items`, with the user id as document id (plaintext access tokens
+// in it are replaced by their v1 ciphertext: see legacyPlan.archive). The legacy document
+// leaves plaid_tokens in the same transaction that writes its archive copy,
+// so the old data is never deleted outright: an operator can always go back
+// to it.
+const legacyArchiveCollection = "plaid_token_legacy_archive"
+
+// LegacyErrorCode is the error_code given to items the old service had in
+// status `error` (or in a status this service does not know): they are
+// migrated as active so that the next validation decides (DESIGN §5).
+const LegacyErrorCode = "LEGACY_ERROR"
+
+const (
+	// migratePageSize is the number of plaid_tokens documents read per page.
+	// Pages are projections on `status` (ids only, in practice); a legacy
+	// document is read in full only by the worker that migrates it, so
+	// memory stays bounded by migrateWorkers legacy documents (each at most
+	// Firestore's 1 MiB) whatever the collection size.
+	migratePageSize = 300
+	// migrateWorkers bounds the legacy documents migrated at once.
+	migrateWorkers = 8
+	// maxMigrateProblems bounds the problems listed in a report; the
+	// counts still count them all.
+	maxMigrateProblems = 100
+)
+
+// MigrateOptions asks for a legacy migration.
+type MigrateOptions struct {
+	// DryRun computes the full report and writes nothing.
+	DryRun bool
+	// LegacyKey is LEGACY_TOKEN_ENCRYPTION_KEY, the password the old
+	// service's Fernet key was derived from. It may be empty when the legacy
+	// data holds only plaintext tokens.
+	LegacyKey string
+	// Progress, if set, is called after each page with the totals so far.
+	Progress func(MigrateReport)
+}
+
+// MigrateReport is what a legacy migration did (or, dry, would do).
+type MigrateReport struct {
+	DryRun bool `json:"dry_run"`
+	// DocumentsScanned counts the plaid_tokens documents looked at (in a
+	// real run, item documents it created ahead of its cursor too).
+	DocumentsScanned int `json:"documents_scanned"`
+	// LegacyUsers counts the legacy per-user documents found.
+	LegacyUsers int `json:"legacy_users"`
+	// UsersMigrated counts legacy documents archived and removed from
+	// plaid_tokens because every item of theirs is in place.
+	UsersMigrated int `json:"users_migrated"`
+	// UsersLeftInPlace counts legacy documents left as they are because of a
+	// conflict or an error in one of their items.
+	UsersLeftInPlace int `json:"users_left_in_place"`
+	// Items counts the items in the legacy documents found.
+	Items int `json:"items"`
+	// ItemsMigrated counts item documents created.
+	ItemsMigrated int `json:"items_migrated"`
+	// ItemsAlreadyMigrated counts items whose document already existed for
+	// the same user (left as it was).
+	ItemsAlreadyMigrated int `json:"items_already_migrated"`
+	// PlaintextTokens and FernetTokens count the readable access tokens by
+	// the form the old service stored them in.
+	PlaintextTokens int `json:"plaintext_tokens"`
+	FernetTokens    int `json:"fernet_tokens"`
+	// LegacyErrorItems counts items migrated as active with error_code
+	// LEGACY_ERROR (old status `error` or unknown).
+	LegacyErrorItems int `json:"legacy_error_items"`
+	// UndatedItems counts items without created_at, updated_at or
+	// last_used_at. They get updated_at = the migration time: with no date
+	// at all, the first cleanup would take them for stale and remove a
+	// possibly live Item at Plaid.
+	UndatedItems int `json:"undated_items"`
+	// Conflicts counts items whose document already exists for another
+	// user; Errors counts items (or documents) that could not be read or
+	// decrypted. Either leaves the whole legacy document in place.
+	Conflicts int `json:"conflicts"`
+	Errors    int `json:"errors"`
+	// Problems lists the first conflicts and errors (never a token).
+	Problems []MigrateProblem `json:"problems"`
+}
+
+// MigrateProblem is one conflict or error of a migration.
+type MigrateProblem struct {
+	UserID string `json:"user_id"`
+	ItemID string `json:"item_id,omitempty"`
+	Kind   string `json:"kind"` // "conflict" or "error"
+	Error  string `json:"error"`
+}
+
+// Kinds of MigrateProblem.
+const (
+	MigrateConflict = "conflict"
+	MigrateError    = "error"
+)
+
+// MigrateLegacy carries the old service's per-user documents over to one
+// document per item (DESIGN §5). For each legacy document (one with an
+// `items` map and no `status`) it, in one transaction: creates
+// plaid_tokens/{item_id} for every item (every field kept, the access token
+// re-encrypted with the vault, status `error` as active with
+// LEGACY_ERROR), never overwriting an existing document, then writes the
+// legacy document to the archive collection and deletes it. A document
+// with any conflict or undecryptable token is left whole, with nothing
+// created, so nothing is ever half-migrated, and a second run finds nothing
+// to do.
+func (s *Service) MigrateLegacy(ctx context.Context, opts MigrateOptions) (*MigrateReport, error) {
+	fs, ok := s.Store.(*FirestoreStore)
+	if !ok {
+		return nil, Errorf(CodeInternal, "migrating legacy data needs the Firestore store, have %T", s.Store)
+	}
+	m := &migrator{
+		client: fs.Client(),
+		cipher: s.Cipher,
+		legacy: NewLegacyDecrypter(opts.LegacyKey),
+		now:    s.Clock.Now,
+		dryRun: opts.DryRun,
+	}
+	log := Logger(ctx).With(slog.Bool("dry_run", opts.DryRun))
+	report := &MigrateReport{DryRun: opts.DryRun, Problems: []MigrateProblem{}}
+	tokens := m.client.Collection(TokensCollection)
+
+	after := ""
+	for {
+		// A projection on status: every document comes back, with at most
+		// that field, so non-legacy documents cost almost nothing to skip.
+		q := tokens.Select("status").OrderBy(firestore.DocumentID, firestore.Asc).Limit(migratePageSize)
+		if after != "" {
+			q = q.StartAfter(after)
+		}
+		snaps, err := q.Documents(ctx).GetAll()
+		if err != nil {
+			return report, fmt.Errorf("migrating legacy data: reading plaid_tokens after %q: %w", after, storeError(err))
+		}
+		report.DocumentsScanned += len(snaps)
+		var candidates []*firestore.DocumentRef
+		for _, snap := range snaps {
+			if _, hasStatus := snap.Data()["status"]; !hasStatus {
+				candidates = append(candidates, snap.Ref)
+			}
+		}
+		if err := m.migratePage(ctx, candidates, report, log); err != nil {
+			return report, err
+		}
+		if opts.Progress != nil {
+			opts.Progress(*report)
+		}
+		if len(snaps) < migratePageSize {
+			break
+		}
+		after = snaps[len(snaps)-1].Ref.ID
+	}
+
+	log.InfoContext(ctx, "legacy migration finished", report.logAttrs()...)
+	return report, nil
+}
+
+func (r *MigrateReport) logAttrs() []any {
+	return []any{
+		slog.Int("documents_scanned", r.DocumentsScanned), slog.Int("legacy_users", r.LegacyUsers),
+		slog.Int("users_migrated", r.UsersMigrated), slog.Int("users_left_in_place", r.UsersLeftInPlace),
+		slog.Int("items", r.Items), slog.Int("items_migrated", r.ItemsMigrated),
+		slog.Int("items_already_migrated", r.ItemsAlreadyMigrated), slog.Int("plaintext_tokens", r.PlaintextTokens),
+		slog.Int("fernet_tokens", r.FernetTokens), slog.Int("legacy_error_items", r.LegacyErrorItems), slog.Int("undated_items", r.UndatedItems),
+		slog.Int("conflicts", r.Conflicts), slog.Int("errors", r.Errors),
+	}
+}
+
+// migrator holds what one migration run uses.
+type migrator struct {
+	client *firestore.Client
+	cipher TokenCipher
+	legacy *LegacyDecrypter
+	now    func() time.Time
+	dryRun bool
+}
+
+// userOutcome is what the migration did with one legacy document.
+type userOutcome struct {
+	legacy          bool // it was a legacy document (still there, with items)
+	migrated        bool // archived and removed (dry: would be)
+	items           int
+	created         int
+	alreadyMigrated int
+	plaintext       int
+	fernet          int
+	legacyErrors    int
+	undated         int
+	problems        []MigrateProblem
+}
+
+// migratePage migrates the candidate documents of one page a few at a
+// time and adds their outcomes to report, in document order.
+func (m *migrator) migratePage(ctx context.Context, refs []*firestore.DocumentRef, report *MigrateReport, log *slog.Logger) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	outcomes := make([]userOutcome, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(migrateWorkers)
+	for i, ref := range refs {
+		g.Go(func() error {
+			var err error
+			outcomes[i], err = m.migrateUser(gctx, ref)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, o := range outcomes {
+		if !o.legacy {
+			continue
+		}
+		report.add(o)
+		userID := refs[i].ID
+		if o.migrated {
+			log.InfoContext(ctx, "legacy user migrated", slog.String("user_id", userID),
+				slog.Int("items_created", o.created), slog.Int("items_already_migrated", o.alreadyMigrated))
+			continue
+		}
+		for _, p := range o.problems {
+			log.WarnContext(ctx, "legacy user left in place", slog.String("user_id", p.UserID),
+				slog.String("item_id", p.ItemID), slog.String("kind", p.Kind), slog.String("error", p.Error))
+		}
+	}
+	return nil
+}
+
+func (r *MigrateReport) add(o userOutcome) {
+	r.LegacyUsers++
+	if o.migrated {
+		r.UsersMigrated++
+	} else {
+		r.UsersLeftInPlace++
+	}
+	r.Items += o.items
+	r.ItemsMigrated += o.created
+	r.ItemsAlreadyMigrated += o.alreadyMigrated
+	r.PlaintextTokens += o.plaintext
+	r.FernetTokens += o.fernet
+	r.LegacyErrorItems += o.legacyErrors
+	r.UndatedItems += o.undated
+	for _, p := range o.problems {
+		if p.Kind == MigrateConflict {
+			r.Conflicts++
+		} else {
+			r.Errors++
+		}
+		if len(r.Problems) < maxMigrateProblems {
+			r.Problems = append(r.Problems, p)
+		}
+	}
+}
+
+// errLeaveInPlace ends a migration transaction without writing: the
+// document has a problem, which the outcome reports.
+var errLeaveInPlace = errors.New("legacy document left in place")
+
+// migrateUser migrates one legacy document. Its error is fatal for the
+// run (Firestore failing); per-document problems are in the outcome.
+func (m *migrator) migrateUser(ctx context.Context, ref *firestore.DocumentRef) (userOutcome, error) {
+	if m.dryRun {
+		snap, err := ref.Get(ctx)
+		if status.Code(err) == codes.NotFound {
+			return userOutcome{}, nil // deleted since the page was read
+		}
+		if err != nil {
+			return userOutcome{}, fmt.Errorf("reading legacy document %s: %w", ref.ID, storeError(err))
+		}
+		o, plan := m.plan(snap)
+		if !o.legacy || len(o.problems) > 0 {
+			return o, nil
+		}
+		existing, err := m.client.GetAll(ctx, plan.refs(m.client))
+		if err != nil {
+			return o, fmt.Errorf("reading item documents of legacy user %s: %w", ref.ID, storeError(err))
+		}
+		o.classify(plan, existing)
+		o.migrated = len(o.problems) == 0
+		return o, nil
+	}
+
+	var o userOutcome
+	err := m.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		if status.Code(err) == codes.NotFound {
+			o = userOutcome{}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var plan legacyPlan
+		o, plan = m.plan(snap)
+		if !o.legacy {
+			return nil
+		}
+		if len(o.problems) > 0 {
+			return errLeaveInPlace
+		}
+		// One read for every item document and the archive document:
+		// a transaction reads everything before it writes.
+		refs := plan.refs(m.client)
+		archive := m.client.Collection(legacyArchiveCollection).Doc(ref.ID)
+		existing, err := tx.GetAll(append(refs, archive))
+		if err != nil {
+			return err
+		}
+		o.classify(plan, existing[:len(refs)])
+		if len(o.problems) > 0 {
+			return errLeaveInPlace
+		}
+
+		now := m.now()
+		if existing[len(refs)].Exists() {
+			// A legacy document for this user was archived before (the old
+			// service wrote again after a migration): keep both.
+			archive = m.client.Collection(legacyArchiveCollection).Doc(ref.ID + "@" + now.Format("20060102T150405.000000000Z"))
+		}
+		migrated := make([]string, 0, len(plan.items))
+		for i, item := range plan.items {
+			migrated = append(migrated, item.itemID)
+			if existing[i].Exists() {
+				continue
+			}
+			if err := tx.Create(refs[i], item.doc); err != nil {
+				return err
+			}
+		}
+		archived := plan.archive(snap.Data())
+		archived["migrated_at"] = now
+		archived["migrated_items"] = migrated
+		if err := tx.Create(archive, archived); err != nil {
+			return err
+		}
+		if err := tx.Delete(ref); err != nil {
+			return err
+		}
+		o.migrated = true
+		return nil
+	})
+	switch {
+	case errors.Is(err, errLeaveInPlace):
+		return o, nil
+	case errors.Is(storeError(err), ErrChanged):
+		// Contention the transaction's own retries did not get past: report
+		// it and go on; a rerun picks the document up again.
+		return userOutcome{legacy: true, problems: []MigrateProblem{{UserID: ref.ID, Kind: MigrateError,
+			Error: "document kept changing during the migration; run it again"}}}, nil
+	case err != nil:
+		return userOutcome{}, fmt.Errorf("migrating legacy user %s: %w", ref.ID, storeError(err))
+	}
+	return o, nil
+}
+
+// legacyPlan is the item documents one legacy document becomes.
+type legacyPlan struct {
+	userID string
+	items  []legacyItem
+}
+
+type legacyItem struct {
+	itemID string
+	userID string
+	source string // how the old service stored the token: "plaintext" or "fernet"
+	doc    map[string]any
+}
+
+// archive returns the archive copy of the legacy document data: all of it
+// as it was, except that plaintext access tokens are replaced by their v1
+// ciphertext (the one in the item's new document). Nothing is lost, the
+// vault still decrypts them, and no plaintext token outlives the migration.
+// Fernet tokens are encrypted already and stay as they were.
+func (p legacyPlan) archive(data map[string]any) map[string]any {
+	archived := maps.Clone(data)
+	items := maps.Clone(data["items"].(map[string]any))
+	for _, item := range p.items {
+		if item.source != "plaintext" {
+			continue
+		}
+		fields := maps.Clone(items[item.itemID].(map[string]any))
+		fields["access_token"] = item.doc["access_token"]
+		items[item.itemID] = fields
+	}
+	archived["items"] = items
+	return archived
+}
+
+func (p legacyPlan) refs(client *firestore.Client) []*firestore.DocumentRef {
+	refs := make([]*firestore.DocumentRef, len(p.items))
+	for i, item := range p.items {
+		refs[i] = client.Collection(TokensCollection).Doc(item.itemID)
+	}
+	return refs
+}
+
+// classify compares the planned items with their existing documents: an
+// existing document of the same user is an item already migrated (left
+// alone), one of another user a conflict.
+func (o *userOutcome) classify(plan legacyPlan, existing []*firestore.DocumentSnapshot) {
+	for i, item := range plan.items {
+		if !existing[i].Exists() {
+			o.created++
+			continue
+		}
+		owner, _ := existing[i].Data()["user_id"].(string)
+		if owner == item.userID {
+			o.alreadyMigrated++
+			continue
+		}
+		o.problems = append(o.problems, MigrateProblem{UserID: plan.userID, ItemID: item.itemID, Kind: MigrateConflict,
+			Error: "plaid_tokens/" + item.itemID + " already exists for another user"})
+	}
+	if len(o.problems) > 0 {
+		o.created, o.alreadyMigrated = 0, 0
+	}
+}
+
+// plan reads a legacy document into the item documents it becomes. The
+// outcome says whether it is a legacy document at all, counts its tokens,
+// and lists what keeps it from migrating.
+func (m *migrator) plan(snap *firestore.DocumentSnapshot) (userOutcome, legacyPlan) {
+	var o userOutcome
+	userID := snap.Ref.ID
+	plan := legacyPlan{userID: userID}
+	data := snap.Data()
+	if _, hasStatus := data["status"]; hasStatus {
+		return o, plan
+	}
+	items, ok := data["items"].(map[string]any)
+	if !ok {
+		return o, plan
+	}
+	o.legacy = true
+	o.items = len(items)
+	problem := func(itemID, format string, args ...any) {
+		o.problems = append(o.problems, MigrateProblem{UserID: userID, ItemID: itemID, Kind: MigrateError,
+			Error: fmt.Sprintf(format, args...)})
+	}
+	for _, itemID := range slices.Sorted(maps.Keys(items)) {
+		fields, ok := items[itemID].(map[string]any)
+		if !ok {
+			problem(itemID, "item is not a map but %T", items[itemID])
+			continue
+		}
+		if err := checkItemID(itemID); err != nil {
+			problem(itemID, "%v", err)
+			continue
+		}
+		if itemID == userID {
+			problem(itemID, "item id equals its user's document id; it cannot have a document of its own")
+			continue
+		}
+		doc, facts, err := m.itemDocument(userID, itemID, fields)
+		if err != nil {
+			problem(itemID, "%v", err)
+			continue
+		}
+		if facts.legacyError {
+			o.legacyErrors++
+		}
+		if facts.undated {
+			o.undated++
+		}
+		switch facts.source {
+		case "plaintext":
+			o.plaintext++
+		case "fernet":
+			o.fernet++
+		}
+		plan.items = append(plan.items, legacyItem{itemID: itemID, userID: doc["user_id"].(string), source: facts.source, doc: doc})
+	}
+	return o, plan
+}
+
+// itemFacts says what itemDocument found out about a legacy item.
+type itemFacts struct {
+	source      string // how the old service stored the token: "plaintext" or "fernet"
+	legacyError bool   // status `error` (or unknown), migrated as active with LEGACY_ERROR
+	undated     bool   // no date at all: updated_at set to the migration time
+}
+
+// itemDocument builds the plaid_tokens document of one legacy item: every
+// field as it was, with the access token encrypted by the vault for this
+// item, status `error` (or unknown) as active with LEGACY_ERROR, item_id,
+// user_id (the parent's when missing), plaid_removed (false when missing)
+// and, for an item with no date at all, updated_at.
+func (m *migrator) itemDocument(userID, itemID string, fields map[string]any) (map[string]any, itemFacts, error) {
+	var facts itemFacts
+	stored, _ := fields["access_token"].(string)
+	var plaintext string
+	switch {
+	case stored == "":
+		return nil, facts, errors.New("item has no access_token")
+	case IsLegacyPlaintext(stored):
+		plaintext, facts.source = stored, "plaintext"
+	default:
+		var err error
+		if plaintext, err = m.legacy.Decrypt(stored); err != nil {
+			return nil, facts, err
+		}
+		facts.source = "fernet"
+	}
+
+	doc := maps.Clone(fields)
+	switch owner := fields["user_id"].(type) {
+	case nil:
+		doc["user_id"] = userID
+	case string:
+		if owner == "" {
+			doc["user_id"] = userID
+		} else if owner != userID {
+			// Ownership decides who may revoke the item: never guess it.
+			return nil, facts, fmt.Errorf("item's user_id %q differs from its document's %q", owner, userID)
+		}
+	default:
+		return nil, facts, fmt.Errorf("item's user_id is %T, not a string", owner)
+	}
+	if id, ok := fields["item_id"].(string); ok && id != "" && id != itemID {
+		return nil, facts, fmt.Errorf("item's item_id %q differs from its key", id)
+	}
+	doc["item_id"] = itemID
+	switch st, _ := fields["status"].(string); Status(st) {
+	case StatusActive, StatusExpired, StatusRevoked:
+	default:
+		// `error`, or anything this service does not know: active, so that
+		// the next validation decides. The archive keeps the old status.
+		doc["status"] = string(StatusActive)
+		doc["error_code"] = LegacyErrorCode
+		facts.legacyError = true
+	}
+	if _, ok := fields["plaid_removed"]; !ok {
+		doc["plaid_removed"] = false
+	}
+	if err := checkTokenFields(doc); err != nil {
+		return nil, facts, err
+	}
+	if doc["created_at"] == nil && doc["updated_at"] == nil && doc["last_used_at"] == nil {
+		doc["updated_at"] = m.now()
+		facts.undated = true
+	}
+	enc, err := m.cipher.Encrypt(itemID, plaintext)
+	if err != nil {
+		return nil, facts, fmt.Errorf("encrypting token: %w", err)
+	}
+	doc["access_token"] = enc
+	return doc, facts, nil
+}
+
+// checkTokenFields checks that the fields the Token type reads have the
+// types it reads them as, so that the migrated document decodes; a
+// mismatch is reported rather than written, or every later page read of
+// the collection would fail on it.
+func checkTokenFields(doc map[string]any) error {
+	for _, k := range []string{"institution_id", "institution_name", "environment", "error_code", "status"} {
+		switch doc[k].(type) {
+		case nil, string:
+		default:
+			return fmt.Errorf("field %s is %T, not a string", k, doc[k])
+		}
+	}
+	for _, k := range []string{"created_at", "updated_at", "last_used_at", "last_validated_at"} {
+		switch doc[k].(type) {
+		case nil, time.Time:
+		default:
+			return fmt.Errorf("field %s is %T, not a timestamp", k, doc[k])
+		}
+	}
+	if _, ok := doc["plaid_removed"].(bool); !ok {
+		return fmt.Errorf("field plaid_removed is %T, not a boolean", doc["plaid_removed"])
+	}
+	switch md := doc["metadata"].(type) {
+	case nil:
+	case map[string]any:
+		for _, k := range []string{"name", "url", "primary_color", "logo"} {
+			switch md[k].(type) {
+			case nil, string:
+			default:
+				return fmt.Errorf("field metadata.%s is %T, not a string", k, md[k])
+			}
+		}
+	default:
+		return fmt.Errorf("field metadata is %T, not a map", md)
+	}
+	return nil
+}
+
+// checkItemID refuses item ids Firestore does not accept as document ids.
+func checkItemID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("item id is empty")
+	case strings.Contains(id, "/"):
+		return errors.New("item id contains '/'")
+	case id == "." || id == "..":
+		return errors.New("item id is . or ..")
+	case strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__"):
+		return errors.New("item id matches __.*__, which Firestore reserves")
+	case len(id) > 1500:
+		return errors.New("item id is longer than 1500 bytes")
+	}
+	return nil
+}
