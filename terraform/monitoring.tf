@@ -1,0 +1,412 @@
+# Log-based metrics, alert policies and a dashboard.
+#
+# The functions log one JSON object per line with Cloud Logging's keys
+# (DESIGN §11); gen2 functions log as resource.type "cloud_run_revision" with
+# the function name as service_name. The metrics rely on these entries:
+#
+#   message "cleanup run finished": once per cleanup run (scheduled or HTTP),
+#     after its last invocation, with the whole run's statistics:
+#     outcome ("succeeded" | "failed"), invalid_marked, total_checked, and
+#     dry_run (true for dry runs, which are left out of the token counts).
+#   message "plaid call failed": every failed Plaid call, with
+#     plaid_error_class (gone | needs_user | transient | configuration).
+
+locals {
+  log_filter = format(
+    "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(%s)",
+    join(" OR ", [for f in local.functions : "\"${f.name}\""]),
+  )
+  cleanup_finished_filter = "${local.log_filter} AND jsonPayload.message=\"cleanup run finished\""
+
+  # Cloud Monitoring filter for the functions' built-in Cloud Run metrics.
+  service_metric_filter = format(
+    "resource.type=\"cloud_run_revision\" AND resource.label.service_name=one_of(%s)",
+    join(", ", [for f in local.functions : "\"${f.name}\""]),
+  )
+
+  notification_channels = concat(var.notification_channels, google_monitoring_notification_channel.email[*].name)
+
+  # PromQL names of the log-based metrics (logging.googleapis.com/user/NAME).
+  promql_invalid_marked = "logging_googleapis_com:user_${google_logging_metric.invalid_marked.name}_sum{monitored_resource=\"cloud_run_revision\"}"
+  promql_total_checked  = "logging_googleapis_com:user_${google_logging_metric.total_checked.name}_sum{monitored_resource=\"cloud_run_revision\"}"
+}
+
+# --- Log-based metrics -------------------------------------------------------
+
+resource "google_logging_metric" "cleanup_runs" {
+  name        = "plaid_token_cleanup_runs"
+  description = "Finished Plaid token cleanup runs, by outcome (succeeded or failed). The failed ones drive the failed-run alert."
+  filter      = local.cleanup_finished_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Plaid token cleanup runs"
+
+    labels {
+      key         = "outcome"
+      value_type  = "STRING"
+      description = "succeeded or failed"
+    }
+  }
+
+  label_extractors = {
+    outcome = "EXTRACT(jsonPayload.outcome)"
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_logging_metric" "invalid_marked" {
+  name        = "plaid_token_invalid_marked"
+  description = "Tokens a cleanup run found invalid at Plaid and marked expired (statistics.invalid_marked), one value per run. Dry runs are left out."
+  filter      = "${local.cleanup_finished_filter} AND NOT jsonPayload.dry_run=true"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "Plaid tokens marked invalid per cleanup run"
+  }
+
+  value_extractor = "EXTRACT(jsonPayload.invalid_marked)"
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_logging_metric" "total_checked" {
+  name        = "plaid_token_total_checked"
+  description = "Tokens a cleanup run examined (statistics.total_checked), one value per run: the denominator of the invalid-token rate. Dry runs are left out."
+  filter      = "${local.cleanup_finished_filter} AND NOT jsonPayload.dry_run=true"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "Plaid tokens checked per cleanup run"
+  }
+
+  value_extractor = "EXTRACT(jsonPayload.total_checked)"
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_logging_metric" "plaid_errors" {
+  name        = "plaid_token_plaid_errors"
+  description = "Failed Plaid calls by error class: gone (token dead), needs_user, transient (rate limit, 5xx, timeout), configuration (keys, institution)."
+  filter      = "${local.log_filter} AND jsonPayload.message=\"plaid call failed\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "Plaid errors"
+
+    labels {
+      key         = "error_class"
+      value_type  = "STRING"
+      description = "gone, needs_user, transient or configuration"
+    }
+  }
+
+  label_extractors = {
+    error_class = "EXTRACT(jsonPayload.plaid_error_class)"
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+# --- Alerts ------------------------------------------------------------------
+
+resource "google_monitoring_notification_channel" "email" {
+  count = var.alert_email != "" ? 1 : 0
+
+  display_name = "plaid-token-lifecycle alerts"
+  type         = "email"
+  labels = {
+    email_address = var.alert_email
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_monitoring_alert_policy" "cleanup_failed" {
+  display_name          = "Plaid token cleanup run failed"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "A cleanup run finished with outcome failed"
+
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.cleanup_runs.name}\" AND metric.label.outcome=\"failed\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Plaid token cleanup run failed"
+    content   = <<-EOT
+      A Plaid token cleanup run ended with `outcome: failed`. Tokens that should have been removed
+      may still be billed by Plaid until the next successful run.
+
+      Logs: `jsonPayload.message="cleanup run finished" AND jsonPayload.outcome="failed"`, then the
+      ERROR entries of the same function around it. The run record is in the `plaid_token_runs`
+      collection. Re-run with `go run ./scripts/manage-tokens cleanup --days 90 --dry-run` first.
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "invalid_token_rate" {
+  display_name          = "Plaid invalid-token rate high"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "Tokens marked invalid / tokens checked over one day above ${var.invalid_token_rate_threshold}"
+
+    condition_prometheus_query_language {
+      query = join("\n", [
+        "(sum(increase(${local.promql_invalid_marked}[1d])) / sum(increase(${local.promql_total_checked}[1d]))) > ${var.invalid_token_rate_threshold}",
+        "and",
+        "sum(increase(${local.promql_total_checked}[1d])) >= ${var.invalid_token_rate_min_checked}",
+      ])
+      duration            = "0s"
+      evaluation_interval = "300s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Many Plaid tokens found invalid"
+    content   = <<-EOT
+      More than ${var.invalid_token_rate_threshold * 100}% of the tokens checked in the last day were
+      marked invalid (ITEM_NOT_FOUND, INVALID_ACCESS_TOKEN, USER_PERMISSION_REVOKED). A wave like
+      this is rarely users: check PLAID_ENV and PLAID_CLIENT_ID against the tokens' environment,
+      Plaid's status page, and the "Plaid errors by class" chart on the dashboard.
+    EOT
+  }
+}
+
+resource "google_monitoring_alert_policy" "daily_cleanup_missing" {
+  display_name          = "Plaid daily token cleanup did not run"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "No daily cleanup run finished in 26 hours"
+
+    condition_prometheus_query_language {
+      query               = "absent_over_time(logging_googleapis_com:user_${google_logging_metric.cleanup_runs.name}{monitored_resource=\"cloud_run_revision\",service_name=\"${local.functions.DailyCleanup.name}\"}[26h])"
+      duration            = "0s"
+      evaluation_interval = "600s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "Plaid daily token cleanup did not run"
+    content   = <<-EOT
+      No scheduled cleanup finished in the last 26 hours (schedule `0 2 * * *`, ${var.time_zone}).
+      Also open right after the first deployment, until the first nightly run. Check the Cloud
+      Scheduler job `${local.topics.daily.name}`, the Eventarc trigger of `${local.functions.DailyCleanup.name}`
+      and its logs (a run that keeps hitting RUN_TIME_BUDGET continues through the same topic).
+    EOT
+  }
+}
+
+# --- Dashboard ---------------------------------------------------------------
+
+locals {
+  dashboard_tiles = [
+    {
+      title = "Cleanup runs by outcome"
+      widget = {
+        xyChart = {
+          dataSets = [{
+            plotType = "STACKED_BAR"
+            timeSeriesQuery = {
+              timeSeriesFilter = {
+                filter = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.cleanup_runs.name}\""
+                aggregation = {
+                  alignmentPeriod    = "3600s"
+                  perSeriesAligner   = "ALIGN_SUM"
+                  crossSeriesReducer = "REDUCE_SUM"
+                  groupByFields      = ["metric.label.\"outcome\""]
+                }
+              }
+            }
+          }]
+        }
+      }
+    },
+    {
+      title = "Tokens checked and marked invalid (per hour)"
+      widget = {
+        xyChart = {
+          dataSets = [
+            {
+              plotType        = "LINE"
+              legendTemplate  = "checked"
+              timeSeriesQuery = { prometheusQuery = "sum(increase(${local.promql_total_checked}[1h]))" }
+            },
+            {
+              plotType        = "LINE"
+              legendTemplate  = "marked invalid"
+              timeSeriesQuery = { prometheusQuery = "sum(increase(${local.promql_invalid_marked}[1h]))" }
+            },
+          ]
+        }
+      }
+    },
+    {
+      title = "Plaid errors by class"
+      widget = {
+        xyChart = {
+          dataSets = [{
+            plotType = "STACKED_BAR"
+            timeSeriesQuery = {
+              timeSeriesFilter = {
+                filter = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.plaid_errors.name}\""
+                aggregation = {
+                  alignmentPeriod    = "3600s"
+                  perSeriesAligner   = "ALIGN_SUM"
+                  crossSeriesReducer = "REDUCE_SUM"
+                  groupByFields      = ["metric.label.\"error_class\""]
+                }
+              }
+            }
+          }]
+        }
+      }
+    },
+    {
+      title = "Requests by function and response class"
+      widget = {
+        xyChart = {
+          dataSets = [{
+            plotType = "LINE"
+            timeSeriesQuery = {
+              timeSeriesFilter = {
+                filter = "${local.service_metric_filter} AND metric.type=\"run.googleapis.com/request_count\""
+                aggregation = {
+                  alignmentPeriod    = "300s"
+                  perSeriesAligner   = "ALIGN_RATE"
+                  crossSeriesReducer = "REDUCE_SUM"
+                  groupByFields      = ["resource.label.\"service_name\"", "metric.label.\"response_code_class\""]
+                }
+              }
+            }
+          }]
+        }
+      }
+    },
+    {
+      title = "Request latency p95 by function"
+      widget = {
+        xyChart = {
+          dataSets = [{
+            plotType = "LINE"
+            timeSeriesQuery = {
+              timeSeriesFilter = {
+                filter = "${local.service_metric_filter} AND metric.type=\"run.googleapis.com/request_latencies\""
+                aggregation = {
+                  alignmentPeriod    = "300s"
+                  perSeriesAligner   = "ALIGN_DELTA"
+                  crossSeriesReducer = "REDUCE_PERCENTILE_95"
+                  groupByFields      = ["resource.label.\"service_name\""]
+                }
+              }
+            }
+          }]
+        }
+      }
+    },
+    {
+      title = "Alert: cleanup run failed"
+      widget = {
+        alertChart = { name = google_monitoring_alert_policy.cleanup_failed.name }
+      }
+    },
+  ]
+}
+
+resource "google_monitoring_dashboard" "lifecycle" {
+  dashboard_json = jsonencode({
+    displayName = "Plaid token lifecycle"
+    mosaicLayout = {
+      columns = 48
+      tiles = concat(
+        [
+          for i, t in local.dashboard_tiles : {
+            xPos   = (i % 2) * 24
+            yPos   = floor(i / 2) * 16
+            width  = 24
+            height = 16
+            widget = merge({ title = t.title }, t.widget)
+          }
+        ],
+        [{
+          xPos   = 0
+          yPos   = ceil(length(local.dashboard_tiles) / 2) * 16
+          width  = 48
+          height = 16
+          widget = {
+            title = "Warnings and errors"
+            logsPanel = {
+              filter        = "${local.log_filter} AND severity>=WARNING"
+              resourceNames = ["projects/${var.project_id}"]
+            }
+          }
+        }],
+      )
+    }
+  })
+
+  depends_on = [google_project_service.api]
+}

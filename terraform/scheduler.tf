@@ -1,0 +1,23 @@
+# Cloud Scheduler jobs publishing to the two topics, in an explicit time zone
+# (the old service's scheduler ran in the host's local time).
+
+resource "google_cloud_scheduler_job" "scheduled" {
+  for_each = local.topics
+
+  name        = each.value.name
+  description = each.value.description
+  region      = var.region
+  schedule    = each.value.schedule
+  time_zone   = var.time_zone
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.scheduled[each.key].id
+    # The payload DESIGN §4 documents for cleanup; analytics ignores it.
+    data = base64encode(jsonencode({
+      days_threshold = var.stale_days
+      dry_run        = false
+    }))
+  }
+
+  depends_on = [google_project_service.api]
+}
