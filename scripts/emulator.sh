@@ -41,7 +41,8 @@ start_firestore_emulator() {
 }
 
 stop_firestore_emulator() {
-  if [[ -n "${EMULATOR_PID:-}" ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
+  # Test the group, not the leader: the JVM can outlive the gcloud wrapper.
+  if [[ -n "${EMULATOR_PID:-}" ]] && kill -0 -- "-${EMULATOR_PID}" 2>/dev/null; then
     # The negative PID signals the whole group: gcloud, the wrapper script and java.
     kill -TERM -- "-${EMULATOR_PID}" 2>/dev/null || true
     for _ in $(seq 1 20); do
