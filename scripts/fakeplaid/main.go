@@ -1,0 +1,88 @@
+// Command fakeplaid is the local Plaid sandbox stand-in: the fake Plaid
+// server of the tests (Plaid's paths, JSON and error objects), listening on
+// a fixed address and answering for the sample token set (scripts/dev.sh)
+// or the benchmark's dataset (scripts/bench.sh). It is never used when real
+// Plaid credentials are configured.
+//
+//	go run ./scripts/fakeplaid -addr 127.0.0.1:8089 -sample
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
+	"github.com/finwell/plaid-token-lifecycle/internal/sample"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8089", "listen address (loopback only)")
+	clientID := flag.String("client-id", "local-client-id", "the PLAID_CLIENT_ID it accepts")
+	secret := flag.String("secret", "local-secret", "the PLAID_SECRET it accepts")
+	latency := flag.Duration("latency", 0, "added to every answer (the benchmark uses 20ms)")
+	withSample := flag.Bool("sample", false, "answer for the sample token set")
+	bench := flag.Int("bench", 0, "answer for the benchmark dataset of this many tokens")
+	signAddr := flag.String("sign-addr", "", "if set, serve POST /sign here: signs the request body as a Plaid webhook (local development only)")
+	flag.Parse()
+
+	srv, err := plaidfake.Listen(*addr, *clientID, *secret, plaidfake.WithLatency(*latency))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakeplaid:", err)
+		os.Exit(1)
+	}
+	defer srv.Close()
+	now := time.Now().UTC()
+	if *withSample {
+		sample.Register(srv, sample.Tokens(now))
+	}
+	if *bench > 0 {
+		sample.Register(srv, sample.BenchTokens(*bench, now))
+	}
+	fmt.Fprintf(os.Stderr, "fakeplaid: local Plaid stand-in (NOT Plaid) on %s\n", srv.URL())
+	if *signAddr != "" {
+		if err := serveSigner(*signAddr, srv); err != nil {
+			fmt.Fprintln(os.Stderr, "fakeplaid:", err)
+			os.Exit(1)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+}
+
+// serveSigner answers POST /sign with a Plaid-Verification JWT for the
+// request body, signed by a webhook key this stand-in serves from
+// /webhook_verification_key/get: what Plaid does when it sends a webhook.
+func serveSigner(addr string, srv *plaidfake.Server) error {
+	kid := srv.NewWebhookKey()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /sign", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		jwt, err := srv.SignWebhook(kid, body, time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, jwt)
+	})
+	go http.Serve(ln, mux)
+	fmt.Fprintf(os.Stderr, "fakeplaid: webhook signer on http://%s/sign\n", ln.Addr())
+	return nil
+}
