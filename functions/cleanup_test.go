@@ -305,6 +305,7 @@ func TestDailyCleanupContinuesOverHTTP(t *testing.T) {
 		tokens = append(tokens, tok)
 	}
 	env.Seed(t, tokens...)
+	env.Service.CleanupPageSize = 300                  // several pages
 	env.Service.Config.RunTimeBudget = time.Nanosecond // checkpoint after every page
 	env.Config.RunTimeBudget = time.Nanosecond
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,8 +112,9 @@ func (r *CleanupResult) Report() CleanupReport {
 // Cleanup tuning. Pages bound memory; workers bound concurrent Plaid calls
 // (the per-endpoint limiters bound their rate).
 const (
-	DefaultCleanupPageSize = 300
-	DefaultCleanupWorkers  = 64
+	DefaultCleanupPageSize = 1000
+	DefaultCleanupWorkers  = 128
+	cleanupWriters         = 3
 )
 
 // The cleanup lease: one non-dry run at a time. Renewed after every page,
@@ -228,7 +230,7 @@ func (s *Service) startRun(ctx context.Context, req CleanupRequest) (*RunRecord,
 
 // cleanupPages runs the rules over the collection from the run's cursor as
 // a pipeline: one reader streams pages, workers make the Plaid calls the
-// rules need, and one writer applies their writes in BulkWriter batches, so
+// rules need, and a few writers apply their writes in BulkWriter batches, so
 // reading, Plaid latency and writing overlap. Memory is bounded by the
 // channels, whatever the collection size. When the budget is spent the
 // reader stops at a page boundary, everything in flight drains, and the run
@@ -301,45 +303,55 @@ func (s *Service) cleanupPages(ctx context.Context, run *RunRecord, req CleanupR
 		return wg.Wait()
 	})
 
-	g.Go(func() error { // writer
-		// Writes use ctx, not gctx: a removal Plaid confirmed must be
-		// recorded even when the run is being stopped.
-		const maxBatch = 250
-		batch := make([]tokenOutcome, 0, maxBatch)
-		lastSave := time.Now()
-		flush := func() error {
-			stats, errs := s.writeOutcomes(ctx, run, batch, log)
-			batch = batch[:0]
-			run.Statistics.Add(stats)
-			run.Errors = appendBounded(run.Errors, errs...)
-			if req.Progress != nil {
-				req.Progress(run.Statistics)
+	// Writers: a few, so that one batch's round trips to Firestore overlap
+	// the next. They share the run's totals under mu.
+	var mu sync.Mutex
+	lastSave := time.Now()
+	record := func(stats Statistics, errs []RunError) error {
+		mu.Lock()
+		defer mu.Unlock()
+		run.Statistics.Add(stats)
+		run.Errors = appendBounded(run.Errors, errs...)
+		if req.Progress != nil {
+			req.Progress(run.Statistics)
+		}
+		if time.Since(lastSave) < time.Minute {
+			return nil
+		}
+		// Once a minute: renew the lease and show progress in the record.
+		lastSave = time.Now()
+		if !run.DryRun {
+			if err := s.Records.AcquireLease(ctx, cleanupLease, run.ID, s.Clock.Now(), cleanupLeaseTTL); err != nil {
+				return err
 			}
-			if time.Since(lastSave) < time.Minute {
-				return nil
+		}
+		return s.Records.SaveRun(ctx, run)
+	}
+	for range min(cleanupWriters, workers) {
+		g.Go(func() error {
+			// Writes use ctx, not gctx: a removal Plaid confirmed must be
+			// recorded even when the run is being stopped.
+			const maxBatch = 250
+			batch := make([]tokenOutcome, 0, maxBatch)
+			flush := func() error {
+				stats, errs := s.writeOutcomes(ctx, run, batch, log)
+				batch = batch[:0]
+				return record(stats, errs)
 			}
-			// Once a minute: renew the lease and show progress in the record.
-			lastSave = time.Now()
-			if !run.DryRun {
-				if err := s.Records.AcquireLease(ctx, cleanupLease, run.ID, s.Clock.Now(), cleanupLeaseTTL); err != nil {
-					return err
+			for o := range outcomes {
+				batch = append(batch, o)
+				if len(batch) >= maxBatch || len(outcomes) == 0 {
+					if err := flush(); err != nil {
+						return err
+					}
 				}
 			}
-			return s.Records.SaveRun(ctx, run)
-		}
-		for o := range outcomes {
-			batch = append(batch, o)
-			if len(batch) >= maxBatch || len(outcomes) == 0 {
-				if err := flush(); err != nil {
-					return err
-				}
+			if len(batch) > 0 {
+				return flush()
 			}
-		}
-		if len(batch) > 0 {
-			return flush()
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 
 	if err := g.Wait(); err != nil {
 		return result(), err

@@ -398,6 +398,7 @@ func TestCleanupContinuationTotalsExact(t *testing.T) {
 		t.Run(budget.String(), func(t *testing.T) {
 			t.Parallel()
 			env := testenv.New(t)
+			env.Service.CleanupPageSize = 300 // several pages
 			env.Seed(t, tokens...)
 			env.Plaid.SetLatency(2 * time.Millisecond)
 			res := cleanup(t, env, lifecycle.CleanupRequest{Budget: budget, EventID: "evt-0", Trigger: lifecycle.TriggerSchedule})

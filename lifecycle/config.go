@@ -38,6 +38,10 @@ type Config struct {
 	ItemRemoveRPM int           // PLAID_ITEM_REMOVE_RPM
 	RunTimeBudget time.Duration // RUN_TIME_BUDGET
 	LogLevel      slog.Level    // LOG_LEVEL
+
+	// Cleanup tuning (optional): documents per page and tokens in flight.
+	CleanupPageSize    int // CLEANUP_PAGE_SIZE
+	CleanupConcurrency int // CLEANUP_CONCURRENCY
 }
 
 // Defaults of DESIGN §6 and §8.
@@ -111,6 +115,8 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 		ItemGetRPM:            positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
 		ItemRemoveRPM:         positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
 		RunTimeBudget:         DefaultRunTimeBudget,
+		CleanupPageSize:       positive("CLEANUP_PAGE_SIZE", 0),
+		CleanupConcurrency:    positive("CLEANUP_CONCURRENCY", 0),
 	}
 	if c.FirestoreDatabase == "" {
 		c.FirestoreDatabase = DefaultFirestoreDatabase

@@ -29,7 +29,8 @@ type Service struct {
 	// CleanupPageSize and CleanupWorkers tune cleanup: documents read per
 	// page (memory) and tokens in flight at once (concurrent Plaid calls).
 	// Zero means the defaults; 1 and 1 give the one-document-at-a-time
-	// baseline the benchmark compares against.
+	// baseline the benchmark compares against. NewService takes them from
+	// CLEANUP_PAGE_SIZE and CLEANUP_CONCURRENCY.
 	CleanupPageSize, CleanupWorkers int
 }
 
@@ -54,7 +55,8 @@ func NewService(cfg Config, store TokenStore, records *Records, plaid PlaidAPI, 
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("building lifecycle service: %w", err)
 	}
-	return &Service{Store: store, Records: records, Plaid: plaid, Cipher: cipher, Clock: clock, Config: cfg}, nil
+	return &Service{Store: store, Records: records, Plaid: plaid, Cipher: cipher, Clock: clock, Config: cfg,
+		CleanupPageSize: cfg.CleanupPageSize, CleanupWorkers: cfg.CleanupConcurrency}, nil
 }
 
 // NewFirestoreService builds the production Service: Firestore store and

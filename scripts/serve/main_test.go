@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,9 +54,10 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 		"PLAID_BASE_URL="+env.Plaid.URL(),
 		"AUTH_JWT_SECRET="+env.Config.AuthJWTSecret,
 		"ADMIN_USER_IDS="+sample.AdminUser,
-		"RUN_TIME_BUDGET=1ns", // every scheduled run checkpoints after each page and continues
+		"RUN_TIME_BUDGET=1ns",   // every scheduled run checkpoints after each page and continues
+		"CLEANUP_PAGE_SIZE=300", // and has three pages
 	)
-	var logs syncBuffer
+	var logs testenv.LogBuffer // the test reads it while the process still writes
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -134,25 +134,6 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 	if !strings.Contains(logs.String(), `"severity":"INFO"`) || !strings.Contains(logs.String(), `"message":"cleanup run finished"`) {
 		t.Errorf("logs are not Cloud Logging JSON lines with the run's end:\n%s", logs.String())
 	}
-}
-
-// syncBuffer collects the process's output; the test reads it while the
-// process still writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type result struct {
