@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,40 +20,6 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// apiLogs collects the server's JSON log lines.
-type apiLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *apiLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// messages returns the log entries whose message is msg, without time.
-func (l *apiLogs) messages(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
-		var e map[string]any
-		if line == "" {
-			continue
-		}
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		if e["message"] == msg {
-			delete(e, "time")
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // apiFixture is a server over a testenv.Env that accepts HS256 tokens
 // signed with the Env's secret and RS256 tokens from a local JWKS.
 type apiFixture struct {
@@ -62,14 +27,14 @@ type apiFixture struct {
 	jwks   *testenv.JWKS
 	server *Server
 	routes http.Handler
-	logs   *apiLogs
+	logs   *testenv.LogBuffer
 }
 
 func newAPIFixture(t *testing.T) *apiFixture {
 	t.Helper()
 	env := testenv.New(t)
 	jwks := testenv.NewJWKS(t)
-	logs := &apiLogs{}
+	logs := &testenv.LogBuffer{}
 	s, err := New(t.Context(), jwks.Configure(env.Config), Deps{Service: env.Service,
 		Logger: lifecycle.NewJSONLogger(logs, slog.LevelInfo)})
 	if err != nil {
@@ -551,10 +516,10 @@ func TestWeeklyAnalyticsEvent(t *testing.T) {
 		"institutions": map[string]any{"Chase Bank": 5.0, "Bank of America": 3.0, "Wells Fargo": 3.0, "Citi": 3.0, "Unknown": 1.0},
 		"environments": map[string]any{"sandbox": 11.0, "production": 4.0},
 	}}
-	if diff := cmp.Diff(wantLog, f.logs.messages(t, "weekly analytics")); diff != "" {
+	if diff := cmp.Diff(wantLog, f.logs.Entries(t, "weekly analytics")); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
-	if n := len(f.logs.messages(t, "event already handled; redelivery acknowledged")); n != 1 {
+	if n := len(f.logs.Entries(t, "event already handled; redelivery acknowledged")); n != 1 {
 		t.Errorf("redelivery logged %d times, want 1", n)
 	}
 

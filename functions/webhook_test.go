@@ -26,6 +26,7 @@ import (
 
 	"github.com/finwell/plaid-token-lifecycle/internal/fstest"
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
+	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -38,45 +39,16 @@ type webhookFixture struct {
 	clock   *lifecycle.FixedClock
 	store   *lifecycle.FirestoreStore
 	handler http.Handler
-	logs    *webhookLogs
-}
-
-// webhookLogs is a log destination safe for parallel subtests.
-type webhookLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *webhookLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *webhookLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	logs    *testenv.LogBuffer
 }
 
 func newWebhookFixture(t *testing.T) *webhookFixture {
 	t.Helper()
 	store := lifecycle.NewFirestoreStore(fstest.NewClient(t))
 	fake := plaidfake.New(t)
-	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{
-		ClientID: plaidfake.DefaultClientID,
-		Secret:   plaidfake.DefaultSecret,
-		BaseURL:  fake.URL(),
-		// The verifier's bound on key lookups is under test, not the
-		// adapter's pacing; and an outage must fail fast, not back off.
-		WebhookKeyRPM: 60000,
-		MaxAttempts:   1,
-	})
-	if err != nil {
-		t.Fatalf("NewPlaidClient: %v", err)
-	}
+	client := testenv.NewWebhookPlaidClient(t, fake)
 	clock := lifecycle.NewFixedClock(testNow)
-	logs := &webhookLogs{}
+	logs := &testenv.LogBuffer{}
 	logger := lifecycle.NewJSONLogger(logs, slog.LevelDebug)
 	h := newWebhookHandler(lifecycle.NewWebhookVerifier(client, clock), store, clock)
 	return &webhookFixture{

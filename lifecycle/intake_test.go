@@ -1,9 +1,7 @@
 package lifecycle_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -20,48 +18,8 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// logBuffer collects JSON log lines, safe for concurrent writers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// entries returns the log lines whose message is msg.
-func (b *logBuffer) entries(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		if e["message"] == msg {
-			delete(e, "time")
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func loggedContext() (context.Context, *logBuffer) {
-	logs := &logBuffer{}
+func loggedContext() (context.Context, *testenv.LogBuffer) {
+	logs := &testenv.LogBuffer{}
 	return lifecycle.WithLogger(context.Background(), lifecycle.NewJSONLogger(logs, slog.LevelInfo)), logs
 }
 
@@ -112,7 +70,7 @@ func TestStoreTokenNew(t *testing.T) {
 	}
 	wantLog := []map[string]any{{"severity": "INFO", "message": "token stored", "item_id": "item-new", "user_id": sample.Alice,
 		"institution_id": "ins_109508", "environment": "sandbox", "created": true, "changed": true}}
-	if diff := cmp.Diff(wantLog, logs.entries(t, "token stored")); diff != "" {
+	if diff := cmp.Diff(wantLog, logs.Entries(t, "token stored")); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
 	if strings.Contains(logs.String(), "access-sandbox-new-1") || strings.Contains(logs.String(), doc.AccessToken) {
@@ -328,7 +286,7 @@ func TestUseTokenRecordsUseAtMostHourly(t *testing.T) {
 		t.Errorf("last_used_at = %v, want %v", got, testenv.Now.Add(61*time.Minute))
 	}
 
-	entries := logs.entries(t, "token used")
+	entries := logs.Entries(t, "token used")
 	var recorded []bool
 	for _, e := range entries {
 		recorded = append(recorded, e["usage_recorded"].(bool))

@@ -1,7 +1,6 @@
 package lifecycle_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
+	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -44,30 +44,12 @@ func newPlaidTestClient(t *testing.T, fake *plaidfake.Server, mod func(*lifecycl
 	return c
 }
 
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // plaidTestContext returns a context whose logger writes into the returned
 // buffer, so tests can check what the adapter logs (and that no access
 // token is in it).
-func plaidTestContext(t *testing.T) (context.Context, *lockedBuffer) {
+func plaidTestContext(t *testing.T) (context.Context, *testenv.LogBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	return lifecycle.WithLogger(context.Background(), slog.New(slog.NewJSONHandler(logs, nil))), logs
 }
 
@@ -89,7 +71,7 @@ func outcomeOf(t *testing.T, err error, calls int) plaidOutcome {
 }
 
 // assertNoToken fails if the access token leaked into an error or the logs.
-func assertNoToken(t *testing.T, token string, err error, logs *lockedBuffer) {
+func assertNoToken(t *testing.T, token string, err error, logs *testenv.LogBuffer) {
 	t.Helper()
 	if err != nil && strings.Contains(err.Error(), token) {
 		t.Errorf("error %q contains the access token", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
+	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -40,18 +41,7 @@ type webhookPlaid struct {
 func newWebhookPlaid(t *testing.T) *webhookPlaid {
 	t.Helper()
 	fake := plaidfake.New(t)
-	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{
-		ClientID: plaidfake.DefaultClientID,
-		Secret:   plaidfake.DefaultSecret,
-		BaseURL:  fake.URL(),
-		// The verifier's own bound on key lookups is under test, not the
-		// adapter's pacing; and an outage must fail fast, not back off.
-		WebhookKeyRPM: 60000,
-		MaxAttempts:   1,
-	})
-	if err != nil {
-		t.Fatalf("NewPlaidClient: %v", err)
-	}
+	client := testenv.NewWebhookPlaidClient(t, fake)
 	clock := lifecycle.NewFixedClock(webhookNow)
 	return &webhookPlaid{
 		fake:     fake,

@@ -156,3 +156,22 @@ func ActiveToken(itemID, userID string, lastUsedDaysAgo int) sample.Token {
 		Plaid:     sample.Healthy,
 	}
 }
+
+// NewWebhookPlaidClient returns the real plaid-go adapter speaking to fake
+// as webhook verification tests need it: webhook key lookups are not paced
+// (the verifier's own bound on them is under test) and a failed call is not
+// retried (an outage must fail fast, not back off).
+func NewWebhookPlaidClient(t testing.TB, fake *plaidfake.Server) *lifecycle.PlaidClient {
+	t.Helper()
+	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{
+		ClientID:      fake.ClientID,
+		Secret:        fake.Secret,
+		BaseURL:       fake.URL(),
+		WebhookKeyRPM: 60000,
+		MaxAttempts:   1,
+	})
+	if err != nil {
+		t.Fatalf("NewPlaidClient: %v", err)
+	}
+	return client
+}
