@@ -29,12 +29,12 @@ variable "source_bucket_name" {
 
 variable "go_runtime" {
   type        = string
-  description = "Cloud Functions Go runtime id (the module is built by Google's Go buildpack)."
-  default     = "go125"
+  description = "Cloud Functions Go runtime id (the module is built by Google's Go buildpack). go.mod needs Go 1.26: the Cloud client libraries require it."
+  default     = "go126"
 
   validation {
     condition     = can(regex("^go1[0-9]+$", var.go_runtime))
-    error_message = "go_runtime must look like go125."
+    error_message = "go_runtime must look like go126."
   }
 }
 
