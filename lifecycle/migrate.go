@@ -612,7 +612,7 @@ func checkItemID(id string) error {
 	case strings.Contains(id, "/"):
 		return errors.New("item id contains '/'")
 	case id == "." || id == "..":
-		return errors.New("item id is . or ..")
+		return errors.New("item id is a dot path (\".\" or \"..\")")
 	case strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__"):
 		return errors.New("item id matches __.*__, which Firestore reserves")
 	case len(id) > 1500:

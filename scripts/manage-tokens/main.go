@@ -231,7 +231,7 @@ func (c *cli) checkFirestore(ctx context.Context) error {
 		if c.emulator != "" {
 			where = "is the emulator at FIRESTORE_EMULATOR_HOST=" + c.emulator + " running?"
 		}
-		return fmt.Errorf("Firestore %s/%s did not answer in time: %s", c.cfg.Project, c.cfg.FirestoreDatabase, where)
+		return fmt.Errorf("no answer in time from Firestore %s/%s: %s", c.cfg.Project, c.cfg.FirestoreDatabase, where)
 	default:
 		return fmt.Errorf("cannot read Firestore %s/%s: %w", c.cfg.Project, c.cfg.FirestoreDatabase, err)
 	}
