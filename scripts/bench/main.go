@@ -1,0 +1,117 @@
+// Command bench measures cleanup on the Firestore emulator against a Plaid
+// stand-in with latency (scripts/bench.sh drives it). Each step runs in its
+// own process so that peak RSS is the cleanup's alone.
+//
+//	bench seed -n 2000           seeds the benchmark dataset into $GOOGLE_CLOUD_PROJECT
+//	bench run -mode concurrent   runs one cleanup and prints a JSON line:
+//	                             {"mode","n","seconds","peak_rss_kib","statistics"}
+//
+// -mode sequential runs the same rules one document and one call at a time
+// (page size 1, one worker, one write per call): the baseline the
+// concurrent run is compared to.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/finwell/plaid-token-lifecycle/internal/sample"
+	"github.com/finwell/plaid-token-lifecycle/lifecycle"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench seed|run [flags]")
+		os.Exit(2)
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	n := fs.Int("n", 2000, "tokens in the dataset")
+	mode := fs.String("mode", "concurrent", "concurrent or sequential")
+	pageSize := fs.Int("page-size", 0, "concurrent mode: documents per page (0: the service's default)")
+	workers := fs.Int("workers", 0, "concurrent mode: tokens in flight (0: the service's default)")
+	fs.Parse(os.Args[2:])
+
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	cfg, err := lifecycle.LoadConfig(lifecycle.Needs{Store: true, Vault: true, Plaid: true})
+	if err == nil {
+		err = dispatch(ctx, cfg, os.Args[1], *n, *mode, *pageSize, *workers)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, cfg lifecycle.Config, cmd string, n int, mode string, pageSize, workers int) error {
+	client, err := lifecycle.NewFirestoreClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	svc, err := lifecycle.NewFirestoreService(ctx, cfg, client)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "seed":
+		tokens := sample.BenchTokens(n, time.Now().UTC())
+		var g errgroup.Group
+		g.SetLimit(32)
+		for start := 0; start < len(tokens); start += 100 {
+			chunk := tokens[start:min(start+100, len(tokens))]
+			g.Go(func() error { return sample.Seed(ctx, svc.Store, svc.Cipher, chunk) })
+		}
+		return g.Wait()
+	case "run":
+		svc.CleanupPageSize, svc.CleanupWorkers = pageSize, workers
+		if mode == "sequential" {
+			// One document read, decided, called and written at a time.
+			svc.CleanupPageSize, svc.CleanupWorkers = 1, 1
+			svc.Store = unbatched{svc.Store}
+		}
+		start := time.Now()
+		res, err := svc.Cleanup(ctx, lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: "benchmark", Actor: "bench"})
+		if err != nil {
+			return err
+		}
+		elapsed := time.Since(start)
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{
+			"mode": mode, "n": n, "seconds": elapsed.Seconds(), "peak_rss_kib": peakRSS(),
+			"statistics": res.Statistics,
+		})
+	}
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// unbatched hides the store's BulkWriter, so the baseline writes each
+// document with its own call.
+type unbatched struct{ lifecycle.TokenStore }
+
+// peakRSS is the process's peak resident set (VmHWM) in KiB.
+func peakRSS() int {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kib, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return kib
+		}
+	}
+	return -1
+}
