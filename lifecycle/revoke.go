@@ -92,11 +92,28 @@ func (s *Service) RevokeAllTokensAsAdmin(ctx context.Context, userID, actor stri
 	return s.revokeAll(ctx, userID, revoker{actor: actor, reason: ReasonAdminRevoked})
 }
 
+// RevocableTokens returns the tokens of userID that RevokeAllTokens would
+// revoke: those not revoked yet (a revoked one not yet removed at Plaid is
+// cleanup's to finish).
+func (s *Service) RevocableTokens(ctx context.Context, userID string) ([]*Token, error) {
+	tokens, err := s.Store.ListByUser(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := tokens[:0]
+	for _, t := range tokens {
+		if t.Status != StatusRevoked {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
 func (s *Service) revokeAll(ctx context.Context, userID string, by revoker) (int, error) {
 	if userID == "" {
 		return 0, Errorf(CodeInvalid, "revoking tokens needs the user id")
 	}
-	tokens, err := s.Store.ListByUser(ctx, userID)
+	tokens, err := s.RevocableTokens(ctx, userID)
 	if err != nil {
 		return 0, fmt.Errorf("revoking tokens of user %s: %w", userID, err)
 	}
@@ -105,9 +122,6 @@ func (s *Service) revokeAll(ctx context.Context, userID string, by revoker) (int
 	var g errgroup.Group // not WithContext: one failure must not stop the others
 	g.SetLimit(revokeWorkers)
 	for i, t := range tokens {
-		if t.Status == StatusRevoked {
-			continue // cleanup finishes it at Plaid if it is not removed yet
-		}
 		g.Go(func() error {
 			res, err := s.revokeToken(ctx, userID, t.ItemID, t, by)
 			switch {

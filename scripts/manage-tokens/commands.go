@@ -98,7 +98,9 @@ func (c *cli) revoke(ctx context.Context, inv invocation) int {
 	var count int
 	var err error
 	if inv.dryRun {
-		count, err = c.revocable(ctx, inv.userID)
+		var tokens []*lifecycle.Token
+		tokens, err = c.svc.RevocableTokens(ctx, inv.userID)
+		count = len(tokens)
 	} else {
 		count, err = c.svc.RevokeAllTokensAsAdmin(ctx, inv.userID, c.actor)
 	}
@@ -128,22 +130,6 @@ func (c *cli) revoke(ctx context.Context, inv invocation) int {
 		fmt.Fprintf(w, "🔒 Revoked %d tokens for %s\n", count, inv.userID)
 	}
 	return exitOK
-}
-
-// revocable counts the tokens RevokeAllTokens would revoke: the user's
-// tokens not revoked yet.
-func (c *cli) revocable(ctx context.Context, userID string) (int, error) {
-	tokens, err := c.svc.Store.ListByUser(ctx, userID)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, t := range tokens {
-		if t.Status != lifecycle.StatusRevoked {
-			n++
-		}
-	}
-	return n, nil
 }
 
 func (c *cli) migrateLegacy(ctx context.Context, inv invocation) int {
