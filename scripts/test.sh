@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: starts the Firestore emulator on a free port, runs
 # go vet and every Go test (with -race) against it, with the Terraform checks
-# alongside,
-# prints the go test summary and stops the emulator, also on failure or
-# Ctrl-C. Exits non-zero on any failure.
+# alongside, prints the go test summary and stops the emulator, also on
+# failure or Ctrl-C. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/emulator.sh
