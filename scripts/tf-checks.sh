@@ -2,9 +2,10 @@
 # tf-checks.sh checks terraform/ without cloud access or a provider download:
 #   1. `terraform fmt -check -recursive -diff` (Terraform 1.5.7 from
 #      scripts/ensure-terraform.sh, built once into a cache if needed);
-#   2. `go run ./scripts/tfcheck`: every resource, data source, attribute and
-#      block against the hashicorp/google 7.45.0 schema in ../shared/terraform/
-#      (see scripts/tfcheck/main.go; extra arguments are passed to it).
+#   2. scripts/tfcheck (a Go module of its own, so that hcl and cty stay out
+#      of the functions' go.mod): its tests, then every resource, data source,
+#      attribute and block against the hashicorp/google 7.45.0 schema kept in
+#      scripts/tfcheck/schema/ (extra arguments are passed to it).
 # Both run; the exit status is non-zero when either fails.
 set -uo pipefail
 
@@ -30,7 +31,7 @@ else
   status=1
 fi
 
-if ! go run ./scripts/tfcheck "$@"; then
+if ! (cd scripts/tfcheck && go test -count=1 ./... && go run . "$@"); then
   status=1
 fi
 

@@ -21,8 +21,8 @@
 //	go run ./scripts/tfcheck [-dir terraform] [-schema path/to/schema.json.gz]
 //
 // The schema is `terraform providers schema -json` output, gzipped or not.
-// By default it is read from ../shared/terraform/ beside the repository
-// (shared/ is a sibling of the repository directory), or from $TFCHECK_SCHEMA.
+// By default it is read from scripts/tfcheck/schema/ (a copy kept in the
+// repository, so a fresh clone checks itself), or from $TFCHECK_SCHEMA.
 // With TFCHECK_ALLOW_MISSING_SCHEMA=1 a missing schema is a warning and only
 // the schema-free checks run (CI images without shared/ run `terraform
 // validate` with the real provider instead).
@@ -53,7 +53,7 @@ import (
 const googleProvider = "registry.terraform.io/hashicorp/google"
 
 // defaultSchema is the schema file relative to the repository root.
-const defaultSchema = "../shared/terraform/google-provider-7.45.0-schema.json.gz"
+const defaultSchema = "scripts/tfcheck/schema/google-provider-7.45.0-schema.json.gz"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -120,19 +120,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // repoRoot returns the nearest directory at or above the working directory
-// that holds a go.mod.
+// that holds both a go.mod and terraform/: the repository root (tfcheck is a
+// module of its own, so its own go.mod is not the answer).
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		_, errMod := os.Stat(filepath.Join(dir, "go.mod"))
+		_, errTF := os.Stat(filepath.Join(dir, "terraform"))
+		if errMod == nil && errTF == nil {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod at or above the working directory")
+			return "", errors.New("no repository root (go.mod beside terraform/) at or above the working directory")
 		}
 		dir = parent
 	}
