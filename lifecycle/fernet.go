@@ -2,14 +2,14 @@ package lifecycle
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/fernet/fernet-go"
 )
 
 // The old Python service stored access tokens as Fernet tokens wrapped once
@@ -19,10 +19,11 @@ import (
 const (
 	legacySalt       = "plaid_tokens_salt"
 	legacyIterations = 100_000
-	legacyKeyLen     = 32 // Fernet: 16 bytes signing key, 16 bytes AES-128 key
+	legacyKeyLen     = len(fernet.Key{}) // 32: the HMAC key, then the AES-128 key
 )
 
-// The Fernet token layout (https://github.com/fernet/spec/blob/master/Spec.md):
+// The Fernet token layout (https://github.com/fernet/spec/blob/master/Spec.md),
+// which openFernet checks before fernet-go verifies and decrypts:
 //
 //	version (1 byte, 0x80) | timestamp (8) | IV (16) | AES-128-CBC ciphertext (n*16) | HMAC-SHA256 (32)
 const (
@@ -41,7 +42,7 @@ type LegacyDecrypter struct {
 	password string
 
 	once sync.Once
-	key  fernetKey
+	key  *fernet.Key
 	err  error
 }
 
@@ -67,27 +68,29 @@ func (d *LegacyDecrypter) Decrypt(stored string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("decrypting legacy token: %w", err)
 	}
-	plaintext, err := key.open(token)
+	plaintext, err := openFernet(key, token)
 	if err != nil {
 		return "", fmt.Errorf("decrypting legacy token: %w", err)
 	}
 	return string(plaintext), nil
 }
 
-func (d *LegacyDecrypter) fernetKey() (fernetKey, error) {
+func (d *LegacyDecrypter) fernetKey() (*fernet.Key, error) {
 	d.once.Do(func() {
 		if d.password == "" {
 			d.err = Errorf(CodeInvalid, "LEGACY_TOKEN_ENCRYPTION_KEY is not set, but the legacy data holds encrypted tokens")
 			return
 		}
-		key, err := deriveKey(d.password, legacySalt, legacyIterations, legacyKeyLen)
+		derived, err := deriveKey(d.password, legacySalt, legacyIterations, legacyKeyLen)
 		if err != nil {
 			d.err = WrapError(CodeInternal, err, "deriving the legacy key")
 			return
 		}
 		// The old service handed Fernet urlsafe_b64(key); Fernet decodes it
-		// back, so the raw derived bytes are the Fernet key.
-		d.key, d.err = newFernetKey(key)
+		// back, so the raw derived bytes are the Fernet key: the HMAC key,
+		// then the AES-128 key, as fernet.Key holds them.
+		key := fernet.Key(derived) // a copy: derived is deriveKey's cached slice
+		d.key = &key
 	})
 	return d.key, d.err
 }
@@ -100,68 +103,39 @@ func IsLegacyPlaintext(s string) bool {
 	return strings.HasPrefix(s, "access-")
 }
 
-// fernetKey is a 32-byte Fernet key split into its two halves.
-type fernetKey struct {
-	signing    []byte // HMAC-SHA256 key: the first 16 bytes
-	encryption []byte // AES-128 key: the last 16 bytes
-}
-
-func newFernetKey(key []byte) (fernetKey, error) {
-	if len(key) != 32 {
-		return fernetKey{}, fmt.Errorf("a Fernet key is 32 bytes, got %d", len(key))
-	}
-	return fernetKey{signing: key[:16], encryption: key[16:]}, nil
-}
-
-// open verifies and decrypts a binary Fernet token, following the spec's
-// order: check the shape, verify the HMAC in constant time, and only then
-// decrypt, so that nothing about unauthenticated data leaks (no padding
-// oracle).
-func (k fernetKey) open(token []byte) ([]byte, error) {
+// openFernet verifies and decrypts a binary Fernet token with
+// github.com/fernet/fernet-go, ignoring its timestamp.
+//
+// The layout is checked first: a token of another format is
+// ErrMalformedToken, and fernet-go slices the token by the spec's offsets
+// once its HMAC matches, so a short authentic token would panic it.
+// fernet-go verifies the HMAC in constant time before it decrypts (no
+// padding oracle) and reports every failure alike, as nil; that is
+// ErrDecrypt. It also takes a last padding byte of 0, or one over the block
+// size, as valid PKCS7 padding; those are refused here, as Python's
+// cryptography (the writer of this data) refuses them.
+func openFernet(key *fernet.Key, token []byte) ([]byte, error) {
 	if len(token) < fernetMinLen {
 		return nil, fmt.Errorf("token is %d bytes, shorter than the Fernet minimum %d: %w", len(token), fernetMinLen, ErrMalformedToken)
 	}
 	if token[0] != fernetVersion {
 		return nil, fmt.Errorf("version byte is not Fernet's 0x80: %w", ErrMalformedToken)
 	}
-	signed, mac := token[:len(token)-fernetMACLen], token[len(token)-fernetMACLen:]
-	if (len(signed)-fernetHeaderLen)%aes.BlockSize != 0 {
+	ciphertextLen := len(token) - fernetHeaderLen - fernetMACLen
+	if ciphertextLen%aes.BlockSize != 0 {
 		return nil, fmt.Errorf("ciphertext is not a whole number of AES blocks: %w", ErrMalformedToken)
 	}
-	h := hmac.New(sha256.New, k.signing)
-	h.Write(signed)
-	if !hmac.Equal(h.Sum(nil), mac) {
-		return nil, fmt.Errorf("HMAC does not match (wrong LEGACY_TOKEN_ENCRYPTION_KEY or tampered data): %w", ErrDecrypt)
+	// A TTL of 0 turns off fernet-go's age and clock-skew checks: a legacy
+	// token is migrated however old it is (or however wrong its writer's
+	// clock was). fernet-go takes the token as padded base64url text.
+	plaintext := fernet.VerifyAndDecrypt([]byte(base64.URLEncoding.EncodeToString(token)), 0, []*fernet.Key{key})
+	if plaintext == nil {
+		return nil, fmt.Errorf("token does not verify (wrong LEGACY_TOKEN_ENCRYPTION_KEY, tampered data or invalid padding): %w", ErrDecrypt)
 	}
-
-	block, err := aes.NewCipher(k.encryption)
-	if err != nil {
-		return nil, WrapError(CodeInternal, err, "creating AES cipher")
-	}
-	iv, ciphertext := signed[1+8:fernetHeaderLen], signed[fernetHeaderLen:]
-	plaintext := make([]byte, len(ciphertext))
-	cipher.NewCBCDecrypter(block, iv).CryptBlocks(plaintext, ciphertext)
-	plaintext, err = unpadPKCS7(plaintext)
-	if err != nil {
-		return nil, fmt.Errorf("decrypted plaintext: %w", err)
+	if pad := ciphertextLen - len(plaintext); pad < 1 || pad > aes.BlockSize {
+		return nil, fmt.Errorf("token does not verify (invalid padding): %w", ErrDecrypt)
 	}
 	return plaintext, nil
-}
-
-func unpadPKCS7(b []byte) ([]byte, error) {
-	if len(b) == 0 || len(b)%aes.BlockSize != 0 {
-		return nil, fmt.Errorf("not a whole number of AES blocks: %w", ErrMalformedToken)
-	}
-	n := int(b[len(b)-1])
-	if n == 0 || n > aes.BlockSize {
-		return nil, fmt.Errorf("invalid PKCS7 padding: %w", ErrMalformedToken)
-	}
-	for _, c := range b[len(b)-n:] {
-		if int(c) != n {
-			return nil, fmt.Errorf("invalid PKCS7 padding: %w", ErrMalformedToken)
-		}
-	}
-	return b[:len(b)-n], nil
 }
 
 // unwrapLegacy turns a stored legacy value into a binary Fernet token. The

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/fernet/fernet-go"
 )
 
 // legacyTestPassword is the LEGACY_TOKEN_ENCRYPTION_KEY of legacyVectors.
@@ -48,13 +51,9 @@ const (
 	specFernetToken = "gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA=="
 )
 
-func specKey(tb testing.TB) fernetKey {
+func specKey(tb testing.TB) *fernet.Key {
 	tb.Helper()
-	raw, err := base64.URLEncoding.DecodeString(specFernetKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	k, err := newFernetKey(raw)
+	k, err := fernet.DecodeKey(specFernetKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -64,9 +63,10 @@ func specKey(tb testing.TB) fernetKey {
 // sealFernet builds a binary Fernet token by hand from the spec, with
 // already padded plaintext, so tests can also build tokens whose HMAC is
 // valid but whose padding is not.
-func sealFernet(tb testing.TB, k fernetKey, timestamp uint64, iv, padded []byte) []byte {
+func sealFernet(tb testing.TB, k *fernet.Key, timestamp uint64, iv, padded []byte) []byte {
 	tb.Helper()
-	block, err := aes.NewCipher(k.encryption)
+	signing, encryption := k[:16], k[16:]
+	block, err := aes.NewCipher(encryption)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func sealFernet(tb testing.TB, k fernetKey, timestamp uint64, iv, padded []byte)
 	ciphertext := make([]byte, len(padded))
 	cipher.NewCBCEncrypter(block, iv).CryptBlocks(ciphertext, padded)
 	token = append(token, ciphertext...)
-	mac := hmac.New(sha256.New, k.signing)
+	mac := hmac.New(sha256.New, signing)
 	mac.Write(token)
 	return mac.Sum(token)
 }
@@ -155,19 +155,20 @@ func TestFernetSpecVector(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unwrapLegacy: %v", err)
 			}
-			got, err := k.open(token)
+			got, err := openFernet(k, token)
 			if err != nil {
-				t.Fatalf("open: %v", err)
+				t.Fatalf("openFernet: %v", err)
 			}
 			if string(got) != "hello" {
-				t.Errorf("open = %q, want %q", got, "hello")
+				t.Errorf("openFernet = %q, want %q", got, "hello")
 			}
 		})
 	}
 }
 
 // TestFernetOpenByHand covers what only an authentic token reaches: the
-// padding checks after the HMAC, and the absence of any TTL or clock check.
+// padding checks after the HMAC (fernet-go's, and the two openFernet adds),
+// and the absence of any TTL or clock check.
 func TestFernetOpenByHand(t *testing.T) {
 	t.Parallel()
 	k := specKey(t)
@@ -187,21 +188,51 @@ func TestFernetOpenByHand(t *testing.T) {
 		{name: "empty plaintext", timestamp: 1, padded: pkcs7(nil), want: ""},
 		{name: "timestamp zero: no TTL", timestamp: 0, padded: pkcs7([]byte("access-sandbox-1")), want: "access-sandbox-1"},
 		{name: "far-future timestamp: no clock check", timestamp: 1<<64 - 1, padded: pkcs7([]byte("access-sandbox-1")), want: "access-sandbox-1"},
-		{name: "padding byte zero", padded: badLastByte(0), wantErr: ErrMalformedToken},
-		{name: "padding byte over block size", padded: badLastByte(17), wantErr: ErrMalformedToken},
-		{name: "inconsistent padding", padded: badLastByte(3), wantErr: ErrMalformedToken},
+		{name: "padding byte zero", padded: badLastByte(0), wantErr: ErrDecrypt},
+		{name: "padding byte over block size", padded: badLastByte(17), wantErr: ErrDecrypt},
+		{name: "consistent padding over block size", padded: bytes.Repeat([]byte{17}, 32), wantErr: ErrDecrypt},
+		{name: "inconsistent padding", padded: badLastByte(3), wantErr: ErrDecrypt},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := k.open(sealFernet(t, k, tc.timestamp, iv, tc.padded))
+			got, err := openFernet(k, sealFernet(t, k, tc.timestamp, iv, tc.padded))
 			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("open error = %v, want %v", err, tc.wantErr)
+				t.Fatalf("openFernet error = %v, want %v", err, tc.wantErr)
 			}
 			if string(got) != tc.want {
-				t.Errorf("open = %q, want %q", got, tc.want)
+				t.Errorf("openFernet = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLegacyDecryptIgnoresTimestamp: tokens fernet-go itself writes, at
+// any time, decrypt through the whole legacy path once wrapped as the old
+// service stored them; a token's age never refuses it.
+func TestLegacyDecryptIgnoresTimestamp(t *testing.T) {
+	t.Parallel()
+	d := NewLegacyDecrypter(legacyTestPassword)
+	key, err := d.fernetKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Time{
+		time.Unix(0, 0),
+		time.Date(2019, 3, 1, 0, 0, 0, 0, time.UTC), // years before any migration
+		time.Now(),
+		time.Now().Add(time.Hour), // past fernet-go's 60s clock skew
+		time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		const plaintext = "access-sandbox-0d6b3f0e-97a1-4c4e-8a8c-1f5e2d3c4b5a"
+		tok, err := fernet.EncryptAndSignAtTime([]byte(plaintext), key, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Decrypt(base64.URLEncoding.EncodeToString(tok))
+		if err != nil || got != plaintext {
+			t.Errorf("token signed at %v: Decrypt = %q, %v; want %q", at, got, err, plaintext)
+		}
 	}
 }
 
@@ -363,15 +394,15 @@ func FuzzLegacyDecrypt(f *testing.F) {
 		if len(stored) == 0 || len(stored)%aes.BlockSize != 0 {
 			return
 		}
-		got, err := k.open(sealFernet(t, k, 0, iv, []byte(stored)))
+		got, err := openFernet(k, sealFernet(t, k, 0, iv, []byte(stored)))
 		if err != nil {
-			if !errors.Is(err, ErrMalformedToken) {
-				t.Fatalf("open(sealed %q): error %v, want ErrMalformedToken", stored, err)
+			if !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("openFernet(sealed %q): error %v, want ErrDecrypt", stored, err)
 			}
 			return
 		}
 		if want := pkcs7(got); string(want) != stored {
-			t.Fatalf("open(sealed %q) = %q, which does not pad back to the input", stored, got)
+			t.Fatalf("openFernet(sealed %q) = %q, which does not pad back to the input", stored, got)
 		}
 	})
 }
