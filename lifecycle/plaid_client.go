@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/plaid/plaid-go/v20/plaid"
+	"github.com/sethvargo/go-retry"
 	"golang.org/x/time/rate"
 )
 
@@ -276,49 +277,99 @@ func (c *PlaidClient) WebhookVerificationKey(ctx context.Context, keyID string) 
 
 // call runs attempt, one HTTP call to endpoint, pacing every attempt on
 // limiter and retrying transient failures with exponential backoff and
-// jitter, up to maxAttempts. The whole call, pacing and retries included,
-// ends after maxRetryTime: a hung Plaid must not hold a cleanup worker past
-// the run's budget. It returns nil or a *PlaidError: the first
-// non-transient one, or the last transient one. accessToken is only used to
-// redact it from Plaid's messages.
+// jitter, up to maxAttempts (github.com/sethvargo/go-retry runs the loop).
+// The whole call, pacing and retries included, ends after maxRetryTime: a
+// hung Plaid must not hold a cleanup worker past the run's budget. It
+// returns nil or a *PlaidError: the first non-transient one, or the last
+// transient one. accessToken is only used to redact it from Plaid's
+// messages.
 func (c *PlaidClient) call(ctx context.Context, endpoint string, limiter *rate.Limiter, accessToken string, attempt func(context.Context) (*http.Response, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, c.maxRetryTime)
 	defer cancel()
-	for n := 1; ; n++ {
+	pc := &plaidCall{endpoint: endpoint}
+	err := retry.Do(ctx, c.retryBackoff(ctx, pc), func(ctx context.Context) error {
 		if err := limiter.Wait(ctx); err != nil {
 			return c.stopped(ctx, endpoint, "waiting for the rate limit", err)
 		}
+		pc.attempts++
 		httpResp, err := attempt(ctx)
 		if err == nil {
 			return nil
 		}
-		pe := c.toPlaidError(err, httpResp, accessToken)
-		if pe.Class != ClassTransient || ctx.Err() != nil || n >= c.maxAttempts {
-			return pe
+		pc.last = c.toPlaidError(err, httpResp, accessToken)
+		if pc.last.Class != ClassTransient || ctx.Err() != nil {
+			return pc.last
 		}
-		delay := c.backoff(n)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
-			return pe // the time bound ends before the retry could start
-		}
-		// The logger travels in ctx (log.go); a retry is a WARNING (DESIGN §11).
-		Logger(ctx).LogAttrs(ctx, slog.LevelWarn, "retrying Plaid call",
-			slog.String("endpoint", endpoint),
-			slog.Int("attempt", n),
-			slog.String("error_type", pe.Type),
-			slog.String("error_code", pe.Code),
-			slog.Int("status", pe.Status),
-			slog.String("request_id", pe.RequestID),
-			slog.Duration("backoff", delay),
-			slog.String("error", pe.Error()),
-		)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return c.stopped(ctx, endpoint, "waiting to retry after "+pe.Error(), ctx.Err())
-		}
+		return retry.RetryableError(pc.last)
+	})
+	var pe *PlaidError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		return pe
+	case pc.last == nil:
+		// go-retry found ctx ended before the first attempt.
+		return c.stopped(ctx, endpoint, "waiting for the rate limit", err)
+	default:
+		// ctx ended while waiting to retry.
+		return c.stopped(ctx, endpoint, "waiting to retry after "+pc.last.Error(), err)
 	}
+}
+
+// plaidCall is what the attempts of one call share with its backoff.
+type plaidCall struct {
+	endpoint string
+	attempts int         // made so far
+	last     *PlaidError // the last attempt's error
+}
+
+// retryBackoff is the wait before each retry of pc: BaseBackoff doubled
+// per failed attempt, capped at MaxBackoff, with "equal jitter" (half
+// fixed, half random) so that concurrent workers hit by one outage do not
+// retry in step; no retry after maxAttempts attempts, nor one that could
+// not start before ctx's deadline (the call returns Plaid's error then, not
+// a timeout). Each retry it allows is logged as a WARNING (DESIGN §11).
+func (c *PlaidClient) retryBackoff(ctx context.Context, pc *plaidCall) retry.Backoff {
+	b := retry.NewExponential(c.baseBackoff)
+	b = retry.WithCappedDuration(c.maxBackoff, b)
+	b = withEqualJitter(b)
+	b = retry.WithMaxRetries(uint64(c.maxAttempts-1), b)
+	return retry.BackoffFunc(func() (time.Duration, bool) {
+		delay, stop := b.Next()
+		if stop {
+			return 0, true
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
+			return 0, true // the time bound ends before the retry could start
+		}
+		// The logger travels in ctx (log.go).
+		Logger(ctx).LogAttrs(ctx, slog.LevelWarn, "retrying Plaid call",
+			slog.String("endpoint", pc.endpoint),
+			slog.Int("attempt", pc.attempts),
+			slog.String("error_type", pc.last.Type),
+			slog.String("error_code", pc.last.Code),
+			slog.Int("status", pc.last.Status),
+			slog.String("request_id", pc.last.RequestID),
+			slog.Duration("backoff", delay),
+			slog.String("error", pc.last.Error()),
+		)
+		return delay, false
+	})
+}
+
+// withEqualJitter returns next's delays d as a random wait in [d/2, d]. It
+// never exceeds d, so MaxBackoff stays the longest wait; go-retry's own
+// jitters add up to as much as they take away.
+func withEqualJitter(next retry.Backoff) retry.Backoff {
+	return retry.BackoffFunc(func() (time.Duration, bool) {
+		d, stop := next.Next()
+		if stop {
+			return 0, true
+		}
+		half := d / 2
+		return half + rand.N(d-half+1), false
+	})
 }
 
 // stopped is the error of a call the caller's context ended (or whose
@@ -331,19 +382,6 @@ func (c *PlaidClient) stopped(ctx context.Context, endpoint, while string, err e
 		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	return &PlaidError{Class: ClassTransient, Err: fmt.Errorf("plaid %s: %s: %w", endpoint, while, err)}
-}
-
-// backoff is the wait before attempt n+1: BaseBackoff doubled per failed
-// attempt, capped at MaxBackoff, with "equal jitter" (half fixed, half
-// random) so that concurrent workers hit by one outage do not retry in step.
-func (c *PlaidClient) backoff(n int) time.Duration {
-	d := c.baseBackoff
-	for i := 1; i < n && d < c.maxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, c.maxBackoff)
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // toPlaidError classifies what a plaid-go call returned. plaid-go returns a
