@@ -4,14 +4,177 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
+
+// command is one subcommand: its help, its flags and arguments, the
+// configuration it needs and what it does. Adding a command is adding an
+// entry to commands.
+type command struct {
+	name    string
+	summary string // one line in the global usage
+	about   string // what it does, the body of its --help
+	flags   []flagDef
+	args    []argDef // positional, in order, all required
+	needs   lifecycle.Needs
+	exec    func(c *cli, ctx context.Context, inv invocation) int
+	// standalone, if set, runs instead of exec, without configuration or
+	// Firestore.
+	standalone func(con console) int
+}
+
+// flagDef defines one flag on fs, bound to a field of inv. Its usage text
+// names its value in back quotes, as flag.UnquoteUsage reads it: the help
+// shows "--days N".
+type flagDef func(fs *flag.FlagSet, inv *invocation)
+
+// argDef is a positional argument: <name> in the help.
+type argDef struct {
+	name, usage string
+	bind        func(inv *invocation) *string
+}
+
+var commands = []command{
+	{
+		name:    "cleanup",
+		summary: "remove dead and stale tokens (at Plaid first), mark invalid ones",
+		about: `
+Runs the token cleanup now, with the rules of the daily scheduled run:
+expired and revoked tokens, and active tokens unused for more than --days
+days, are removed at Plaid (/item/remove) first and then deleted; active
+tokens that Plaid says are gone are marked expired; tokens that need their
+user get an error code. Only one cleanup runs at a time.`,
+		flags: []flagDef{daysFlag, dryRunFlag, jsonFlag},
+		needs: lifecycle.Needs{Store: true, Vault: true, Plaid: true},
+		exec:  (*cli).cleanup,
+	},
+	{
+		name:    "analytics",
+		summary: "count tokens by status, user, age, institution and environment",
+		about: `
+Prints token analytics, as the TokenAnalytics function answers them. Needs
+only GOOGLE_CLOUD_PROJECT (and FIRESTORE_DATABASE): no encryption key, no
+Plaid credentials.`,
+		flags: []flagDef{jsonFlag},
+		needs: lifecycle.Needs{Store: true},
+		exec:  (*cli).analytics,
+	},
+	{
+		name:    "revoke",
+		summary: "revoke every token of a user",
+		about: `
+Revokes every token of <user_id> that may still be live at Plaid (active,
+needing the user, or expired), as an admin: each Item is removed at Plaid
+first, then its token is marked revoked and audited. A token whose removal
+Plaid did not confirm is revoked at once all the same; a later cleanup
+finishes the removal at Plaid.`,
+		flags: []flagDef{dryRunFlag, jsonFlag},
+		args: []argDef{{name: "user_id", usage: "the user (the JWT's sub) whose tokens are revoked",
+			bind: func(inv *invocation) *string { return &inv.userID }}},
+		needs: lifecycle.Needs{Store: true, Vault: true, Plaid: true},
+		exec:  (*cli).revoke,
+	},
+	{
+		name:    "migrate-legacy",
+		summary: "carry the old service's per-user documents over, one per item",
+		about: `
+Carries the old service's data over: each per-user document with an items
+map becomes one document per item, its access token encrypted with
+TOKEN_ENCRYPTION_KEY (the old Fernet tokens decrypt with
+LEGACY_TOKEN_ENCRYPTION_KEY); nothing is lost, and running it again changes
+nothing. Run it with --dry-run first. It exits 1 while a document is left in
+place (a conflict or an error, listed in the report).`,
+		flags: []flagDef{dryRunFlag, jsonFlag},
+		needs: lifecycle.Needs{Store: true, Vault: true},
+		exec:  (*cli).migrateLegacy,
+	},
+	{
+		name:    "reencrypt",
+		summary: "move every token to the current encryption key",
+		about: `
+Re-encrypts every token with the current key, TOKEN_ENCRYPTION_KEY,
+decrypting those on older keys with TOKEN_ENCRYPTION_KEY_PREVIOUS;
+plaintext tokens are encrypted too. Run it after rotating the key; once it
+exits 0, the old keys can leave TOKEN_ENCRYPTION_KEY_PREVIOUS. It exits 1
+while a token could not be re-encrypted.`,
+		flags: []flagDef{dryRunFlag, jsonFlag},
+		needs: lifecycle.Needs{Store: true, Vault: true},
+		exec:  (*cli).reencrypt,
+	},
+	{
+		name:    "version",
+		summary: "print what this binary was built from (also --version)",
+		about: `
+Prints the module version, the VCS revision and time this binary was built
+from (go build records them in a checkout; go run does not), and the Go
+version.`,
+		standalone: func(con console) int {
+			bi, ok := debug.ReadBuildInfo()
+			fmt.Fprint(con.stdout, versionText(bi, ok))
+			return exitOK
+		},
+	},
+}
+
+func lookupCommand(name string) (command, bool) {
+	for _, cmd := range commands {
+		if cmd.name == name {
+			return cmd, true
+		}
+	}
+	return command{}, false
+}
+
+func commandNames() []string {
+	names := make([]string, len(commands))
+	for i, cmd := range commands {
+		names[i] = cmd.name
+	}
+	return names
+}
+
+// The flags the commands share.
+var (
+	daysFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+		fs.Var(daysValue{&inv.days}, "days", fmt.Sprintf(
+			"an active token unused for more than `N` days is stale; N is 1 to %d\n(default: STALE_DAYS, or 90)", lifecycle.MaxDaysThreshold))
+	}
+	dryRunFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+		fs.BoolVar(&inv.dryRun, "dry-run", false, "report what would be done, change nothing")
+	}
+	jsonFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+		fs.BoolVar(&inv.json, "json", false, "print one JSON object on stdout instead of the report")
+	}
+)
+
+// daysValue is --days: a whole number of days the service accepts as a
+// stale threshold.
+type daysValue struct{ days *int }
+
+func (v daysValue) String() string {
+	if v.days == nil || *v.days == 0 {
+		return ""
+	}
+	return strconv.Itoa(*v.days)
+}
+
+func (v daysValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || lifecycle.ValidateDaysThreshold(n) != nil {
+		return fmt.Errorf("must be an integer from 1 to %d", lifecycle.MaxDaysThreshold)
+	}
+	*v.days = n
+	return nil
+}
 
 const (
 	banner      = "🚀 Personal Wealth Management - Token Management"
@@ -26,7 +189,7 @@ func (c *cli) cleanup(ctx context.Context, inv invocation) int {
 	if days == 0 {
 		days = c.cfg.StaleDays
 	}
-	bar := c.progressBar(ctx, "cleanup", !inv.json)
+	bar := c.progressBar(ctx, "cleanup")
 	res, err := c.svc.Cleanup(ctx, lifecycle.CleanupRequest{
 		DaysThreshold: days, DryRun: inv.dryRun, Trigger: lifecycle.TriggerCLI, Actor: c.actor,
 		Progress: func(st lifecycle.Statistics) { bar.update(st.TotalChecked) },
@@ -133,7 +296,7 @@ func (c *cli) revoke(ctx context.Context, inv invocation) int {
 }
 
 func (c *cli) migrateLegacy(ctx context.Context, inv invocation) int {
-	bar := c.progressBar(ctx, "migrate", !inv.json)
+	bar := c.progressBar(ctx, "migrate")
 	r, err := c.svc.MigrateLegacy(ctx, lifecycle.MigrateOptions{
 		DryRun: inv.dryRun, LegacyKey: c.cfg.LegacyEncryptionKey,
 		Progress: func(r lifecycle.MigrateReport) { bar.update(r.DocumentsScanned) },
@@ -198,7 +361,7 @@ func (c *cli) migrateLegacy(ctx context.Context, inv invocation) int {
 }
 
 func (c *cli) reencrypt(ctx context.Context, inv invocation) int {
-	bar := c.progressBar(ctx, "reencrypt", !inv.json)
+	bar := c.progressBar(ctx, "reencrypt")
 	r, err := c.svc.Reencrypt(ctx, lifecycle.ReencryptOptions{
 		DryRun:   inv.dryRun,
 		Progress: func(r lifecycle.ReencryptReport) { bar.update(r.Checked) },

@@ -2,15 +2,19 @@
 // analytics, revocation, the legacy migration and key rotation, on the same
 // service the functions run, configured by the same environment variables.
 //
-//	go run ./scripts/manage-tokens cleanup --days 90 [--dry-run] [--json]
+//	go run ./scripts/manage-tokens cleanup [--days N] [--dry-run] [--json]
 //	go run ./scripts/manage-tokens analytics [--json]
-//	go run ./scripts/manage-tokens revoke <user_id> [--dry-run] [--json]
+//	go run ./scripts/manage-tokens revoke [--dry-run] [--json] <user_id>
 //	go run ./scripts/manage-tokens migrate-legacy [--dry-run] [--json]
 //	go run ./scripts/manage-tokens reencrypt [--dry-run] [--json]
+//	go run ./scripts/manage-tokens <command> --help
+//	go run ./scripts/manage-tokens --version
 //
-// Results go to stdout; logs (JSON, WARN and above unless LOG_LEVEL says
-// otherwise), errors and the progress bar go to stderr. Exit status: 0
-// success, 1 failure, 2 bad usage.
+// Results go to stdout. Logs (WARN and above unless LOG_LEVEL says
+// otherwise), errors and the progress bar go to stderr: on a terminal, logs
+// are text lines a person reads and the bar is drawn; otherwise, or with
+// --json, logs are Cloud Logging's JSON lines, and the bar is drawn only on
+// a terminal. Exit status: 0 success, 1 failure, 2 bad usage.
 package main
 
 import (
@@ -22,11 +26,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"golang.org/x/term"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -35,7 +43,8 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	con := console{stdout: os.Stdout, stderr: os.Stderr, terminal: term.IsTerminal(int(os.Stderr.Fd()))}
+	code := run(ctx, os.Args[1:], con, os.LookupEnv)
 	stop()
 	os.Exit(code)
 }
@@ -47,28 +56,15 @@ const (
 	exitUsage   = 2
 )
 
-const usage = `usage: manage-tokens <command> [flags]
+const program = "manage-tokens"
 
-commands:
-  cleanup --days N [--dry-run] [--json]   remove expired, revoked and stale tokens
-                                          (at Plaid first) and mark invalid ones;
-                                          N is 1..3650, default STALE_DAYS (90)
-  analytics [--json]                      count tokens by status, user, age,
-                                          institution and environment
-  revoke <user_id> [--dry-run] [--json]   revoke every token of a user
-  migrate-legacy [--dry-run] [--json]     carry the old service's per-user
-                                          documents over to one document per item
-  reencrypt [--dry-run] [--json]          move every token to the current
-                                          encryption key
-
-Every command acts unless given --dry-run, which reports what it would do.
---json prints one JSON object on stdout instead of the report.
-Configuration comes from the environment, as for the functions:
-GOOGLE_CLOUD_PROJECT, FIRESTORE_DATABASE, TOKEN_ENCRYPTION_KEY(_PREVIOUS),
-LEGACY_TOKEN_ENCRYPTION_KEY, PLAID_CLIENT_ID, PLAID_SECRET, PLAID_ENV, ...
-
-exit status: 0 success, 1 failure, 2 bad usage
-`
+// console is where the CLI writes: results on stdout, everything else on
+// stderr, which is either a person's terminal or a pipe or log file.
+// main asks the operating system; tests say.
+type console struct {
+	stdout, stderr io.Writer
+	terminal       bool // stderr is a terminal
+}
 
 // invocation is one parsed command line.
 type invocation struct {
@@ -78,103 +74,102 @@ type invocation struct {
 	json   bool
 }
 
-// command is one subcommand: what configuration it needs and what it does.
-type command struct {
-	needs lifecycle.Needs
-	// dryRun and days say which flags it accepts; userID that it takes
-	// <user_id>.
-	dryRun, days, userID bool
-	exec                 func(c *cli, ctx context.Context, inv invocation) int
-}
-
-var commands = map[string]command{
-	"cleanup":        {needs: lifecycle.Needs{Store: true, Vault: true, Plaid: true}, dryRun: true, days: true, exec: (*cli).cleanup},
-	"analytics":      {needs: lifecycle.Needs{Store: true}, exec: (*cli).analytics},
-	"revoke":         {needs: lifecycle.Needs{Store: true, Vault: true, Plaid: true}, dryRun: true, userID: true, exec: (*cli).revoke},
-	"migrate-legacy": {needs: lifecycle.Needs{Store: true, Vault: true}, dryRun: true, exec: (*cli).migrateLegacy},
-	"reencrypt":      {needs: lifecycle.Needs{Store: true, Vault: true}, dryRun: true, exec: (*cli).reencrypt},
-}
-
 // cli is one run's service and outputs.
 type cli struct {
 	cfg            lifecycle.Config
 	client         *firestore.Client
 	svc            *lifecycle.Service
 	stdout, stderr io.Writer
+	status         *statusLine // stderr when it is a terminal, else nil
 	actor          string
 	emulator       string // FIRESTORE_EMULATOR_HOST, for error messages
 }
 
 // run is the whole CLI, callable in-process: it returns the exit status.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+func run(ctx context.Context, args []string, con console, getenv func(string) (string, bool)) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(con.stderr, globalUsage())
 		return exitUsage
 	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		fmt.Fprint(con.stdout, globalUsage())
 		return exitOK
-	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "manage-tokens: unknown command %q\n\n%s", args[0], usage)
-		return exitUsage
-	}
-	inv, err := parse(args[0], cmd, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
+	case "help":
+		if len(args) == 1 {
+			fmt.Fprint(con.stdout, globalUsage())
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "manage-tokens %s: %v\n\n%s", args[0], err, usage)
-		return exitUsage
+		cmd, ok := lookupCommand(args[1])
+		if !ok {
+			return unknownCommand(con.stderr, args[1])
+		}
+		fmt.Fprint(con.stdout, cmd.help())
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	cmd, ok := lookupCommand(name)
+	if !ok {
+		return unknownCommand(con.stderr, name)
+	}
+	inv, err := parse(cmd, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(con.stdout, cmd.help())
+		return exitOK
+	}
+	if err != nil {
+		return usageError(con.stderr, cmd, err)
+	}
+	if cmd.standalone != nil {
+		return cmd.standalone(con)
 	}
 
-	cfg, err := lifecycle.LoadConfigFrom(getenv, cmd.needs)
+	c := &cli{stdout: con.stdout, stderr: con.stderr, actor: actor(getenv)}
+	if con.terminal {
+		c.status = &statusLine{w: con.stderr}
+		c.stderr = c.status // log lines go above the progress bar
+	}
+	c.cfg, err = lifecycle.LoadConfigFrom(getenv, cmd.needs)
 	if err != nil {
-		return fail(stderr, err)
+		return fail(c.stderr, err)
 	}
 	level := slog.LevelWarn // an operator reads the report, not the INFO lines
 	if v, ok := getenv("LOG_LEVEL"); ok && strings.TrimSpace(v) != "" {
-		level = cfg.LogLevel
+		level = c.cfg.LogLevel
 	}
-	ctx = lifecycle.WithLogger(ctx, lifecycle.NewJSONLogger(stderr, level))
+	logger := lifecycle.NewJSONLogger(c.stderr, level)
+	if con.terminal && !inv.json {
+		logger = lifecycle.NewTextLogger(c.stderr, level)
+	}
+	ctx = lifecycle.WithLogger(ctx, logger)
 
-	c := &cli{cfg: cfg, stdout: stdout, stderr: stderr, actor: actor(getenv)}
 	c.emulator, _ = getenv("FIRESTORE_EMULATOR_HOST")
-	c.client, err = lifecycle.NewFirestoreClient(ctx, cfg)
+	c.client, err = lifecycle.NewFirestoreClient(ctx, c.cfg)
 	if err != nil {
-		return fail(stderr, err)
+		return fail(c.stderr, err)
 	}
 	defer c.client.Close()
-	c.svc, err = lifecycle.NewFirestoreService(ctx, cfg, c.client)
+	c.svc, err = lifecycle.NewFirestoreService(ctx, c.cfg, c.client)
 	if err != nil {
-		return fail(stderr, err)
+		return fail(c.stderr, err)
 	}
 	if err := c.checkFirestore(ctx); err != nil {
-		return fail(stderr, err)
+		return fail(c.stderr, err)
 	}
 	return cmd.exec(c, ctx, inv)
 }
 
 // parse reads the flags and arguments of cmd. Flags may come before or
-// after <user_id>.
-func parse(name string, cmd command, args []string) (invocation, error) {
+// after the arguments. It returns flag.ErrHelp for -h, -help and --help.
+func parse(cmd command, args []string) (invocation, error) {
 	var inv invocation
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // run prints the one error line and the usage
-	fs.BoolVar(&inv.json, "json", false, "print one JSON object")
-	if cmd.dryRun {
-		fs.BoolVar(&inv.dryRun, "dry-run", false, "report what would be done, change nothing")
-	}
-	if cmd.days {
-		fs.IntVar(&inv.days, "days", 0, "days unused after which an active token is stale (1..3650)")
-	}
+	fs := cmd.flagSet(&inv)
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return inv, err
+			return inv, flagError(err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -182,36 +177,204 @@ func parse(name string, cmd command, args []string) (invocation, error) {
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if cmd.days {
-		set := false
-		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "days" })
-		if set {
-			if lifecycle.ValidateDaysThreshold(inv.days) != nil {
-				return inv, fmt.Errorf("--days must be an integer from 1 to %d, got %d", lifecycle.MaxDaysThreshold, inv.days)
-			}
-		}
+	if len(positional) > len(cmd.args) {
+		return inv, fmt.Errorf("unexpected argument %q", positional[len(cmd.args)])
 	}
-	switch {
-	case cmd.userID && len(positional) == 0:
-		return inv, errors.New("missing <user_id>")
-	case cmd.userID && len(positional) > 1:
-		return inv, fmt.Errorf("one <user_id> expected, got %d arguments", len(positional))
-	case cmd.userID:
-		inv.userID = strings.TrimSpace(positional[0])
-		if inv.userID == "" {
-			return inv, errors.New("<user_id> is empty")
+	for i, a := range cmd.args {
+		if i >= len(positional) {
+			return inv, fmt.Errorf("missing <%s>", a.name)
 		}
-	case len(positional) > 0:
-		return inv, fmt.Errorf("unexpected argument %q", positional[0])
+		v := strings.TrimSpace(positional[i])
+		if v == "" {
+			return inv, fmt.Errorf("<%s> is empty", a.name)
+		}
+		*a.bind(&inv) = v
 	}
 	return inv, nil
 }
 
-// newService builds the service the functions run. Commands that make no
-// Plaid call (analytics, migrate-legacy, reencrypt) do not require the
-// Plaid credentials, and analytics not the encryption key either, which
-// NewFirestoreService insists on: for them the missing parts are stand-ins
-// that fail, naming the variable, if ever called.
+// flagSet returns cmd's flags, bound to inv. It prints nothing: run prints
+// the help and the errors, naming flags with two dashes.
+func (cmd command) flagSet(inv *invocation) *flag.FlagSet {
+	fs := flag.NewFlagSet(program+" "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for _, define := range cmd.flags {
+		define(fs, inv)
+	}
+	return fs
+}
+
+// flagError rewrites the flag package's errors, which name flags with one
+// dash (-days), in the help's terms (--days).
+func flagError(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return fmt.Errorf("--%s needs a value", strings.TrimLeft(name, "-"))
+	}
+	// invalid value %q for flag -%s: %v
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		if value, rest, ok := cutQuoted(rest); ok {
+			if rest, ok := strings.CutPrefix(rest, " for flag -"); ok {
+				name, why, _ := strings.Cut(rest, ": ")
+				return fmt.Errorf("--%s %s, got %q", name, why, value)
+			}
+		}
+	}
+	// invalid boolean value %q for -%s: %v
+	if rest, ok := strings.CutPrefix(msg, "invalid boolean value "); ok {
+		if value, rest, ok := cutQuoted(rest); ok {
+			if rest, ok := strings.CutPrefix(rest, " for -"); ok {
+				name, _, _ := strings.Cut(rest, ": ")
+				return fmt.Errorf("--%s takes no value, got %q", name, value)
+			}
+		}
+	}
+	return err
+}
+
+// cutQuoted cuts a Go-quoted string off the front of s.
+func cutQuoted(s string) (value, rest string, ok bool) {
+	q, err := strconv.QuotedPrefix(s)
+	if err != nil {
+		return "", s, false
+	}
+	value, err = strconv.Unquote(q)
+	return value, s[len(q):], err == nil
+}
+
+// usageError prints a bad command line's error, the command's usage line
+// and where its help is, and returns the usage status.
+func usageError(stderr io.Writer, cmd command, err error) int {
+	fmt.Fprintf(stderr, "%s %s: %v\n%s\nRun '%s %s --help' for its flags and arguments.\n",
+		program, cmd.name, err, cmd.usageLine(), program, cmd.name)
+	return exitUsage
+}
+
+func unknownCommand(stderr io.Writer, name string) int {
+	if strings.HasPrefix(name, "-") {
+		fmt.Fprintf(stderr, "%s: unknown flag --%s: flags follow the command\n", program, strings.TrimLeft(name, "-"))
+	} else {
+		fmt.Fprintf(stderr, "%s: unknown command %q\n", program, name)
+	}
+	fmt.Fprintf(stderr, "usage: %s <command> [flags]; commands: %s\nRun '%s --help' for more.\n",
+		program, strings.Join(commandNames(), ", "), program)
+	return exitUsage
+}
+
+// globalUsage is the help of manage-tokens itself: every command in one line.
+func globalUsage() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: %s <command> [flags] [arguments]\n\ncommands:\n", program)
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	for _, cmd := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", cmd.name, cmd.summary)
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, `
+Run '%s <command> --help' for a command's flags and arguments,
+'%s --version' for the build.
+
+Every command acts unless given --dry-run, which reports what it would do.
+--json prints one JSON object on stdout instead of the report.
+Logs (WARN and above; LOG_LEVEL changes it) go to stderr: text lines on a
+terminal, Cloud Logging's JSON lines in a pipe or with --json. A progress
+bar is drawn on stderr when it is a terminal.
+Configuration comes from the environment, as for the functions:
+GOOGLE_CLOUD_PROJECT, FIRESTORE_DATABASE, TOKEN_ENCRYPTION_KEY(_PREVIOUS),
+LEGACY_TOKEN_ENCRYPTION_KEY, PLAID_CLIENT_ID, PLAID_SECRET, PLAID_ENV, ...
+(FIRESTORE_EMULATOR_HOST to work on the emulator).
+
+exit status: 0 success, 1 failure, 2 bad usage
+`, program, program)
+	return b.String()
+}
+
+// usageLine is cmd's synopsis: "usage: manage-tokens cleanup [--days N] ...".
+func (cmd command) usageLine() string {
+	parts := []string{"usage:", program, cmd.name}
+	cmd.flagSet(new(invocation)).VisitAll(func(f *flag.Flag) {
+		if name, _ := flag.UnquoteUsage(f); name != "" {
+			parts = append(parts, "[--"+f.Name+" "+name+"]")
+		} else {
+			parts = append(parts, "[--"+f.Name+"]")
+		}
+	})
+	for _, a := range cmd.args {
+		parts = append(parts, "<"+a.name+">")
+	}
+	return strings.Join(parts, " ")
+}
+
+// help is cmd's own help: synopsis, what it does, its arguments and flags.
+func (cmd command) help() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n%s\n", cmd.usageLine(), strings.TrimSpace(cmd.about))
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	if len(cmd.args) > 0 {
+		fmt.Fprint(tw, "\narguments:\n")
+		for _, a := range cmd.args {
+			fmt.Fprintf(tw, "  <%s>\t%s\n", a.name, a.usage)
+		}
+	}
+	fmt.Fprint(tw, "\nflags:\n")
+	cmd.flagSet(new(invocation)).VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		if name != "" {
+			name = " " + name
+		}
+		lines := strings.Split(usage, "\n")
+		fmt.Fprintf(tw, "  --%s%s\t%s\n", f.Name, name, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(tw, "\t%s\n", l)
+		}
+	})
+	fmt.Fprint(tw, "  -h, --help\tprint this help\n")
+	tw.Flush()
+	fmt.Fprint(&b, "\nexit status: 0 success, 1 failure, 2 bad usage\n")
+	return b.String()
+}
+
+// versionText says what this binary was built from: the main module's
+// version, the VCS revision and time `go build` stamps in a checkout (go
+// run, go test and -buildvcs=false do not), and the Go version.
+func versionText(bi *debug.BuildInfo, ok bool) string {
+	if !ok {
+		return program + " (no build information: built without module support)\n"
+	}
+	settings := make(map[string]string)
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	version := bi.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s\n", program, version)
+	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', 0)
+	if bi.Main.Path != "" {
+		fmt.Fprintf(tw, "module:\t%s\n", bi.Main.Path)
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		if settings["vcs.modified"] == "true" {
+			rev += " (with uncommitted changes)"
+		}
+		fmt.Fprintf(tw, "revision:\t%s\n", rev)
+		if t := settings["vcs.time"]; t != "" {
+			fmt.Fprintf(tw, "time:\t%s\n", t)
+		}
+	} else {
+		fmt.Fprintf(tw, "revision:\tunknown (go run and go build -buildvcs=false do not record it)\n")
+	}
+	fmt.Fprintf(tw, "go:\t%s\n", bi.GoVersion)
+	tw.Flush()
+	return b.String()
+}
+
 // firestoreCheckTimeout bounds the first Firestore read. The client retries
 // an unreachable server for as long as the context lasts; an operator
 // should hear about a wrong FIRESTORE_EMULATOR_HOST or project at once.
@@ -249,7 +412,7 @@ func actor(getenv func(string) (string, bool)) string {
 
 // fail prints err on one line and returns the failure status.
 func fail(stderr io.Writer, err error) int {
-	fmt.Fprintln(stderr, "manage-tokens: "+oneLine(err.Error()))
+	fmt.Fprintln(stderr, program+": "+oneLine(err.Error()))
 	return exitFailure
 }
 

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
+	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -53,13 +56,20 @@ type result struct {
 	stdout, stderr string
 }
 
+// runCLI runs the CLI with stderr a pipe (not a terminal).
 func runCLI(t *testing.T, getenv func(string) (string, bool), args ...string) result {
+	t.Helper()
+	return runCLIOn(t, false, getenv, args...)
+}
+
+// runCLIOn runs the CLI with stderr a terminal or not.
+func runCLIOn(t *testing.T, terminal bool, getenv func(string) (string, bool), args ...string) result {
 	t.Helper()
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), args, &stdout, &stderr, getenv)
+	code := run(context.Background(), args, console{stdout: &stdout, stderr: &stderr, terminal: terminal}, getenv)
 	return result{code, stdout.String(), stderr.String()}
 }
 
@@ -167,27 +177,36 @@ func TestCleanupJSON(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
-	tests := [][]string{
-		{},
-		{"frobnicate"},
-		{"cleanup", "--days"},
-		{"cleanup", "--days", "0"},
-		{"cleanup", "--days", "3651"},
-		{"cleanup", "--days", "ninety"},
-		{"cleanup", "--force"},
-		{"cleanup", "--days", "90", "extra"},
-		{"analytics", "--dry-run"},
-		{"revoke"},
-		{"revoke", "--dry-run"},
-		{"revoke", "user-a", "user-b"},
-		{"revoke", " "},
-		{"migrate-legacy", "now"},
-		{"reencrypt", "--days", "3"},
+	tests := []struct {
+		args []string
+		want string // the error line; "" for the global usage
+	}{
+		{nil, ""},
+		{[]string{"frobnicate"}, `manage-tokens: unknown command "frobnicate"`},
+		{[]string{"help", "frobnicate"}, `manage-tokens: unknown command "frobnicate"`},
+		{[]string{"--json", "cleanup"}, "manage-tokens: unknown flag --json: flags follow the command"},
+		{[]string{"cleanup", "--days"}, "manage-tokens cleanup: --days needs a value"},
+		{[]string{"cleanup", "--days", "0"}, `manage-tokens cleanup: --days must be an integer from 1 to 3650, got "0"`},
+		{[]string{"cleanup", "--days", "3651"}, `manage-tokens cleanup: --days must be an integer from 1 to 3650, got "3651"`},
+		{[]string{"cleanup", "--days", "ninety"}, `manage-tokens cleanup: --days must be an integer from 1 to 3650, got "ninety"`},
+		{[]string{"cleanup", "-days=-1"}, `manage-tokens cleanup: --days must be an integer from 1 to 3650, got "-1"`},
+		{[]string{"cleanup", "--force"}, "manage-tokens cleanup: unknown flag --force"},
+		{[]string{"cleanup", "-force"}, "manage-tokens cleanup: unknown flag --force"},
+		{[]string{"cleanup", "--json=maybe"}, `manage-tokens cleanup: --json takes no value, got "maybe"`},
+		{[]string{"cleanup", "--days", "90", "extra"}, `manage-tokens cleanup: unexpected argument "extra"`},
+		{[]string{"analytics", "--dry-run"}, "manage-tokens analytics: unknown flag --dry-run"},
+		{[]string{"revoke"}, "manage-tokens revoke: missing <user_id>"},
+		{[]string{"revoke", "--dry-run"}, "manage-tokens revoke: missing <user_id>"},
+		{[]string{"revoke", "user-a", "user-b"}, `manage-tokens revoke: unexpected argument "user-b"`},
+		{[]string{"revoke", " "}, "manage-tokens revoke: <user_id> is empty"},
+		{[]string{"migrate-legacy", "now"}, `manage-tokens migrate-legacy: unexpected argument "now"`},
+		{[]string{"reencrypt", "--days", "3"}, "manage-tokens reencrypt: unknown flag --days"},
+		{[]string{"version", "--short"}, "manage-tokens version: unknown flag --short"},
 	}
-	for _, args := range tests {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
-			res := runCLI(t, nil, args...)
+			res := runCLI(t, nil, tc.args...)
 			if res.code != exitUsage {
 				t.Errorf("exit %d, want %d", res.code, exitUsage)
 			}
@@ -197,16 +216,141 @@ func TestUsageErrors(t *testing.T) {
 			if !strings.Contains(res.stderr, "usage: manage-tokens") {
 				t.Errorf("stderr has no usage:\n%s", res.stderr)
 			}
+			if tc.want == "" {
+				return
+			}
+			if first, _, _ := strings.Cut(res.stderr, "\n"); first != tc.want {
+				t.Errorf("error line = %q, want %q", first, tc.want)
+			}
+			// The pointer to the help: the command's own when there is one.
+			help := "Run 'manage-tokens --help'"
+			if cmd, ok := lookupCommand(tc.args[0]); ok {
+				help = "Run 'manage-tokens " + cmd.name + " --help'"
+			}
+			if !strings.Contains(res.stderr, help) {
+				t.Errorf("stderr does not say %q:\n%s", help, res.stderr)
+			}
+			if m := singleDashFlag.FindString(res.stderr); m != "" {
+				t.Errorf("stderr names a flag with one dash (%q):\n%s", m, res.stderr)
+			}
 		})
 	}
 }
 
+// singleDashFlag matches a flag named the flag package's way, -days, which
+// the CLI's help and errors never use (-h aside).
+var singleDashFlag = regexp.MustCompile(`(^|[\s\[(])-[a-gi-z][a-z-]*`)
+
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"help"}, {"--help"}, {"cleanup", "-h"}} {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"-help"}} {
 		res := runCLI(t, nil, args...)
-		if res.code != exitOK || !strings.HasPrefix(res.stdout, "usage: manage-tokens") {
-			t.Errorf("%v: exit %d, stdout %q", args, res.code, res.stdout)
+		if res.code != exitOK || res.stderr != "" || res.stdout != globalUsage() {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want the global usage", args, res.code, res.stdout, res.stderr)
+		}
+	}
+	usage := globalUsage()
+	for _, cmd := range commands {
+		if !strings.Contains(usage, "\n  "+cmd.name+" ") {
+			t.Errorf("the global usage does not list %s:\n%s", cmd.name, usage)
+		}
+	}
+}
+
+// TestCommandHelp: every command's --help is its own: synopsis, what it
+// does, its arguments and every flag, named as they are typed.
+func TestCommandHelp(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range commands {
+		t.Run(cmd.name, func(t *testing.T) {
+			t.Parallel()
+			want := cmd.help()
+			for _, args := range [][]string{{cmd.name, "--help"}, {cmd.name, "-h"}, {cmd.name, "-help"}, {"help", cmd.name}} {
+				res := runCLI(t, nil, args...)
+				if res.code != exitOK || res.stderr != "" {
+					t.Errorf("%v: exit %d, stderr %q", args, res.code, res.stderr)
+				}
+				if res.stdout != want {
+					t.Errorf("%v: stdout (-want +got):\n%s", args, cmp.Diff(want, res.stdout))
+				}
+			}
+			if !strings.HasPrefix(want, "usage: manage-tokens "+cmd.name) || !strings.Contains(want, "\n  -h, --help") {
+				t.Errorf("help:\n%s", want)
+			}
+			var inv invocation
+			cmd.flagSet(&inv).VisitAll(func(f *flag.Flag) {
+				if !strings.Contains(want, "\n  --"+f.Name) || !strings.Contains(want, "[--"+f.Name) {
+					t.Errorf("help does not show --%s:\n%s", f.Name, want)
+				}
+			})
+			for _, a := range cmd.args {
+				if !strings.Contains(want, "\n  <"+a.name+">") {
+					t.Errorf("help does not explain <%s>:\n%s", a.name, want)
+				}
+			}
+			if m := singleDashFlag.FindString(want); m != "" {
+				t.Errorf("help names a flag with one dash (%q):\n%s", m, want)
+			}
+		})
+	}
+	// One example in full, as an operator sees it.
+	cleanup, _ := lookupCommand("cleanup")
+	for _, line := range []string{
+		"usage: manage-tokens cleanup [--days N] [--dry-run] [--json]\n",
+		"  --days N     an active token unused for more than N days is stale; N is 1 to 3650\n",
+		"               (default: STALE_DAYS, or 90)\n",
+		"  --dry-run    report what would be done, change nothing\n",
+	} {
+		if !strings.Contains(cleanup.help(), line) {
+			t.Errorf("cleanup help has no line %q:\n%s", line, cleanup.help())
+		}
+	}
+	revoke, _ := lookupCommand("revoke")
+	if got, want := revoke.usageLine(), "usage: manage-tokens revoke [--dry-run] [--json] <user_id>"; got != want {
+		t.Errorf("revoke usage = %q, want %q", got, want)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"version"}} {
+		res := runCLI(t, nil, args...)
+		if res.code != exitOK || res.stderr != "" || !strings.HasPrefix(res.stdout, "manage-tokens ") ||
+			!strings.Contains(res.stdout, "\ngo:       go1.") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, res.code, res.stdout, res.stderr)
+		}
+	}
+}
+
+func TestVersionText(t *testing.T) {
+	t.Parallel()
+	main := debug.Module{Path: "github.com/finwell/plaid-token-lifecycle", Version: "v0.0.0-20261130011105-8ef1056aa1b2+dirty"}
+	tests := []struct {
+		name string
+		bi   *debug.BuildInfo
+		ok   bool
+		want string
+	}{
+		{"go build in a checkout with changes", &debug.BuildInfo{GoVersion: "go1.26.8", Main: main, Settings: []debug.BuildSetting{
+			{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "8ef1056aa1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"},
+			{Key: "vcs.time", Value: "2026-11-30T01:11:05Z"}, {Key: "vcs.modified", Value: "true"},
+		}}, true, `manage-tokens v0.0.0-20261130011105-8ef1056aa1b2+dirty
+module:   github.com/finwell/plaid-token-lifecycle
+revision: 8ef1056aa1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6 (with uncommitted changes)
+time:     2026-11-30T01:11:05Z
+go:       go1.26.8
+`},
+		{"go run", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: main.Path, Version: "(devel)"}}, true,
+			`manage-tokens (devel)
+module:   github.com/finwell/plaid-token-lifecycle
+revision: unknown (go run and go build -buildvcs=false do not record it)
+go:       go1.26.8
+`},
+		{"no build information", nil, false, "manage-tokens (no build information: built without module support)\n"},
+	}
+	for _, tc := range tests {
+		if diff := cmp.Diff(tc.want, versionText(tc.bi, tc.ok)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
 }
@@ -244,7 +388,7 @@ func TestFirestoreUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"cleanup", "--days", "90"}, &stdout, &stderr, func(k string) (string, bool) {
+	code := run(ctx, []string{"cleanup", "--days", "90"}, console{stdout: &stdout, stderr: &stderr}, func(k string) (string, bool) {
 		v, ok := vars[k]
 		return v, ok
 	})
@@ -464,7 +608,7 @@ func TestReencrypt(t *testing.T) {
 func TestProgressBar(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	p := &progress{w: &buf, label: "cleanup", total: 300}
+	p := &progress{out: &statusLine{w: &buf}, label: "cleanup", total: 300}
 	p.update(150)
 	p.finish()
 	want := "\rcleanup [###############...............] 150/300 ( 50%)\r\033[K"
@@ -475,4 +619,121 @@ func TestProgressBar(t *testing.T) {
 	var off progress
 	off.update(1)
 	off.finish()
+}
+
+// TestStatusLine: a log line written while the bar is drawn goes above it,
+// and the bar is drawn again below.
+func TestStatusLine(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	s := &statusLine{w: &buf}
+	io.WriteString(s, "before\n")
+	s.show("bar 1/2")
+	io.WriteString(s, "WARN  retrying\n")
+	s.show("bar 2/2")
+	s.clear()
+	io.WriteString(s, "after\n")
+	if diff := cmp.Diff([]string{"before", "WARN  retrying", "after"}, screen(buf.String())); diff != "" {
+		t.Errorf("screen (-want +got):\n%s", diff)
+	}
+}
+
+// screen returns the lines a terminal shows for out: "\r" returns to the
+// line's start, "\033[K" erases to its end, other text overwrites.
+func screen(out string) []string {
+	var lines []string
+	for _, segment := range strings.Split(out, "\n") {
+		var line []rune
+		col := 0
+		for rest := segment; rest != ""; {
+			switch {
+			case strings.HasPrefix(rest, "\r"):
+				col, rest = 0, rest[1:]
+			case strings.HasPrefix(rest, "\033[K"):
+				line, rest = line[:col], rest[3:]
+			default:
+				r := []rune(rest)[0]
+				if col < len(line) {
+					line[col] = r
+				} else {
+					line = append(line, r)
+				}
+				col++
+				rest = rest[len(string(r)):]
+			}
+		}
+		lines = append(lines, string(line))
+	}
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	return lines
+}
+
+// TestTerminalOutput: on a terminal, the bar is drawn on stderr (also with
+// --json) and logs are text lines; in a pipe, neither a bar nor text, JSON
+// lines. stdout is the same report or one JSON object either way.
+func TestTerminalOutput(t *testing.T) {
+	t.Parallel()
+	env := newCLIEnv(t, true)
+	env.vars["LOG_LEVEL"] = "info"
+	text := regexp.MustCompile(`^(DEBUG|INFO|WARN|ERROR) +\S`)
+	tests := []struct {
+		name     string
+		terminal bool
+		json     bool
+	}{
+		{"terminal", true, false},
+		{"terminal, --json", true, true},
+		{"pipe", false, false},
+		{"pipe, --json", false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Not parallel: the runs share the environment's documents.
+			args := []string{"cleanup", "--dry-run"}
+			if tc.json {
+				args = append(args, "--json")
+			}
+			res := runCLIOn(t, tc.terminal, env.getenv, args...)
+			res.mustSucceed(t)
+			if tc.json {
+				var body map[string]any
+				if err := json.Unmarshal([]byte(res.stdout), &body); err != nil {
+					t.Errorf("stdout is not one JSON object: %v\n%s", err, res.stdout)
+				}
+			} else if want := cleanupBlock + dryRunLine + "\n"; res.stdout != want {
+				t.Errorf("stdout (-want +got):\n%s", cmp.Diff(want, res.stdout))
+			}
+			if bar := strings.Contains(res.stderr, "\rcleanup ["); bar != tc.terminal {
+				t.Errorf("progress bar on stderr = %v, want %v:\n%q", bar, tc.terminal, res.stderr)
+			}
+			if !tc.terminal && strings.ContainsAny(res.stderr, "\r\033") {
+				t.Errorf("terminal control characters in a pipe:\n%q", res.stderr)
+			}
+			lines := screen(res.stderr)
+			if len(lines) == 0 {
+				t.Fatal("no log lines on stderr at LOG_LEVEL=info")
+			}
+			sawFinished := false
+			for _, line := range lines {
+				if tc.terminal && !tc.json {
+					if !text.MatchString(line) || strings.HasPrefix(line, "{") {
+						t.Errorf("not a text log line: %q", line)
+					}
+					sawFinished = sawFinished || strings.HasPrefix(line, "INFO  cleanup run finished ")
+					continue
+				}
+				var entry map[string]any
+				if err := json.Unmarshal([]byte(line), &entry); err != nil {
+					t.Errorf("not a JSON log line: %q", line)
+					continue
+				}
+				sawFinished = sawFinished || entry["message"] == "cleanup run finished"
+			}
+			if !sawFinished {
+				t.Errorf("no \"cleanup run finished\" line:\n%s", strings.Join(lines, "\n"))
+			}
+		})
+	}
 }
