@@ -1,39 +1,56 @@
+# The module's outputs, passed through.
+
 output "function_urls" {
-  description = "URL of every function, by target name. HTTP functions also accept the full DESIGN §3 path under their URL; the event functions' URLs are only reachable by Eventarc."
-  value       = { for name, f in google_cloudfunctions2_function.function : name => f.url }
+  description = "URL of every function, by target name."
+  value       = module.plaid_token_lifecycle.function_urls
 }
 
 output "function_service_accounts" {
   description = "Runtime service account email of every function, by target name."
-  value       = { for name, sa in google_service_account.function : name => sa.email }
+  value       = module.plaid_token_lifecycle.function_service_accounts
 }
 
 output "topics" {
-  description = "Pub/Sub topic names of the scheduled functions (daily cleanup, weekly analytics)."
-  value       = { for key, t in google_pubsub_topic.scheduled : key => t.name }
+  description = "Pub/Sub topic names of the scheduled functions."
+  value       = module.plaid_token_lifecycle.topics
 }
 
 output "scheduler_jobs" {
   description = "Cloud Scheduler job ids, by topic key."
-  value       = { for key, j in google_cloud_scheduler_job.scheduled : key => j.id }
+  value       = module.plaid_token_lifecycle.scheduler_jobs
 }
 
 output "secret_ids" {
-  description = "Secret Manager secret ids, by secret key; add versions here when manage_secret_values is false."
-  value       = { for key, s in google_secret_manager_secret.secret : key => s.secret_id }
+  description = "Secret Manager secret ids, by secret key: add a version to each between phase 1 and phase 2 (docs/DEPLOY.md)."
+  value       = module.plaid_token_lifecycle.secret_ids
+}
+
+output "source_bucket" {
+  description = "Name of the bucket holding the source zips."
+  value       = module.plaid_token_lifecycle.source_bucket
 }
 
 output "source_object" {
   description = "gs:// URL of the deployed source zip."
-  value       = "gs://${google_storage_bucket.source.name}/${google_storage_bucket_object.source.name}"
+  value       = module.plaid_token_lifecycle.source_object
 }
 
 output "firestore_database" {
-  description = "Firestore database the functions use (FIRESTORE_DATABASE)."
-  value       = local.firestore_database
+  description = "Firestore database the functions use."
+  value       = module.plaid_token_lifecycle.firestore_database
+}
+
+output "firestore_rules" {
+  description = "The Firestore security rules released for the database."
+  value       = module.plaid_token_lifecycle.firestore_rules
 }
 
 output "dashboard_id" {
   description = "Cloud Monitoring dashboard id."
-  value       = google_monitoring_dashboard.lifecycle.id
+  value       = module.plaid_token_lifecycle.dashboard_id
+}
+
+output "names" {
+  description = "Every project-unique name of this instance, by kind."
+  value       = module.plaid_token_lifecycle.names
 }

@@ -1,32 +1,25 @@
-# Terraform, provider and state backend.
+# The root configuration: Terraform and provider versions, and the state
+# backend. The deployment itself is the module in modules/plaid-token-lifecycle
+# (main.tf calls it).
 #
 # State lives in GCS. The backend block is deliberately empty: the bucket and
-# prefix are given at init time (cloudbuild.yaml passes
-# -backend-config=bucket=$_TF_STATE_BUCKET). A local `terraform init` therefore
-# needs either the same -backend-config flags or -backend=false (enough for
-# fmt and validate).
+# prefix are given at init time (docs/DEPLOY.md; cloudbuild.yaml passes
+# -backend-config=bucket=$_TF_STATE_BUCKET). `terraform init -backend=false`
+# is enough for fmt, validate and test.
 terraform {
-  required_version = ">= 1.5.7"
+  required_version = ">= 1.11.0"
 
   required_providers {
-    # Only hashicorp/google: it is the one provider whose schema this project
-    # checks against (scripts/tfcheck). No archive provider either: the source
-    # zip is built by scripts/package-source.sh and passed in as a path.
+    # Exactly the version whose schema scripts/tfcheck checks against and whose
+    # hashes .terraform.lock.hcl pins. To upgrade: change it here, run
+    # `terraform providers lock -platform=linux_amd64 -platform=linux_arm64
+    # -platform=darwin_amd64 -platform=darwin_arm64` and refresh
+    # scripts/tfcheck/schema/ (its README says how).
     google = {
       source  = "hashicorp/google"
-      version = "~> 7.0"
+      version = "7.45.0"
     }
   }
 
   backend "gcs" {}
-}
-
-provider "google" {
-  project = var.project_id
-  region  = var.region
-
-  default_labels = {
-    app        = "plaid-token-lifecycle"
-    managed-by = "terraform"
-  }
 }

@@ -2,7 +2,9 @@
 // hashicorp/google provider, standing in for `terraform validate` where the
 // provider cannot be downloaded.
 //
-// It parses every terraform/*.tf and reports, one line per problem with
+// It parses every directory of .tf files under terraform/ (the root
+// configuration, the module in modules/plaid-token-lifecycle, the test
+// fixtures), each as a module, and reports, one line per problem with
 // file:line:
 //
 //   - resource and data source types the provider does not have;
@@ -13,19 +15,27 @@
 //     missing; more static blocks than max_items allows;
 //   - providers other than hashicorp/google (required_providers, provider
 //     blocks, the provider meta-argument);
-//   - references to undeclared variables, locals, resources or data sources,
-//     and to attributes a referenced resource type does not have.
+//   - references to undeclared variables, locals, resources, data sources or
+//     module calls, to attributes a referenced resource type does not have,
+//     and to outputs a called module does not declare;
+//   - module calls: the local source exists, every argument is a variable of
+//     the called module, every variable without a default is set; a called
+//     module configures no provider and no backend;
+//   - moved blocks whose `to` is not declared.
+//
+// With -write-time-zones PATH it writes instead the IANA time zone names of
+// Go's tz database (the list the module's time_zone validation reads).
 //
 // Usage:
 //
 //	go run ./scripts/tfcheck [-dir terraform] [-schema path/to/schema.json.gz]
+//	go run ./scripts/tfcheck -write-time-zones terraform/modules/plaid-token-lifecycle/time_zones.txt
 //
 // The schema is `terraform providers schema -json` output, gzipped or not.
 // By default it is read from scripts/tfcheck/schema/ (a copy kept in the
 // repository, so a fresh clone checks itself), or from $TFCHECK_SCHEMA.
 // With TFCHECK_ALLOW_MISSING_SCHEMA=1 a missing schema is a warning and only
-// the schema-free checks run (CI images without shared/ run `terraform
-// validate` with the real provider instead).
+// the schema-free checks run.
 //
 // Exit status: 0 without problems, 1 with problems, 2 when it cannot run.
 package main
@@ -62,7 +72,8 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tfcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", "", "directory of .tf files (default: terraform/ at the repository root)")
+	dir := fs.String("dir", "", "directory of the root configuration; every directory of .tf files under it is checked (default: terraform/ at the repository root)")
+	writeZones := fs.String("write-time-zones", "", "write the IANA time zone names of Go's tz database to this file, one a line, and exit")
 	schemaPath := fs.String("schema", "", "provider schema JSON, optionally gzipped (default: $TFCHECK_SCHEMA, else "+defaultSchema+" from the repository root)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -70,6 +81,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "tfcheck: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+
+	if *writeZones != "" {
+		if err := WriteTimeZones(*writeZones); err != nil {
+			fmt.Fprintf(stderr, "tfcheck: %v\n", err)
+			return 2
+		}
+		return 0
 	}
 
 	root, rootErr := repoRoot()
@@ -100,7 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	res, err := Check(*dir, schema)
+	res, err := CheckTree(*dir, schema)
 	if err != nil {
 		fmt.Fprintf(stderr, "tfcheck: %v\n", err)
 		return 2
@@ -112,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, p.String())
 	}
-	fmt.Fprintf(stdout, "tfcheck: %d resources, %d data sources checked, %d problems\n", res.Resources, res.DataSources, len(res.Problems))
+	fmt.Fprintf(stdout, "tfcheck: %d modules, %d resources, %d data sources checked, %d problems\n", res.Modules, res.Resources, res.DataSources, len(res.Problems))
 	if len(res.Problems) > 0 {
 		return 1
 	}
@@ -226,34 +245,97 @@ type Problem struct {
 
 func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Pos.Line, p.Message) }
 
-// Result is what Check found.
+// Result is what CheckTree found.
 type Result struct {
+	Modules     int // directories of .tf files
 	Resources   int // resource blocks
 	DataSources int // data blocks
 	Problems    []Problem
 }
 
-// Check parses every .tf file of dir and checks it. A nil schema skips the
-// checks that need the provider schema.
-func Check(dir string, schema *Schema) (Result, error) {
-	paths, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+// CheckTree checks every directory of .tf files at or below dir (skipping
+// hidden ones such as .terraform), each as a Terraform module, and the calls
+// between them. A nil schema skips the checks that need the provider schema.
+func CheckTree(dir string, schema *Schema) (Result, error) {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != dir && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".tf") {
+			if len(dirs) == 0 || dirs[len(dirs)-1] != filepath.Dir(path) {
+				dirs = append(dirs, filepath.Dir(path))
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return Result{}, err
 	}
-	if len(paths) == 0 {
+	if len(dirs) == 0 {
 		return Result{}, fmt.Errorf("no .tf files in %s", dir)
 	}
-	sort.Strings(paths)
 
+	t := &tree{modules: map[string]*checker{}}
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return Result{}, err
+		}
+		t.modules[abs] = t.parse(abs, schema)
+	}
+	// Every module's declarations are known before any is checked: calls and
+	// references cross modules.
+	for _, c := range t.modules {
+		c.resolveCalls()
+	}
+	res := Result{Modules: len(t.modules)}
+	for _, d := range sortedKeys(t.modules) {
+		c := t.modules[d]
+		c.check()
+		res.Resources += c.nResources
+		res.DataSources += c.nData
+	}
+	sort.SliceStable(t.problems, func(i, j int) bool {
+		a, b := t.problems[i], t.problems[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Pos.Line < b.Pos.Line
+	})
+	res.Problems = t.problems
+	return res, nil
+}
+
+// Check checks the one module in dir, and the modules it calls, as CheckTree
+// does for a whole tree.
+func Check(dir string, schema *Schema) (Result, error) { return CheckTree(dir, schema) }
+
+// tree is every module found, by absolute directory, and what was found
+// wrong in any of them.
+type tree struct {
+	modules  map[string]*checker
+	problems []Problem
+}
+
+func (t *tree) parse(dir string, schema *Schema) *checker {
 	c := &checker{
+		tree:      t,
+		dir:       dir,
 		schema:    schema,
 		variables: map[string]bool{},
+		outputs:   map[string]bool{},
 		locals:    map[string]bool{},
 		resources: map[string]hcl.Range{},
 		data:      map[string]hcl.Range{},
+		calls:     map[string]*moduleCall{},
 	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.tf"))
+	sort.Strings(paths)
 	parser := hclparse.NewParser()
-	var bodies []*hclsyntax.Body
 	for _, path := range paths {
 		f, diags := parser.ParseHCLFile(path)
 		c.addDiags(diags)
@@ -261,44 +343,51 @@ func Check(dir string, schema *Schema) (Result, error) {
 			c.incomplete = true
 			continue
 		}
-		bodies = append(bodies, f.Body.(*hclsyntax.Body))
+		c.bodies = append(c.bodies, f.Body.(*hclsyntax.Body))
 	}
 	// Declarations first: references may point into any file.
-	for _, body := range bodies {
+	for _, body := range c.bodies {
 		c.declare(body)
 	}
-	for _, body := range bodies {
-		c.checkFile(body)
-	}
-
-	sort.SliceStable(c.problems, func(i, j int) bool {
-		a, b := c.problems[i], c.problems[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		return a.Pos.Line < b.Pos.Line
-	})
-	return Result{Resources: c.nResources, DataSources: c.nData, Problems: c.problems}, nil
+	return c
 }
 
+// checker checks one module (one directory of .tf files).
 type checker struct {
+	tree   *tree
+	dir    string
 	schema *Schema
+	bodies []*hclsyntax.Body
 
-	variables map[string]bool
+	variables map[string]bool // name => required (no default)
+	outputs   map[string]bool
 	locals    map[string]bool
 	resources map[string]hcl.Range // "type.name"
 	data      map[string]hcl.Range // "type.name"
+	calls     map[string]*moduleCall
+
+	// configures lists the provider and backend blocks of the module: a
+	// module called by another must have none.
+	configures []*hclsyntax.Block
+	// calledFrom is a call of this module from another one, if any.
+	calledFrom *moduleCall
 
 	// incomplete is set when a file did not parse: its declarations are
 	// unknown, so references are not checked (they would all look undeclared).
 	incomplete bool
 
 	nResources, nData int
-	problems          []Problem
+}
+
+// moduleCall is a module block.
+type moduleCall struct {
+	block  *hclsyntax.Block
+	source string
+	callee *checker // nil unless the source is a local directory found
 }
 
 func (c *checker) report(r hcl.Range, format string, args ...any) {
-	c.problems = append(c.problems, Problem{Pos: r.Start, File: r.Filename, Message: fmt.Sprintf(format, args...)})
+	c.tree.problems = append(c.tree.problems, Problem{Pos: r.Start, File: r.Filename, Message: fmt.Sprintf(format, args...)})
 }
 
 func (c *checker) addDiags(diags hcl.Diagnostics) {
@@ -320,12 +409,46 @@ func (c *checker) declare(body *hclsyntax.Body) {
 		switch b.Type {
 		case "variable":
 			if len(b.Labels) == 1 {
-				c.variables[b.Labels[0]] = true
+				_, hasDefault := b.Body.Attributes["default"]
+				c.variables[b.Labels[0]] = !hasDefault
+			}
+		case "output":
+			if len(b.Labels) == 1 {
+				c.outputs[b.Labels[0]] = true
 			}
 		case "locals":
 			for name := range b.Body.Attributes {
 				c.locals[name] = true
 			}
+		case "provider":
+			c.configures = append(c.configures, b)
+		case "terraform":
+			for _, inner := range b.Body.Blocks {
+				if inner.Type == "backend" || inner.Type == "cloud" {
+					c.configures = append(c.configures, inner)
+				}
+			}
+		case "module":
+			if len(b.Labels) != 1 {
+				c.report(b.DefRange(), "module block needs one label, its name")
+				continue
+			}
+			if first, dup := c.calls[b.Labels[0]]; dup {
+				r := first.block.DefRange()
+				c.report(b.DefRange(), "duplicate module %q: first declared at %s:%d", b.Labels[0], r.Filename, r.Start.Line)
+				continue
+			}
+			call := &moduleCall{block: b}
+			if attr, ok := b.Body.Attributes["source"]; ok {
+				if v, diags := attr.Expr.Value(nil); !diags.HasErrors() && v.Type() == cty.String && v.IsKnown() && !v.IsNull() {
+					call.source = v.AsString()
+				} else {
+					c.report(attr.Expr.Range(), "module %q: source must be a literal string", b.Labels[0])
+				}
+			} else {
+				c.report(b.DefRange(), "module %q: missing required argument \"source\"", b.Labels[0])
+			}
+			c.calls[b.Labels[0]] = call
 		case "resource", "data":
 			if len(b.Labels) != 2 {
 				continue
@@ -340,6 +463,70 @@ func (c *checker) declare(body *hclsyntax.Body) {
 				continue
 			}
 			seen[key] = b.DefRange()
+		}
+	}
+}
+
+// resolveCalls finds the module each local module call names.
+func (c *checker) resolveCalls() {
+	for _, name := range sortedKeys(c.calls) {
+		call := c.calls[name]
+		if !strings.HasPrefix(call.source, "./") && !strings.HasPrefix(call.source, "../") {
+			continue // a registry or remote module: nothing here to check against
+		}
+		dir := filepath.Clean(filepath.Join(c.dir, call.source))
+		callee, ok := c.tree.modules[dir]
+		if !ok {
+			c.report(call.block.Body.Attributes["source"].Expr.Range(), "module %q: source %q is not a directory of .tf files", name, call.source)
+			continue
+		}
+		call.callee = callee
+		if callee.calledFrom == nil {
+			callee.calledFrom = call
+		}
+	}
+}
+
+// check checks every file of the module, then its module calls.
+func (c *checker) check() {
+	for _, body := range c.bodies {
+		c.checkFile(body)
+	}
+	if c.calledFrom != nil {
+		from := c.calledFrom.block.DefRange()
+		for _, b := range c.configures {
+			c.report(b.DefRange(), "%s block in a module called from %s:%d: a called module must configure no provider and no backend (the caller does)", b.Type, from.Filename, from.Start.Line)
+		}
+	}
+	for _, name := range sortedKeys(c.calls) {
+		c.checkCall(name, c.calls[name])
+	}
+}
+
+// moduleMetaArgs are the arguments of a module block that are not the
+// called module's variables.
+var moduleMetaArgs = map[string]bool{"source": true, "version": true, "count": true, "for_each": true, "depends_on": true, "providers": true}
+
+// checkCall checks a module call's arguments against the called module's
+// variables.
+func (c *checker) checkCall(name string, call *moduleCall) {
+	if call.callee == nil || call.callee.incomplete {
+		return
+	}
+	for _, arg := range sortedKeys(call.block.Body.Attributes) {
+		if moduleMetaArgs[arg] {
+			continue
+		}
+		if _, ok := call.callee.variables[arg]; !ok {
+			c.report(call.block.Body.Attributes[arg].NameRange, "module %q: unsupported argument %q: %s declares no such variable", name, arg, call.source)
+		}
+	}
+	for _, v := range sortedKeys(call.callee.variables) {
+		if !call.callee.variables[v] {
+			continue
+		}
+		if _, set := call.block.Body.Attributes[v]; !set {
+			c.report(call.block.DefRange(), "module %q: missing required argument %q (a variable of %s without a default)", name, v, call.source)
 		}
 	}
 }
@@ -361,9 +548,18 @@ func (c *checker) checkFile(body *hclsyntax.Body) {
 			body := *b.Body
 			body.Attributes = withoutKeys(body.Attributes, "type")
 			c.checkReferences(&body, nil)
+		case "module":
+			// source is a path, providers maps provider configurations.
+			body := *b.Body
+			body.Attributes = withoutKeys(body.Attributes, "source", "providers")
+			c.checkReferences(&body, nil)
+		case "moved":
+			c.checkMoved(b)
+		case "removed", "import":
+			// from and to name objects that need not be declared here.
 		default:
-			// locals, output, module, moved, import, check: nothing
-			// provider-specific, but their references must resolve.
+			// locals, output, check: nothing provider-specific, but their
+			// references must resolve.
 			c.checkReferences(b.Body, nil)
 		}
 	}
@@ -582,7 +778,7 @@ func (c *checker) checkDynamic(blk *hclsyntax.Block, schema Block, where string)
 
 // builtinRoots are reference roots Terraform provides itself.
 var builtinRoots = map[string]bool{
-	"each": true, "count": true, "self": true, "path": true, "terraform": true, "module": true,
+	"each": true, "count": true, "self": true, "path": true, "terraform": true,
 }
 
 // checkReferences checks every expression in body (recursively) for
@@ -698,10 +894,26 @@ func (c *checker) checkTraversal(t hcl.Traversal) {
 	names := attrNames(t)
 	switch {
 	case builtinRoots[root]:
+	case root == "module":
+		if len(names) < 2 {
+			c.report(t.SourceRange(), "incomplete module reference: module.<name>")
+			return
+		}
+		call, ok := c.calls[names[1]]
+		if !ok {
+			c.report(t.SourceRange(), "reference to undeclared module module.%s", names[1])
+			return
+		}
+		if out := outputPast(t); out != "" && call.callee != nil && !call.callee.incomplete && !call.callee.outputs[out] {
+			c.report(t.SourceRange(), "module.%s has no output %q (%s declares none)", names[1], out, call.source)
+		}
 	case root == "var":
-		if len(names) >= 2 && !c.variables[names[1]] {
+		if len(names) < 2 {
+			c.report(t.SourceRange(), "incomplete variable reference: var.<name>")
+		} else if _, declared := c.variables[names[1]]; !declared {
 			c.report(t.SourceRange(), "reference to undeclared variable var.%s", names[1])
 		}
+
 	case root == "local":
 		if len(names) >= 2 && !c.locals[names[1]] {
 			c.report(t.SourceRange(), "reference to undeclared local value local.%s", names[1])
@@ -746,7 +958,7 @@ func (c *checker) checkAttrsPast(t, rest hcl.Traversal) {
 		if s, ok := c.schema.DataSources[names[1]]; ok {
 			c.checkAttrPath(t, rest, 3, s, "data."+names[1]+"."+names[2])
 		}
-	case len(names) >= 2 && !builtinRoots[names[0]] && names[0] != "var" && names[0] != "local":
+	case len(names) >= 2 && !builtinRoots[names[0]] && names[0] != "var" && names[0] != "local" && names[0] != "module":
 		if _, declared := c.resources[names[0]+"."+names[1]]; !declared {
 			return
 		}
@@ -787,6 +999,87 @@ func (c *checker) checkAttrPath(t, rest hcl.Traversal, skip int, schema Block, w
 			return
 		}
 		cur = bt.Block
+	}
+}
+
+// outputPast returns the output name of a module reference: the attribute
+// after module.NAME, or after module.NAME[KEY] for a module with count or
+// for_each; "" when there is none.
+func outputPast(t hcl.Traversal) string {
+	for i, step := range t {
+		if i < 2 {
+			continue
+		}
+		switch s := step.(type) {
+		case hcl.TraverseAttr:
+			return s.Name
+		case hcl.TraverseIndex:
+			if i == 2 {
+				continue
+			}
+			return ""
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
+// checkMoved checks that a moved block's `to` names a declared resource, here
+// or, through module.NAME, in a called module. `from` names what the state
+// had, which the configuration no longer declares.
+func (c *checker) checkMoved(b *hclsyntax.Block) {
+	attr, ok := b.Body.Attributes["to"]
+	if !ok {
+		c.report(b.DefRange(), "moved block needs to")
+		return
+	}
+	if _, ok := b.Body.Attributes["from"]; !ok {
+		c.report(b.DefRange(), "moved block needs from")
+	}
+	t, ok := attr.Expr.(*hclsyntax.ScopeTraversalExpr)
+	if !ok {
+		c.report(attr.Expr.Range(), "moved: to must be an address")
+		return
+	}
+	target, steps := c, attrNames(t.Traversal)
+	for len(steps) >= 2 && steps[0] == "module" {
+		call, ok := target.calls[steps[1]]
+		if !ok {
+			c.report(t.Range(), "moved: to names undeclared module module.%s", steps[1])
+			return
+		}
+		if call.callee == nil || call.callee.incomplete {
+			return
+		}
+		target = call.callee
+		// Past module.NAME (and an index of it) the address goes on.
+		rest := hcl.Traversal{}
+		seen := 0
+		for _, step := range t.Traversal {
+			if _, isAttrOrRoot := step.(hcl.TraverseIndex); !isAttrOrRoot {
+				seen++
+			}
+			if seen > 2 {
+				rest = append(rest, step)
+			}
+		}
+		t = &hclsyntax.ScopeTraversalExpr{Traversal: rest, SrcRange: t.SrcRange}
+		steps = attrNames(rest)
+	}
+	if len(steps) == 0 {
+		return // a whole module moves
+	}
+	if steps[0] == "data" {
+		c.report(t.Range(), "moved: data sources cannot be moved")
+		return
+	}
+	if len(steps) < 2 {
+		c.report(t.Range(), "moved: to must name a resource or a module")
+		return
+	}
+	if _, ok := target.resources[steps[0]+"."+steps[1]]; !ok && !target.incomplete {
+		c.report(t.Range(), "moved: to names undeclared resource %s.%s in %s", steps[0], steps[1], target.dir)
 	}
 }
 

@@ -53,26 +53,45 @@ func testRepoRoot(t *testing.T) string {
 	return root
 }
 
-// copyTerraform copies the real terraform/*.tf into a temporary directory.
+// copyTerraform copies the .tf files of the real terraform/ tree (the root
+// configuration, the module, the test fixtures) into a temporary directory.
 func copyTerraform(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join(testRepoRoot(t), "terraform")
 	dst := t.TempDir()
-	paths, err := filepath.Glob(filepath.Join(src, "*.tf"))
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no terraform files in %s: %v", src, err)
-	}
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
+	n := 0
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if err := os.WriteFile(filepath.Join(dst, filepath.Base(p)), data, 0o644); err != nil {
-			t.Fatal(err)
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != src {
+			return filepath.SkipDir
 		}
+		if d.IsDir() || !strings.HasSuffix(path, ".tf") {
+			return nil
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		n++
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("no terraform files in %s: %v", src, err)
 	}
 	return dst
 }
+
+// The module's directory inside terraform/.
+const module = "modules/plaid-token-lifecycle/"
 
 // edit rewrites one file of dir, failing when the edit changes nothing (the
 // real Terraform moved on and the test must follow).
@@ -118,7 +137,7 @@ func TestRealTerraformPasses(t *testing.T) {
 	t.Parallel()
 	schema := testSchema(t)
 
-	res, err := Check(filepath.Join(testRepoRoot(t), "terraform"), schema)
+	res, err := CheckTree(filepath.Join(testRepoRoot(t), "terraform"), schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +146,10 @@ func TestRealTerraformPasses(t *testing.T) {
 	}
 	if res.Resources == 0 {
 		t.Error("no resources checked")
+	}
+	// The root configuration, the module, the two-instance test fixture.
+	if res.Modules < 3 {
+		t.Errorf("%d modules checked, want the root, the module and the test fixture", res.Modules)
 	}
 }
 
@@ -142,117 +165,171 @@ func TestBrokenTerraformFails(t *testing.T) {
 	}{
 		{
 			name:   "wrong attribute in nested block",
-			file:   "functions.tf",
+			file:   module + "functions.tf",
 			change: replaceRegexpOnce(`available_memory(\s+)=`, "memory_mb$1      ="),
 			want:   []string{"functions.tf:", "google_cloudfunctions2_function.function.service_config", `unsupported attribute "memory_mb"`},
 		},
 		{
 			name:   "unknown nested block",
-			file:   "functions.tf",
+			file:   module + "functions.tf",
 			change: replaceOnce("  service_config {\n", "  service_config {\n    vpc_access {}\n"),
 			want:   []string{"functions.tf:", `unsupported block "vpc_access"`},
 		},
 		{
 			name:   "unknown dynamic block label",
-			file:   "functions.tf",
+			file:   module + "functions.tf",
 			change: replaceOnce(`dynamic "secret_environment_variables"`, `dynamic "secret_env_vars"`),
 			want:   []string{"functions.tf:", `unsupported block "secret_env_vars" (dynamic)`},
 		},
 		{
 			name:   "wrong attribute in dynamic content",
-			file:   "functions.tf",
+			file:   module + "functions.tf",
 			change: replaceRegexpOnce(`(\n\s+)key(\s+)= local\.secrets`, "${1}name$2 = local.secrets"),
 			want:   []string{"service_config.secret_environment_variables", `unsupported attribute "name"`},
 		},
 		{
 			name:   "missing required attribute in dynamic content",
-			file:   "functions.tf",
+			file:   module + "functions.tf",
 			change: replaceRegexpOnce(`(\n\s+)key(\s+)= local\.secrets`, "${1}name$2 = local.secrets"),
 			want:   []string{"service_config.secret_environment_variables", `missing required attribute "key"`},
 		},
 		{
 			name:   "computed-only attribute set",
-			file:   "functions.tf",
+			file:   module + "functions.tf",
 			change: replaceOnce("  description = each.value.description\n", "  description = each.value.description\n  url         = \"https://example.com\"\n"),
 			want:   []string{"functions.tf:", `attribute "url" is computed`},
 		},
 		{
 			name:   "missing required attribute",
-			file:   "pubsub.tf",
-			change: replaceRegexpOnce(`\n  name = each\.value\.name\n`, "\n"),
+			file:   module + "pubsub.tf",
+			change: replaceRegexpOnce(`\n  name\s+= each\.value\.name\n`, "\n"),
 			want:   []string{"pubsub.tf:", "google_pubsub_topic.scheduled", `missing required attribute "name"`},
 		},
 		{
 			name:   "missing required block",
-			file:   "secrets.tf",
+			file:   module + "secrets.tf",
 			change: replaceRegexpOnce(`(?s)\n  replication \{.*?\n  \}\n`, "\n"),
 			want:   []string{"secrets.tf:", `missing required block "replication"`},
 		},
 		{
 			name:   "unknown resource type",
-			file:   "storage.tf",
+			file:   module + "storage.tf",
 			change: appendText(`resource "google_storage_bucket_thing" "x" {}`),
 			want:   []string{"storage.tf:", `unknown resource type "google_storage_bucket_thing"`},
 		},
 		{
 			name:   "resource of another provider",
-			file:   "storage.tf",
+			file:   module + "storage.tf",
 			change: appendText("resource \"archive_file\" \"source\" {\n  type = \"zip\"\n}"),
 			want:   []string{"storage.tf:", `unknown resource type "archive_file"`, "only hashicorp/google"},
 		},
 		{
 			name:   "unknown data source type",
-			file:   "iam.tf",
+			file:   module + "iam.tf",
 			change: appendText(`data "google_no_such_data" "x" {}`),
 			want:   []string{"iam.tf:", `unknown data source type "google_no_such_data"`},
 		},
 		{
 			name:   "non-google required provider",
-			file:   "versions.tf",
+			file:   module + "versions.tf",
 			change: appendText("terraform {\n  required_providers {\n    archive = {\n      source = \"hashicorp/archive\"\n    }\n  }\n}"),
 			want:   []string{"versions.tf:", `required provider "archive"`, "only hashicorp/google"},
 		},
 		{
 			name:   "google-beta provider",
-			file:   "versions.tf",
+			file:   "providers.tf",
 			change: appendText("provider \"google-beta\" {\n  project = var.project_id\n}"),
-			want:   []string{"versions.tf:", `provider "google-beta"`, "only hashicorp/google"},
+			want:   []string{"providers.tf:", `provider "google-beta"`, "only hashicorp/google"},
 		},
 		{
 			name:   "unknown provider argument",
-			file:   "versions.tf",
+			file:   "providers.tf",
 			change: replaceOnce("  region  = var.region\n", "  region  = var.region\n  regoin  = var.region\n"),
-			want:   []string{"versions.tf:", `provider "google"`, `unsupported attribute "regoin"`},
+			want:   []string{"providers.tf:", `provider "google"`, `unsupported attribute "regoin"`},
 		},
 		{
 			name:   "reference to undeclared resource",
-			file:   "storage.tf",
+			file:   module + "storage.tf",
 			change: replaceOnce("bucket = google_storage_bucket.source.name", "bucket = google_storage_bucket.sources.name"),
 			want:   []string{"storage.tf:", "reference to undeclared resource google_storage_bucket.sources"},
 		},
 		{
 			name:   "reference to missing resource attribute",
-			file:   "storage.tf",
+			file:   module + "storage.tf",
 			change: replaceOnce("bucket = google_storage_bucket.source.name", "bucket = google_storage_bucket.source.bucket_name"),
 			want:   []string{"storage.tf:", `google_storage_bucket.source has no attribute or block "bucket_name"`},
 		},
 		{
 			name:   "reference to missing attribute past an index",
-			file:   "iam.tf",
+			file:   module + "iam.tf",
 			change: replaceOnce(".service_config[0].service\n", ".service_config[0].service_name\n"),
 			want:   []string{"iam.tf:", `google_cloudfunctions2_function.function has no attribute or block "service_name"`},
 		},
 		{
 			name:   "syntax error",
-			file:   "pubsub.tf",
+			file:   module + "pubsub.tf",
 			change: appendText(`resource "google_pubsub_topic" "broken" {`),
 			want:   []string{"pubsub.tf:", "Unclosed configuration block"},
 		},
 		{
 			name:   "reference to undeclared variable",
-			file:   "storage.tf",
+			file:   module + "storage.tf",
 			change: replaceOnce("source = var.source_zip_path", "source = var.source_zip"),
 			want:   []string{"storage.tf:", "undeclared variable var.source_zip"},
+		},
+		{
+			name:   "module argument the module does not declare",
+			file:   "main.tf",
+			change: replaceOnce("  region      = var.region\n", "  region      = var.region\n  regoin      = var.region\n"),
+			want:   []string{"main.tf:", `module "plaid_token_lifecycle": unsupported argument "regoin"`},
+		},
+		{
+			name:   "module call without a required argument",
+			file:   "main.tf",
+			change: replaceRegexpOnce(`\n  plaid_client_id\s+= var\.plaid_client_id\n`, "\n"),
+			want:   []string{"main.tf:", `module "plaid_token_lifecycle": missing required argument "plaid_client_id"`},
+		},
+		{
+			name:   "module source that does not exist",
+			file:   "main.tf",
+			change: replaceOnce(`"./modules/plaid-token-lifecycle"`, `"./modules/plaid-token-lifecyle"`),
+			want:   []string{"main.tf:", `source "./modules/plaid-token-lifecyle" is not a directory of .tf files`},
+		},
+		{
+			name:   "reference to an output the module does not declare",
+			file:   "outputs.tf",
+			change: replaceOnce("module.plaid_token_lifecycle.function_urls", "module.plaid_token_lifecycle.function_url"),
+			want:   []string{"outputs.tf:", `module.plaid_token_lifecycle has no output "function_url"`},
+		},
+		{
+			name:   "reference to an undeclared module",
+			file:   "outputs.tf",
+			change: replaceOnce("module.plaid_token_lifecycle.dashboard_id", "module.lifecycle.dashboard_id"),
+			want:   []string{"outputs.tf:", "reference to undeclared module module.lifecycle"},
+		},
+		{
+			name:   "provider block inside the module",
+			file:   module + "versions.tf",
+			change: appendText("provider \"google\" {\n  project = var.project_id\n}"),
+			want:   []string{"versions.tf:", "provider block in a module called from", "configure no provider and no backend"},
+		},
+		{
+			name:   "backend inside the module",
+			file:   module + "versions.tf",
+			change: replaceOnce("  required_version = \">= 1.11.0\"\n", "  required_version = \">= 1.11.0\"\n\n  backend \"gcs\" {}\n"),
+			want:   []string{"versions.tf:", "backend block in a module called from"},
+		},
+		{
+			name:   "moved to an undeclared resource",
+			file:   "moved.tf",
+			change: replaceOnce("to   = module.plaid_token_lifecycle.google_storage_bucket.source\n", "to   = module.plaid_token_lifecycle.google_storage_bucket.sources\n"),
+			want:   []string{"moved.tf:", "moved: to names undeclared resource google_storage_bucket.sources"},
+		},
+		{
+			name:   "reference to missing attribute inside the module",
+			file:   module + "functions.tf",
+			change: replaceOnce("google_service_account.function[each.key].email", "google_service_account.function[each.key].mail"),
+			want:   []string{"functions.tf:", `google_service_account.function has no attribute or block "mail"`},
 		},
 	}
 	for _, tc := range tests {
@@ -261,7 +338,7 @@ func TestBrokenTerraformFails(t *testing.T) {
 			dir := copyTerraform(t)
 			edit(t, dir, tc.file, tc.change)
 
-			res, err := Check(dir, schema)
+			res, err := CheckTree(dir, schema)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,7 +382,7 @@ func TestRunOutput(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 		}
-		if !regexp.MustCompile(`^tfcheck: [1-9][0-9]* resources, [0-9]+ data sources checked, 0 problems\n$`).MatchString(stdout.String()) {
+		if !regexp.MustCompile(`^tfcheck: [3-9] modules, [1-9][0-9]* resources, [0-9]+ data sources checked, 0 problems\n$`).MatchString(stdout.String()) {
 			t.Errorf("stdout = %q", stdout.String())
 		}
 	})
@@ -313,7 +390,7 @@ func TestRunOutput(t *testing.T) {
 	t.Run("problems", func(t *testing.T) {
 		t.Parallel()
 		dir := copyTerraform(t)
-		edit(t, dir, "functions.tf", replaceRegexpOnce(`available_memory(\s+)=`, "memory_mb$1      ="))
+		edit(t, dir, module+"functions.tf", replaceRegexpOnce(`available_memory(\s+)=`, "memory_mb$1      ="))
 		var stdout, stderr bytes.Buffer
 		code := run([]string{"-dir", dir, "-schema", schemaPath}, &stdout, &stderr)
 		if code != 1 {
@@ -343,19 +420,29 @@ type firestoreIndex struct {
 	Fields     []lifecycle.IndexField
 }
 
-// TestFirestoreIndexesMatchLifecycle checks that terraform/firestore.tf
-// declares every composite index lifecycle.CompositeIndexes says the code's
-// queries need, with the same collection, field order and directions.
+// TestFirestoreIndexesMatchLifecycle checks that the module's firestore.tf
+// declares exactly the composite indexes lifecycle.CompositeIndexes says the
+// code's queries need, with the same collection, field order and
+// directions: a missing one fails the queries, an extra one costs writes for
+// nothing.
 func TestFirestoreIndexesMatchLifecycle(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(testRepoRoot(t), "terraform", "firestore.tf")
+	path := filepath.Join(testRepoRoot(t), "terraform", module, "firestore.tf")
 	declared := declaredIndexes(t, path)
-	if len(lifecycle.CompositeIndexes) == 0 {
-		t.Fatal("lifecycle.CompositeIndexes is empty")
-	}
 	for _, want := range lifecycle.CompositeIndexes {
 		if missing := missingIndex(want, declared); missing != "" {
 			t.Errorf("%s has no google_firestore_index for %s (needed by %q); declared: %+v", path, missing, want.Query, declared)
+		}
+	}
+	for _, got := range declared {
+		needed := false
+		for _, want := range lifecycle.CompositeIndexes {
+			if missingIndex(want, []firestoreIndex{got}) == "" {
+				needed = true
+			}
+		}
+		if !needed {
+			t.Errorf("%s declares %s, which no entry of lifecycle.CompositeIndexes needs: remove it (or add the query that needs it there)", path, indexString(got))
 		}
 	}
 }

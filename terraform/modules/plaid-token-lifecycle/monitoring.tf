@@ -34,7 +34,8 @@ locals {
 # --- Log-based metrics -------------------------------------------------------
 
 resource "google_logging_metric" "cleanup_runs" {
-  name        = "plaid_token_cleanup_runs"
+  project     = var.project_id
+  name        = "${local.metric_prefix}plaid_token_cleanup_runs"
   description = "Finished Plaid token cleanup runs, by outcome (succeeded or failed). The failed ones drive the failed-run alert."
   filter      = local.cleanup_finished_filter
 
@@ -59,7 +60,8 @@ resource "google_logging_metric" "cleanup_runs" {
 }
 
 resource "google_logging_metric" "invalid_marked" {
-  name        = "plaid_token_invalid_marked"
+  project     = var.project_id
+  name        = "${local.metric_prefix}plaid_token_invalid_marked"
   description = "Tokens a cleanup run found invalid at Plaid and marked expired (statistics.invalid_marked), one value per run. Dry runs are left out."
   filter      = "${local.cleanup_finished_filter} AND NOT jsonPayload.dry_run=true"
 
@@ -84,7 +86,8 @@ resource "google_logging_metric" "invalid_marked" {
 }
 
 resource "google_logging_metric" "total_checked" {
-  name        = "plaid_token_total_checked"
+  project     = var.project_id
+  name        = "${local.metric_prefix}plaid_token_total_checked"
   description = "Tokens a cleanup run examined (statistics.total_checked), one value per run: the denominator of the invalid-token rate. Dry runs are left out."
   filter      = "${local.cleanup_finished_filter} AND NOT jsonPayload.dry_run=true"
 
@@ -109,7 +112,8 @@ resource "google_logging_metric" "total_checked" {
 }
 
 resource "google_logging_metric" "plaid_errors" {
-  name        = "plaid_token_plaid_errors"
+  project     = var.project_id
+  name        = "${local.metric_prefix}plaid_token_plaid_errors"
   description = "Failed Plaid calls by error class: gone (token dead), needs_user, transient (rate limit, 5xx, timeout), configuration (keys, institution)."
   filter      = "${local.log_filter} AND jsonPayload.message=\"plaid call failed\""
 
@@ -138,8 +142,10 @@ resource "google_logging_metric" "plaid_errors" {
 resource "google_monitoring_notification_channel" "email" {
   count = var.alert_email != "" ? 1 : 0
 
-  display_name = "plaid-token-lifecycle alerts"
+  project      = var.project_id
+  display_name = "${local.title_prefix}plaid-token-lifecycle alerts"
   type         = "email"
+  user_labels  = local.labels
   labels = {
     email_address = var.alert_email
   }
@@ -148,7 +154,9 @@ resource "google_monitoring_notification_channel" "email" {
 }
 
 resource "google_monitoring_alert_policy" "cleanup_failed" {
-  display_name          = "Plaid token cleanup run failed"
+  project               = var.project_id
+  display_name          = "${local.title_prefix}Plaid token cleanup run failed"
+  user_labels           = local.labels
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = local.notification_channels
@@ -193,7 +201,9 @@ resource "google_monitoring_alert_policy" "cleanup_failed" {
 }
 
 resource "google_monitoring_alert_policy" "invalid_token_rate" {
-  display_name          = "Plaid invalid-token rate high"
+  project               = var.project_id
+  display_name          = "${local.title_prefix}Plaid invalid-token rate high"
+  user_labels           = local.labels
   combiner              = "OR"
   severity              = "WARNING"
   notification_channels = local.notification_channels
@@ -229,7 +239,9 @@ resource "google_monitoring_alert_policy" "invalid_token_rate" {
 }
 
 resource "google_monitoring_alert_policy" "daily_cleanup_missing" {
-  display_name          = "Plaid daily token cleanup did not run"
+  project               = var.project_id
+  display_name          = "${local.title_prefix}Plaid daily token cleanup did not run"
+  user_labels           = local.labels
   combiner              = "OR"
   severity              = "WARNING"
   notification_channels = local.notification_channels
@@ -377,8 +389,9 @@ locals {
 }
 
 resource "google_monitoring_dashboard" "lifecycle" {
+  project = var.project_id
   dashboard_json = jsonencode({
-    displayName = "Plaid token lifecycle"
+    displayName = "${local.title_prefix}Plaid token lifecycle"
     mosaicLayout = {
       columns = 48
       tiles = concat(

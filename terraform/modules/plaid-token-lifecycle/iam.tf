@@ -1,18 +1,17 @@
-# Identities and access. Least privilege: one runtime service account per
-# function with only what that function uses, secrets readable per secret,
+# Identities and access. Least privilege (DESIGN §10): one runtime service
+# account per function with only what that function uses; Firestore roles
+# bound to the one database by an IAM condition; secrets readable per secret,
 # publishing per topic, invoking per function.
+#
+# The accounts and their roles are created in phase 1 (docs/DEPLOY.md); the
+# invoker bindings, which need the functions, and the trigger account's
+# eventarc.eventReceiver role come with the functions in phase 2.
 
 data "google_project" "this" {
   project_id = var.project_id
 }
 
 locals {
-  function_project_roles = merge([
-    for fn, f in local.functions : {
-      for role in f.project_roles : "${fn} ${role}" => { function = fn, role = role }
-    }
-  ]...)
-
   # Every (function, secret) pair a function reads, enabled secrets only.
   function_secrets = merge([
     for fn, f in local.functions : {
@@ -27,13 +26,17 @@ locals {
     }
   ]...)
 
-  public_functions = { for fn, f in local.functions : fn => f if f.access == "public" }
-  event_functions  = { for fn, f in local.functions : fn => f if f.access == "event" }
+  public_functions = { for fn, f in local.deployed_functions : fn => f if f.access == "public" }
+  event_functions  = { for fn, f in local.deployed_functions : fn => f if f.access == "event" }
 
   admin_invokers = {
-    for pair in setproduct([for fn, f in local.functions : fn if f.access == "admin"], var.admin_invoker_members) :
+    for pair in setproduct([for fn, f in local.deployed_functions : fn if f.access == "admin"], var.admin_invoker_members) :
     "${pair[0]} ${pair[1]}" => { function = pair[0], member = pair[1] }
   }
+
+  # IAM condition naming the one database (the resource name Firestore
+  # checks data access against).
+  firestore_database_resource = "projects/${var.project_id}/databases/${local.firestore_database}"
 }
 
 # --- Runtime identities ------------------------------------------------------
@@ -41,38 +44,51 @@ locals {
 resource "google_service_account" "function" {
   for_each = local.functions
 
+  project      = var.project_id
   account_id   = each.value.name
-  display_name = "${each.key} function"
-  description  = "Runtime identity of the ${each.key} Cloud Function (plaid-token-lifecycle)."
+  display_name = "${local.title_prefix}${each.key} function"
+  description  = "Runtime identity of the ${each.key} Cloud Function (plaid-token-lifecycle${local.prefix == "" ? "" : ", ${trimsuffix(local.prefix, "-")}"})."
 
   depends_on = [google_project_service.api]
 }
 
-# roles/datastore.user for Firestore (every function reads or writes
-# tokens, runs or snapshots); roles/logging.logWriter for structured logs.
-resource "google_project_iam_member" "function" {
-  for_each = local.function_project_roles
+# Firestore on the service's database and no other: datastore.user to read
+# and write (tokens, runs, locks, audit, counters), datastore.viewer for
+# TokenAnalytics, which only reads. Nothing else at project level: gen2
+# functions' stdout reaches Cloud Logging without a role.
+resource "google_project_iam_member" "firestore" {
+  for_each = local.functions
 
   project = var.project_id
-  role    = each.value.role
-  member  = google_service_account.function[each.value.function].member
+  role    = each.value.firestore_role
+  member  = google_service_account.function[each.key].member
+
+  condition {
+    title       = "${local.prefix}plaid-token-lifecycle database"
+    description = "Only the Firestore database ${local.firestore_database} of plaid-token-lifecycle."
+    expression  = "resource.name == \"${local.firestore_database_resource}\""
+  }
 }
 
 resource "google_secret_manager_secret_iam_member" "function" {
   for_each = local.function_secrets
 
+  project   = var.project_id
   secret_id = google_secret_manager_secret.secret[each.value.secret].id
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.function[each.value.function].member
 }
 
-# DailyCleanup publishes its continuation to its own topic, and to no other.
+# TokenCleanup and DailyCleanup publish (continuations, hand-overs) to the
+# daily topic, TokenAnalytics its repair requests to the weekly one; each to
+# that topic only.
 resource "google_pubsub_topic_iam_member" "function_publisher" {
   for_each = local.function_topic_publishers
 
-  topic  = google_pubsub_topic.scheduled[each.value.topic].id
-  role   = "roles/pubsub.publisher"
-  member = google_service_account.function[each.value.function].member
+  project = var.project_id
+  topic   = google_pubsub_topic.scheduled[each.value.topic].name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.function[each.value.function].member
 }
 
 # --- Build identity ----------------------------------------------------------
@@ -81,13 +97,15 @@ resource "google_pubsub_topic_iam_member" "function_publisher" {
 # default compute or Cloud Build account, which new projects no longer grant
 # enough (or which an organization policy may disable).
 resource "google_service_account" "build" {
-  account_id   = "plaid-functions-build"
-  display_name = "plaid-token-lifecycle function builds"
+  project      = var.project_id
+  account_id   = "${local.prefix}${local.build_account_id}"
+  display_name = "${local.title_prefix}plaid-token-lifecycle function builds"
   description  = "Cloud Build identity that builds the plaid-token-lifecycle functions."
 
   depends_on = [google_project_service.api]
 }
 
+# Also the mark of phase 1 (phases.tf).
 resource "google_project_iam_member" "build" {
   project = var.project_id
   role    = "roles/run.builder"
@@ -96,18 +114,33 @@ resource "google_project_iam_member" "build" {
 
 # --- Event delivery ----------------------------------------------------------
 
-# Eventarc pushes Pub/Sub messages to the event functions as this account.
+# Eventarc pushes Pub/Sub messages and Firestore events to the event
+# functions as this account.
 resource "google_service_account" "event_trigger" {
-  account_id   = "plaid-event-trigger"
-  display_name = "plaid-token-lifecycle Eventarc triggers"
-  description  = "Identity Eventarc uses to invoke DailyCleanup and WeeklyAnalytics."
+  project      = var.project_id
+  account_id   = "${local.prefix}${local.trigger_account_id}"
+  display_name = "${local.title_prefix}plaid-token-lifecycle Eventarc triggers"
+  description  = "Identity Eventarc uses to invoke DailyCleanup, WeeklyAnalytics and TokenStats."
 
   depends_on = [google_project_service.api]
+}
+
+# Triggers on Google sources other than a Pub/Sub topic (the Firestore one
+# of TokenStats) need their account to be an event receiver. Project-wide:
+# the role has no narrower resource. Also the mark of deployed functions
+# (phases.tf).
+resource "google_project_iam_member" "event_receiver" {
+  count = var.deploy_functions ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.event_trigger.member
 }
 
 resource "google_cloud_run_service_iam_member" "event_invoker" {
   for_each = local.event_functions
 
+  project  = var.project_id
   location = var.region
   service  = google_cloudfunctions2_function.function[each.key].service_config[0].service
   role     = "roles/run.invoker"
@@ -132,6 +165,7 @@ resource "google_service_account_iam_member" "pubsub_token_creator" {
 resource "google_cloud_run_service_iam_member" "public_invoker" {
   for_each = local.public_functions
 
+  project  = var.project_id
   location = var.region
   service  = google_cloudfunctions2_function.function[each.key].service_config[0].service
   role     = "roles/run.invoker"
@@ -148,6 +182,7 @@ resource "google_cloud_run_service_iam_member" "public_invoker" {
 resource "google_cloud_run_service_iam_member" "admin_invoker" {
   for_each = local.admin_invokers
 
+  project  = var.project_id
   location = var.region
   service  = google_cloudfunctions2_function.function[each.value.function].service_config[0].service
   role     = "roles/run.invoker"

@@ -8,7 +8,8 @@ locals {
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com", # project IAM bindings, data.google_project
     "cloudscheduler.googleapis.com",
-    "eventarc.googleapis.com",
+    "eventarc.googleapis.com",      # Pub/Sub and Firestore triggers
+    "firebaserules.googleapis.com", # Firestore security rules (firestore_rules.tf)
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",

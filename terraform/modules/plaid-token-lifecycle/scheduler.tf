@@ -1,9 +1,11 @@
 # Cloud Scheduler jobs publishing to the two topics, in an explicit time zone
-# (the old service's scheduler ran in the host's local time).
+# (the old service's scheduler ran in the host's local time). Created with
+# the functions (phase 2): a tick before them would be lost.
 
 resource "google_cloud_scheduler_job" "scheduled" {
-  for_each = local.topics
+  for_each = var.deploy_functions ? local.topics : {}
 
+  project     = var.project_id
   name        = each.value.name
   description = each.value.description
   region      = var.region
@@ -19,5 +21,5 @@ resource "google_cloud_scheduler_job" "scheduled" {
     }))
   }
 
-  depends_on = [google_project_service.api]
+  depends_on = [google_project_service.api, google_cloudfunctions2_function.function]
 }

@@ -1,0 +1,54 @@
+# Firestore: the database (optionally), the composite indexes the code's
+# queries need, and the TTL policies of the collections that only matter for
+# a while. The security rules are in firestore_rules.tf.
+#
+# Composite indexes (google_firestore_index) mirror lifecycle.CompositeIndexes
+# exactly: a test (scripts/tfcheck/main_test.go) fails on one missing here or
+# one declared that no query needs. Today the list is empty: every query
+# filters or orders on one field and uses Firestore's automatic single-field
+# indexes (analytics reads TokenStats' counters).
+
+# The old service's data already lives in an existing database, so creating
+# one is opt-in.
+resource "google_firestore_database" "database" {
+  count = var.create_firestore_database ? 1 : 0
+
+  project                           = var.project_id
+  name                              = var.firestore_database
+  location_id                       = var.firestore_location
+  type                              = "FIRESTORE_NATIVE"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = "DELETE_PROTECTION_ENABLED"
+  deletion_policy                   = "ABANDON" # `terraform destroy` never deletes token data
+
+  depends_on = [google_project_service.api]
+}
+
+# Documents that only matter while an event may be redelivered: Firestore
+# deletes each one after its expire_at (within about a day of it). The audit
+# and run collections have no TTL: they are the record.
+locals {
+  ttl_fields = {
+    # Handled CloudEvent ids of the scheduled functions.
+    events = "plaid_token_events"
+    # Handled Firestore event ids of TokenStats (applied-once record, §12).
+    stats_events = "plaid_token_stats_events"
+  }
+}
+
+resource "google_firestore_field" "expire_at" {
+  for_each = local.ttl_fields
+
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = each.value
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # No single-field index on a TTL timestamp: nothing queries it, and an
+  # index on an ever-increasing value hot-spots writes.
+  index_config {}
+
+  depends_on = [google_project_service.api]
+}

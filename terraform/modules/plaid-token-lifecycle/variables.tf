@@ -1,0 +1,449 @@
+# Inputs. Every variable is typed and described; terraform/terraform.tfvars.example
+# shows a complete set. Settings the functions would refuse at start (DESIGN
+# §8) fail here, at plan time, instead of as 503s after the deploy.
+#
+# Variables with a default are nullable = false: a caller that passes null
+# (the root configuration does for everything left unset) gets the default.
+
+# --- Project, placement and naming --------------------------------------------
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project id everything is created in. Also passed to the functions as GOOGLE_CLOUD_PROJECT."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id: 6 to 30 lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, the Pub/Sub Eventarc triggers, the Cloud Scheduler jobs and the source bucket."
+  default     = "us-central1"
+  nullable    = false
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every name that must be unique in the project (functions, service accounts, secrets, bucket, topics, scheduler jobs, log metrics; alert and dashboard titles carry it too), so that two instances, e.g. staging and production, share a project. Empty keeps the names of DESIGN §3. Lowercase, ending in a hyphen, e.g. \"stg-\". The two instances also need their own Firestore database (firestore_database): the collection names are fixed."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^([a-z][a-z0-9-]*-)?$", var.name_prefix))
+    error_message = "name_prefix must be empty or lowercase letters, digits and hyphens, starting with a letter and ending with a hyphen, e.g. \"stg-\"."
+  }
+
+  validation {
+    # Service account ids are at most 30 characters.
+    condition     = alltrue([for id in local.service_account_ids : length("${var.name_prefix}${id}") <= 30])
+    error_message = "name_prefix is too long: service account ids are at most 30 characters and the longest here is \"${var.name_prefix}plaid-revoke-all-tokens\" (${length("${var.name_prefix}plaid-revoke-all-tokens")}). Use at most 7 characters, e.g. \"stg-\"."
+  }
+
+  validation {
+    # Bucket names are at most 63 characters.
+    condition     = var.source_bucket_name != "" || length("${var.project_id}-${var.name_prefix}plaid-token-lifecycle-source") <= 63
+    error_message = "The default source bucket name \"${var.project_id}-${var.name_prefix}plaid-token-lifecycle-source\" is longer than 63 characters: set source_bucket_name, or shorten name_prefix."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes labels (functions, secrets, bucket, topics, alert policies, notification channel), beside app = plaid-token-lifecycle and instance = the name prefix."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition = alltrue([
+      for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))
+    ])
+    error_message = "labels: keys must start with a lowercase letter and hold at most 63 lowercase letters, digits, _ and -; values at most 63 of the same."
+  }
+}
+
+# --- Deployment phases (docs/DEPLOY.md) ------------------------------------------
+
+variable "deploy_functions" {
+  type        = bool
+  description = "false only for phase 1 of the first deployment on a new project: APIs, service accounts and their roles, secrets (without versions), bucket, topics, Firestore indexes and rules, metrics and alerts, but no functions, scheduler jobs or invoker bindings. Add the secret versions, then apply with true (phase 2), which checks at plan time that phase 1 was applied and that every enabled secret has a version. false on a deployment that has functions is refused: it would delete them."
+  default     = true
+  nullable    = false
+}
+
+# --- Source and runtime --------------------------------------------------------
+
+variable "source_zip_path" {
+  type        = string
+  description = "Path of the source zip made by scripts/package-source.sh. The bucket object is named by the zip's SHA-256, so a changed zip redeploys every function and an unchanged one deploys nothing. Not needed while deploy_functions is false."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = !var.deploy_functions || var.source_zip_path != ""
+    error_message = "source_zip_path is required when deploy_functions is true: build it with scripts/package-source.sh."
+  }
+}
+
+variable "source_bucket_name" {
+  type        = string
+  description = "Name of the bucket holding the source zip. Empty: \"<project_id>-<name_prefix>plaid-token-lifecycle-source\"."
+  default     = ""
+  nullable    = false
+}
+
+variable "go_runtime" {
+  type        = string
+  description = "Cloud Functions Go runtime id (the module is built by Google's Go buildpack). go.mod needs Go 1.26: the Cloud client libraries require it."
+  default     = "go126"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^go1[0-9]+$", var.go_runtime))
+    error_message = "go_runtime must look like go126."
+  }
+}
+
+# --- Firestore -----------------------------------------------------------------
+
+variable "firestore_database" {
+  type        = string
+  description = "Firestore database id the service uses (FIRESTORE_DATABASE). The old service used a named database; \"(default)\" is the project's default one. Each instance (name_prefix) needs its own."
+  default     = "(default)"
+  nullable    = false
+}
+
+variable "create_firestore_database" {
+  type        = bool
+  description = "Create the Firestore database. Leave false when it already exists (the old service's data lives there); the composite indexes, TTL policies and security rules are created either way."
+  default     = false
+  nullable    = false
+}
+
+variable "firestore_location" {
+  type        = string
+  description = "Location of the Firestore database (e.g. nam5, eur3, us-central1): where it is created when create_firestore_database is true, and the region of TokenStats' Eventarc Firestore trigger, which must be the database's own location (gcloud firestore databases describe --database=<id> --format='value(locationId)')."
+  default     = "nam5"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]+[0-9]$", var.firestore_location))
+    error_message = "firestore_location must be a Firestore location id such as nam5, eur3 or us-central1."
+  }
+}
+
+variable "manage_firestore_rules" {
+  type        = bool
+  description = "Release the Firestore security rules of firestore.rules.tftpl for the database (one ruleset per database): client SDKs get nothing of this service's collections, and only what firestore_app_rules grants elsewhere. false when the app team releases the database's rules itself; its rules must then keep this service's collections closed (docs/DEPLOY.md)."
+  default     = true
+  nullable    = false
+}
+
+variable "firestore_app_rules" {
+  type        = string
+  description = "Firestore rules of the app's own collections, inserted inside `match /databases/{database}/documents { ... }` beside this service's. Empty: client SDKs get nothing in the database. Rules OR together, so a wildcard match here must exclude this service's collections with the isPlaidTokenCollection(name) function the ruleset defines (docs/DEPLOY.md)."
+  default     = ""
+  nullable    = false
+}
+
+# --- Service configuration (DESIGN §8) -------------------------------------------
+
+variable "plaid_client_id" {
+  type        = string
+  description = "Plaid client id (PLAID_CLIENT_ID). Not a secret; the Plaid secret is."
+
+  validation {
+    condition     = trimspace(var.plaid_client_id) != ""
+    error_message = "plaid_client_id must be set: every function that calls Plaid refuses to start without PLAID_CLIENT_ID."
+  }
+}
+
+variable "plaid_env" {
+  type        = string
+  description = "Plaid environment (PLAID_ENV): sandbox or production."
+  default     = "sandbox"
+  nullable    = false
+
+  validation {
+    condition     = contains(["sandbox", "production"], var.plaid_env)
+    error_message = "plaid_env must be sandbox or production."
+  }
+}
+
+variable "admin_user_ids" {
+  type        = list(string)
+  description = "User ids (JWT sub) allowed to run system-wide operations (ADMIN_USER_IDS)."
+  default     = []
+  nullable    = false
+}
+
+variable "stale_days" {
+  type        = number
+  description = "Days without use after which an active token is stale and removed (STALE_DAYS); also the days_threshold the daily Cloud Scheduler job sends."
+  default     = 90
+  nullable    = false
+
+  validation {
+    condition     = var.stale_days >= 1 && var.stale_days <= 3650 && floor(var.stale_days) == var.stale_days
+    error_message = "stale_days must be an integer from 1 to 3650."
+  }
+}
+
+variable "plaid_item_get_rpm" {
+  type        = number
+  description = "Most /item/get calls a minute (PLAID_ITEM_GET_RPM). Plaid's production limit is 5000 per client."
+  default     = 5000
+  nullable    = false
+
+  validation {
+    condition     = var.plaid_item_get_rpm >= 1 && floor(var.plaid_item_get_rpm) == var.plaid_item_get_rpm
+    error_message = "plaid_item_get_rpm must be a positive integer."
+  }
+}
+
+variable "plaid_item_remove_rpm" {
+  type        = number
+  description = "Most /item/remove calls a minute (PLAID_ITEM_REMOVE_RPM). Plaid's production limit is 2000 per client."
+  default     = 2000
+  nullable    = false
+
+  validation {
+    condition     = var.plaid_item_remove_rpm >= 1 && floor(var.plaid_item_remove_rpm) == var.plaid_item_remove_rpm
+    error_message = "plaid_item_remove_rpm must be a positive integer."
+  }
+}
+
+variable "run_time_budget" {
+  type        = string
+  description = "Go duration after which a scheduled cleanup checkpoints and continues in a new invocation (RUN_TIME_BUDGET). Must stay below the 540 s limit of event-driven functions."
+  default     = "8m"
+  nullable    = false
+
+  validation {
+    condition     = can(regex(local.go_duration_pattern, var.run_time_budget))
+    error_message = "run_time_budget must be a Go duration such as 8m or 7m30s."
+  }
+
+  validation {
+    condition     = try(sum([for p in regexall(local.go_duration_part, var.run_time_budget) : tonumber(p[0]) * local.duration_unit_seconds[p[1]]]) < local.event_timeout_seconds, true)
+    error_message = "run_time_budget must be below ${local.event_timeout_seconds}s, the timeout of event-driven functions (DailyCleanup): the run must checkpoint before Cloud Functions ends it."
+  }
+}
+
+variable "http_run_time_budget" {
+  type        = string
+  description = "Go duration after which a synchronous TokenCleanup run answers 202 and hands the rest of the run to DailyCleanup through the cleanup topic (HTTP_RUN_TIME_BUDGET). Must stay below TokenCleanup's 3600 s timeout."
+  default     = "50m"
+  nullable    = false
+
+  validation {
+    condition     = can(regex(local.go_duration_pattern, var.http_run_time_budget))
+    error_message = "http_run_time_budget must be a Go duration such as 50m."
+  }
+
+  validation {
+    condition     = try(sum([for p in regexall(local.go_duration_part, var.http_run_time_budget) : tonumber(p[0]) * local.duration_unit_seconds[p[1]]]) < local.http_timeout_seconds, true)
+    error_message = "http_run_time_budget must be below ${local.http_timeout_seconds}s, TokenCleanup's timeout: the run must hand over before Cloud Functions ends the request."
+  }
+}
+
+variable "validation_interval" {
+  type        = string
+  description = "Go duration (VALIDATION_INTERVAL): an active token validated at Plaid within it is not validated again by cleanup (DESIGN §12). The default keeps the old service's daily validation; large fleets raise it."
+  default     = "20h"
+  nullable    = false
+
+  validation {
+    condition     = can(regex(local.go_duration_pattern, var.validation_interval))
+    error_message = "validation_interval must be a Go duration such as 20h."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "Log level (LOG_LEVEL): DEBUG, INFO, WARN or ERROR."
+  default     = "INFO"
+  nullable    = false
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARN", "ERROR"], upper(var.log_level))
+    error_message = "log_level must be DEBUG, INFO, WARN or ERROR."
+  }
+}
+
+variable "token_encryption_salt" {
+  type        = string
+  description = "TOKEN_ENCRYPTION_SALT. Empty: not set, the code's default (plaid-token-lifecycle/v1) applies. Changing it makes every stored token undecryptable."
+  default     = ""
+  nullable    = false
+}
+
+# --- User authentication ---------------------------------------------------------
+
+variable "auth_jwks_url" {
+  type        = string
+  description = "AUTH_JWKS_URL for RS256/ES256 user JWTs (e.g. Firebase Auth). Empty: not set. When set, auth_issuer and auth_audience are needed too, and it must be https."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.auth_jwks_url == "" || (trimspace(var.auth_issuer) != "" && trimspace(var.auth_audience) != "")
+    error_message = "auth_jwks_url is set, so auth_issuer and auth_audience must be set too: without them any token signed by that JWKS (any Firebase project, say) would be accepted, and the functions refuse to start."
+  }
+
+  validation {
+    # https, except a loopback host, as the functions require (DESIGN §8).
+    condition     = var.auth_jwks_url == "" || startswith(var.auth_jwks_url, "https://") || can(regex("^http://(localhost|127\\.[0-9]+\\.[0-9]+\\.[0-9]+|\\[::1\\])(:[0-9]+)?(/|$)", var.auth_jwks_url))
+    error_message = "auth_jwks_url must be an https:// URL (http:// only for a loopback host): keys fetched over plain HTTP could be swapped in transit."
+  }
+}
+
+variable "auth_issuer" {
+  type        = string
+  description = "AUTH_ISSUER: the iss claim user JWTs must carry when auth_jwks_url is set. Empty: not set."
+  default     = ""
+  nullable    = false
+}
+
+variable "auth_audience" {
+  type        = string
+  description = "AUTH_AUDIENCE: the aud claim user JWTs must carry when auth_jwks_url is set. Empty: not set."
+  default     = ""
+  nullable    = false
+}
+
+variable "enable_auth_jwt_secret" {
+  type        = bool
+  description = "Create the AUTH_JWT_SECRET secret (HS256 user JWTs, as the old service issued) and give it to the user and admin HTTP functions. false when only auth_jwks_url is used."
+  default     = true
+  nullable    = false
+
+  validation {
+    condition     = var.enable_auth_jwt_secret || var.auth_jwks_url != ""
+    error_message = "No JWT verifier: with enable_auth_jwt_secret = false, auth_jwks_url (with auth_issuer and auth_audience) must be set, or TokenCleanup, RevokeAllTokens, TokenAnalytics and RevokeItem refuse to start and answer 503 to every request."
+  }
+}
+
+# --- Secrets ---------------------------------------------------------------------
+
+variable "manage_secret_values" {
+  type        = bool
+  description = "false (the default, recommended): Terraform creates the secrets without versions and an operator adds them with gcloud between phase 1 and phase 2 (docs/DEPLOY.md), so no secret passes through Terraform, its plan files or its state. true: the versions come from the sensitive variables below and are stored in the state (encrypted at rest in the GCS backend, but readable by anyone who can read the state); a first deployment then needs no phases."
+  default     = false
+  nullable    = false
+}
+
+variable "enable_previous_encryption_keys" {
+  type        = bool
+  description = "Create the TOKEN_ENCRYPTION_KEY_PREVIOUS secret (comma-separated older keys that still decrypt) during a key rotation, and give it to the functions that decrypt tokens."
+  default     = false
+  nullable    = false
+}
+
+variable "plaid_secret" {
+  type        = string
+  description = "Plaid API secret (PLAID_SECRET). Used only when manage_secret_values is true."
+  default     = ""
+  nullable    = false
+  sensitive   = true
+}
+
+variable "token_encryption_key" {
+  type        = string
+  description = "Password the token encryption key is derived from (TOKEN_ENCRYPTION_KEY), at least 32 bytes. Used only when manage_secret_values is true."
+  default     = ""
+  nullable    = false
+  sensitive   = true
+
+  validation {
+    # Bytes, as the functions count them: base64 without padding has
+    # ceil(4n/3) characters, which is at least 43 exactly when n >= 32.
+    condition     = var.token_encryption_key == "" || length(replace(base64encode(var.token_encryption_key), "=", "")) >= 43
+    error_message = "token_encryption_key must be at least 32 bytes: the functions refuse a shorter TOKEN_ENCRYPTION_KEY."
+  }
+}
+
+variable "token_encryption_key_previous" {
+  type        = string
+  description = "Comma-separated previous encryption passwords (TOKEN_ENCRYPTION_KEY_PREVIOUS). Used only when manage_secret_values and enable_previous_encryption_keys are true."
+  default     = ""
+  nullable    = false
+  sensitive   = true
+}
+
+variable "auth_jwt_secret" {
+  type        = string
+  description = "HS256 secret for user JWTs (AUTH_JWT_SECRET), at least 32 bytes. Used only when manage_secret_values and enable_auth_jwt_secret are true."
+  default     = ""
+  nullable    = false
+  sensitive   = true
+
+  validation {
+    # Bytes, as for token_encryption_key.
+    condition     = var.auth_jwt_secret == "" || length(replace(base64encode(var.auth_jwt_secret), "=", "")) >= 43
+    error_message = "auth_jwt_secret must be at least 32 bytes: shorter HS256 secrets can be brute-forced, and the functions refuse them."
+  }
+}
+
+# --- Access ----------------------------------------------------------------------
+
+variable "admin_invoker_members" {
+  type        = list(string)
+  description = "IAM members allowed to call the admin functions (TokenCleanup, TokenAnalytics) at all, e.g. [\"group:plaid-ops@example.com\"]. The caller must still present an admin JWT; these functions are never public."
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for m in var.admin_invoker_members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):", m))])
+    error_message = "admin_invoker_members must be IAM members such as group:ops@example.com, and never allUsers or allAuthenticatedUsers."
+  }
+}
+
+# --- Scheduling ------------------------------------------------------------------
+
+variable "time_zone" {
+  type        = string
+  description = "IANA time zone of the Cloud Scheduler jobs (the old service ran in the host's local time; this is explicit), e.g. Etc/UTC or America/New_York. Checked against time_zones.txt, generated from Go's tz database."
+  default     = "Etc/UTC"
+  nullable    = false
+
+  validation {
+    condition     = contains(local.iana_time_zones, var.time_zone)
+    error_message = "time_zone must be an IANA time zone name such as Etc/UTC, America/New_York or Europe/Berlin (see time_zones.txt in the module); Cloud Scheduler refuses others."
+  }
+}
+
+# --- Monitoring ------------------------------------------------------------------
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Existing Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) the alert policies notify."
+  default     = []
+  nullable    = false
+}
+
+variable "alert_email" {
+  type        = string
+  description = "Email address to create a notification channel for, in addition to notification_channels. Empty: none."
+  default     = ""
+  nullable    = false
+}
+
+variable "invalid_token_rate_threshold" {
+  type        = number
+  description = "Alert when invalid_marked / total_checked over the last day exceeds this fraction: a sudden wave of invalid tokens usually means a Plaid-side or configuration change, not users."
+  default     = 0.1
+  nullable    = false
+
+  validation {
+    condition     = var.invalid_token_rate_threshold > 0 && var.invalid_token_rate_threshold <= 1
+    error_message = "invalid_token_rate_threshold must be a fraction in (0, 1]."
+  }
+}
+
+variable "invalid_token_rate_min_checked" {
+  type        = number
+  description = "The invalid-token rate alert only fires when at least this many tokens were checked in the day, so a handful of tokens cannot page anyone."
+  default     = 50
+  nullable    = false
+}
