@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# package-source.sh [out.zip] zips what Cloud Functions builds: the module
-# root's go.mod, go.sum and non-test .go files, and the non-test .go files of
-# functions/, lifecycle/ and internal/. Tests, testdata/, terraform/,
-# scripts/ and .git never go in. Prints the zip's path on stdout.
+# package-source.sh [out.zip] zips what Cloud Functions builds: go.mod,
+# go.sum, and the files of the module's own packages that the root package
+# (function.go, the deployed entry points) builds from, as
+# `go list -deps` lists them for linux/amd64: non-test .go files (and cgo and
+# embedded files, if any). Test support under internal/ (fakes, emulator
+# helpers, samples), tests, testdata/, terraform/, scripts/ and .git never go
+# in. Prints the zip's path on stdout.
 #
 # The zip is deterministic (sorted entries, fixed timestamps and modes), so
 # its SHA-256 changes only when the source does: terraform/storage.tf names
@@ -21,21 +24,33 @@ for f in go.mod go.sum; do
   [[ -f "$f" ]] || { echo "package-source: $root/$f is missing" >&2; exit 1; }
 done
 
-# Deployable files, relative to the module root, in byte order.
+# Deployable files, relative to the module root, in byte order. The
+# packages are those of the main module that the root package depends on,
+# for the platform Cloud Functions builds on.
+listed="$(GOOS=linux GOARCH=amd64 CGO_ENABLED=0 GOFLAGS=-mod=readonly go list -deps \
+  -f '{{if and .Module .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}
+{{end}}{{range .CgoFiles}}{{$d}}/{{.}}
+{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}
+{{end}}{{end}}' .)" || { echo "package-source: go list -deps . failed" >&2; exit 1; }
 files=()
 while IFS= read -r f; do
-  files+=("$f")
+  [[ -n "$f" ]] && files+=("$f")
 done < <(
   {
     printf '%s\n' go.mod go.sum
-    find . -maxdepth 1 -type f -name '*.go' ! -name '*_test.go'
-    for dir in functions lifecycle internal; do
-      [[ -d "$dir" ]] || continue
-      find "$dir" \( -name testdata -o -name '.*' ! -name . \) -prune -o \
-        -type f -name '*.go' ! -name '*_test.go' -print
-    done
-  } | sed 's|^\./||' | LC_ALL=C sort -u
+    printf '%s\n' "$listed" | sed "s|^$root/||"
+  } | LC_ALL=C sort -u
 )
+for f in "${files[@]}"; do
+  if [[ "$f" == /* || ! -f "$f" ]]; then
+    echo "package-source: $f is not a file of the module at $root" >&2
+    exit 1
+  fi
+done
+if [[ ! " ${files[*]} " =~ \ function\.go\  ]]; then
+  echo "package-source: the root package (function.go) is not in the list: is go.mod's module at $root?" >&2
+  exit 1
+fi
 
 rm -f "$out"
 if command -v zip >/dev/null; then

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# tf-checks.sh checks terraform/ without cloud access or a provider download:
-#   1. `terraform fmt -check -recursive -diff` (Terraform 1.5.7 from
-#      scripts/ensure-terraform.sh, built once into a cache if needed);
+# tf-checks.sh checks terraform/ (the root configuration, the module in
+# terraform/modules/plaid-token-lifecycle, the tests) without cloud access:
+#   1. `terraform fmt -check -recursive -diff` (Terraform from
+#      scripts/ensure-terraform.sh);
 #   2. scripts/tfcheck (a Go module of its own, so that hcl and cty stay out
-#      of the functions' go.mod): its tests, then every resource, data source,
-#      attribute and block against the hashicorp/google 7.45.0 schema kept in
-#      scripts/tfcheck/schema/ (extra arguments are passed to it).
-# Both run; the exit status is non-zero when either fails.
+#      of the functions' go.mod): its tests, then every module, module call,
+#      resource, data source, attribute and block against the
+#      hashicorp/google schema kept in scripts/tfcheck/schema/ (extra
+#      arguments are passed to it);
+#   3. `terraform init -backend=false`, `terraform validate` and
+#      `terraform test` (terraform/tests/, mock provider, no credentials),
+#      only where the hashicorp/google provider of terraform/versions.tf is
+#      already on this machine: in $TF_PLUGIN_CACHE_DIR, the CLI
+#      configuration's plugin_cache_dir or filesystem_mirror paths, or an
+#      implied local mirror directory (~/.terraform.d/plugins, ...). The
+#      provider cannot be downloaded everywhere this runs; without it one line
+#      says these were not run and why (Cloud Build runs them).
+# All run; the exit status is non-zero when any fails.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,8 +28,13 @@ if [[ -n "${TF_CLI_CONFIG_FILE:-}" && ! -e "$TF_CLI_CONFIG_FILE" ]]; then
 fi
 
 status=0
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 
-if tf="$(scripts/ensure-terraform.sh)"; then
+# --- 1. fmt ------------------------------------------------------------------
+
+tf=""
+if tf="$(scripts/ensure-terraform.sh --fmt-only)"; then
   if "$tf" fmt -check -recursive -diff terraform/; then
     echo "tf-checks: terraform fmt: ok"
   else
@@ -27,12 +42,79 @@ if tf="$(scripts/ensure-terraform.sh)"; then
     status=1
   fi
 else
-  echo "tf-checks: no Terraform 1.5.7 binary, fmt not checked" >&2
+  echo "tf-checks: no Terraform binary, fmt not checked" >&2
+  tf=""
   status=1
 fi
 
+# --- 2. schema checks ----------------------------------------------------------
+
 if ! (cd scripts/tfcheck && go test -count=1 ./... && go run . "$@"); then
   status=1
+fi
+
+# --- 3. validate and test, where the provider is here -----------------------------
+
+# provider_dir prints a directory laid out as a provider mirror
+# (registry.terraform.io/hashicorp/google/VERSION/PLATFORM/) that holds the
+# provider, or nothing.
+provider_dir() {
+  local version=$1 platform=$2 config candidates=() d
+  config="${TF_CLI_CONFIG_FILE:-$HOME/.terraformrc}"
+  [[ -n "${TF_PLUGIN_CACHE_DIR:-}" ]] && candidates+=("$TF_PLUGIN_CACHE_DIR")
+  if [[ -f "$config" ]]; then
+    while IFS= read -r d; do candidates+=("$d"); done < <(
+      sed -n -e 's/^ *plugin_cache_dir *= *"\(.*\)".*/\1/p' -e 's/^ *path *= *"\(.*\)".*/\1/p' "$config")
+  fi
+  candidates+=("$HOME/.terraform.d/plugins" "${XDG_DATA_HOME:-$HOME/.local/share}/terraform/plugins"
+    /usr/local/share/terraform/plugins /usr/share/terraform/plugins)
+  for d in "${candidates[@]}"; do
+    d="${d/#\~/$HOME}"
+    if [[ -d "$d/registry.terraform.io/hashicorp/google/$version/$platform" ]]; then
+      echo "$d"
+      return
+    fi
+  done
+}
+
+required="$(sed -n 's/^ *required_version *= *">= *\([0-9][0-9.]*\)".*/\1/p' terraform/versions.tf | head -1)"
+provider_version="$(sed -n '/google = {/,/}/s/^ *version *= *"\([0-9.]*\)".*/\1/p' terraform/versions.tf | head -1)"
+tf_version=""
+[[ -n "$tf" ]] && tf_version="$("$tf" version -json 2>/dev/null | sed -n 's/.*"terraform_version": *"\([0-9.]*\)".*/\1/p' | head -1)"
+platform=""
+[[ -n "$tf" ]] && platform="$("$tf" version -json 2>/dev/null | sed -n 's/.*"platform": *"\([a-z0-9_]*\)".*/\1/p' | head -1)"
+
+if [[ -z "$tf_version" ]] || [[ "$(printf '%s\n%s\n' "$required" "$tf_version" | sort -V | head -1)" != "$required" ]]; then
+  echo "tf-checks: terraform validate and terraform test not run: they need Terraform >= ${required}, found ${tf_version:-none} (Cloud Build runs them)"
+elif ! mirror="$(provider_dir "$provider_version" "$platform")" || [[ -z "$mirror" ]]; then
+  echo "tf-checks: terraform validate and terraform test not run: hashicorp/google ${provider_version} (${platform}) is in no plugin cache or local mirror here and cannot be downloaded (Cloud Build runs them)"
+else
+  # The provider from that directory and nowhere else; the working directory
+  # and the lock file of the checkout are left as they are.
+  cat >"$work/terraformrc" <<EOF
+provider_installation {
+  filesystem_mirror {
+    path    = "$mirror"
+    include = ["registry.terraform.io/hashicorp/google"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/hashicorp/google"]
+  }
+}
+EOF
+  # A plugin cache is read as a mirror here, so it must not also be the cache.
+  unset TF_PLUGIN_CACHE_DIR
+  export TF_CLI_CONFIG_FILE="$work/terraformrc" TF_DATA_DIR="$work/data" TF_IN_AUTOMATION=1
+  echo "tf-checks: terraform validate and test with hashicorp/google ${provider_version} from $mirror"
+  if "$tf" -chdir=terraform init -backend=false -input=false -lockfile=readonly -no-color >"$work/init.log" 2>&1 &&
+    "$tf" -chdir=terraform validate -no-color &&
+    "$tf" -chdir=terraform test -no-color; then
+    echo "tf-checks: terraform validate and test: ok"
+  else
+    [[ -s "$work/init.log" ]] && grep -iE 'error|warning' -A5 "$work/init.log" >&2
+    echo "tf-checks: terraform validate or test FAILED" >&2
+    status=1
+  fi
 fi
 
 exit "$status"
