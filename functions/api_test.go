@@ -574,6 +574,7 @@ func TestWeeklyAnalyticsOverHTTP(t *testing.T) {
 	}
 	for range 2 {
 		r := httptest.NewRequest(http.MethodPost, "/events/WeeklyAnalytics", bytes.NewReader(raw))
+		r.RemoteAddr = "127.0.0.1:50000" // the local server takes events from loopback only
 		r.Header.Set("Content-Type", "application/cloudevents+json")
 		w := httptest.NewRecorder()
 		f.routes.ServeHTTP(w, r)
@@ -583,5 +584,18 @@ func TestWeeklyAnalyticsOverHTTP(t *testing.T) {
 	}
 	if n := snapshotCount(t, f.env); n != 1 {
 		t.Errorf("%d snapshots, want 1", n)
+	}
+
+	// From any other address the local server refuses events, unless
+	// SERVE_REMOTE_EVENTS opens them.
+	r := httptest.NewRequest(http.MethodPost, "/events/DailyCleanup", bytes.NewReader(raw))
+	r.Header.Set("Content-Type", "application/cloudevents+json")
+	w := httptest.NewRecorder()
+	f.routes.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "SERVE_REMOTE_EVENTS") {
+		t.Errorf("remote event: %d %s, want 403 naming SERVE_REMOTE_EVENTS", w.Code, w.Body.String())
+	}
+	if f.env.Plaid.CallCount("/item/get") != 0 || len(f.env.CleanupRuns(t)) != 0 {
+		t.Error("a refused remote event ran a cleanup")
 	}
 }

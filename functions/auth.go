@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,8 +108,8 @@ func NewAuthenticator(ctx context.Context, cfg lifecycle.Config, httpClient *htt
 		if cfg.AuthIssuer == "" || cfg.AuthAudience == "" {
 			return nil, errors.New("auth: AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE")
 		}
-		if u, err := url.ParseRequestURI(cfg.AuthJWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, fmt.Errorf("auth: AUTH_JWKS_URL must be an http(s) URL, got %q", cfg.AuthJWKSURL)
+		if err := lifecycle.ValidateJWKSURL(cfg.AuthJWKSURL); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
 		}
 		keys := newJWKSKeys(ctx, cfg.AuthJWKSURL, httpClient)
 		algs := []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}
@@ -128,21 +127,18 @@ func NewAuthenticator(ctx context.Context, cfg lifecycle.Config, httpClient *htt
 	return a, nil
 }
 
-// claims are the claims we read. Type and Admin stay untyped so that a
-// string "true" or a non-string type is seen for what it is.
-type claims struct {
-	jwt.RegisteredClaims
-	Type  any `json:"type"`
-	Admin any `json:"admin"`
-}
+// Claims are read from a map, by their exact names: sub, exp, iss, aud,
+// admin and type. Decoding into a struct would let encoding/json fold case,
+// so that {"Admin": true} or {"SUB": ...} in a token signed by the old
+// service (which never checked claim names) would count.
 
-// Validate implements jwt.ClaimsValidator; jwt calls it after the standard
-// checks.
-func (c *claims) Validate() error {
-	if c.Subject == "" {
+// validateClaims checks what jwt's own validation does not: a string sub,
+// and the old service's refresh tokens (same secret, another type) refused.
+func validateClaims(c jwt.MapClaims) error {
+	if sub, ok := c["sub"].(string); !ok || sub == "" {
 		return fmt.Errorf("%w: sub", jwt.ErrTokenRequiredClaimMissing)
 	}
-	if c.Type != nil && c.Type != accessTokenType {
+	if typ, present := c["type"]; present && typ != accessTokenType {
 		return errors.New("token type is not access_token")
 	}
 	return nil
@@ -172,7 +168,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 
 	// The alg is read before the signature is checked only to pick the
 	// verifier; that verifier then insists on its own algorithms.
-	unverified, _, err := jwt.NewParser().ParseUnverified(raw, &claims{})
+	unverified, _, err := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{})
 	if err != nil {
 		return refuse(err)
 	}
@@ -181,12 +177,16 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if !ok {
 		return refuse(fmt.Errorf("alg %q has no configured key", alg))
 	}
-	var c claims
-	if _, err := v.parser.ParseWithClaims(raw, &c, v.key(r.Context())); err != nil {
+	c := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(raw, c, v.key(r.Context())); err != nil {
 		return refuse(err)
 	}
-	admin, _ := c.Admin.(bool)
-	return Principal{UserID: c.Subject, Admin: admin || a.cfg.IsAdmin(c.Subject)}, nil
+	if err := validateClaims(c); err != nil {
+		return refuse(err)
+	}
+	sub := c["sub"].(string)
+	admin, _ := c["admin"].(bool)
+	return Principal{UserID: sub, Admin: admin || a.cfg.IsAdmin(sub)}, nil
 }
 
 // bearerToken returns the one token of an "Authorization: Bearer <jwt>"
@@ -233,7 +233,7 @@ func RequireAdmin(next http.Handler) http.Handler {
 			return
 		}
 		if !p.Admin {
-			slog.Default().InfoContext(r.Context(), "admin required", "user_id", p.UserID)
+			lifecycle.Logger(r.Context()).InfoContext(r.Context(), "admin required", slog.String("user_id", p.UserID))
 			writeError(w, r, lifecycle.Errorf(lifecycle.CodeForbidden, "admin privileges required"))
 			return
 		}
@@ -244,7 +244,7 @@ func RequireAdmin(next http.Handler) http.Handler {
 // refuseAuth logs why a request was refused (never the token) and answers it.
 func refuseAuth(w http.ResponseWriter, r *http.Request, err error) {
 	if lifecycle.IsCode(err, lifecycle.CodeUnauthorized) {
-		lifecycle.Logger(r.Context()).InfoContext(r.Context(), "authentication refused", "reason", err.Error())
+		lifecycle.Logger(r.Context()).InfoContext(r.Context(), "authentication refused", slog.String("reason", err.Error()))
 		challenge := "Bearer"
 		if !errors.Is(err, errNoBearer) {
 			challenge = `Bearer error="invalid_token"`
@@ -301,7 +301,9 @@ func (k *jwksKeys) start() {
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 			return func(ctx context.Context, err error) {
 				k.failing.Store(true)
-				slog.Default().ErrorContext(ctx, "fetching JWKS failed", "url", u, "error", err.Error())
+				// keyfunc refreshes in the background, outside any request:
+				// the default logger (JSON in every program) takes it.
+				slog.Default().ErrorContext(ctx, "fetching JWKS failed", slog.String("url", u), slog.String("error", err.Error()))
 			}
 		},
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -126,7 +127,7 @@ func newTestAuthenticator(t *testing.T, cfg lifecycle.Config, client *http.Clien
 	if err != nil {
 		t.Fatalf("NewAuthenticator: %v", err)
 	}
-	a.clock = lifecycle.NewFixedClock(testNow)
+	a.clock = testenv.NewClock(testNow)
 	return a
 }
 

@@ -20,15 +20,16 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// sampleStatistics are DESIGN §4's statistics for the sample set.
-var sampleStatistics = lifecycle.Statistics{
-	TotalChecked: 15, ExpiredRemoved: 3, StaleRemoved: 2, InvalidMarked: 1, RevokedRemoved: 1,
-	TotalCleaned: 6, NeedsUser: 1,
-}
+var sampleStatistics = testenv.SampleStatistics
 
-func newTestServer(t *testing.T, env *testenv.Env, continuer Continuer) *Server {
+// newTestServer is the functions' server over env's service, handing
+// checkpointed runs to continuer when it is not nil.
+func newTestServer(t *testing.T, env *testenv.Env, continuer lifecycle.Continuer) *Server {
 	t.Helper()
-	s, err := New(context.Background(), env.Config, Deps{Service: env.Service, Continuer: continuer,
+	if continuer != nil {
+		env.Service.Continuer = continuer
+	}
+	s, err := New(context.Background(), env.Config, Deps{Service: env.Service,
 		Logger: lifecycle.NewJSONLogger(io.Discard, slog.LevelInfo)})
 	if err != nil {
 		t.Fatalf("functions.New: %v", err)
@@ -186,15 +187,6 @@ func TestTokenCleanupConflictWhileRunning(t *testing.T) {
 	}
 }
 
-func latestCleanupRuns(t *testing.T, env *testenv.Env) []*lifecycle.RunRecord {
-	t.Helper()
-	runs, err := env.Records.LatestRuns(context.Background(), "cleanup", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return runs
-}
-
 func TestDailyCleanupEvent(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
@@ -202,11 +194,11 @@ func TestDailyCleanupEvent(t *testing.T) {
 	s := newTestServer(t, env, nil)
 	ctx := context.Background()
 
-	e := testenv.PubSubEvent(t, "msg-1", DefaultCleanupTopic, []byte(`{"days_threshold": 90, "dry_run": false}`))
+	e := testenv.PubSubEvent(t, "msg-1", lifecycle.DefaultCleanupTopic, []byte(`{"days_threshold": 90, "dry_run": false}`))
 	if err := s.DailyCleanup(ctx, e); err != nil {
 		t.Fatalf("DailyCleanup: %v", err)
 	}
-	runs := latestCleanupRuns(t, env)
+	runs := env.CleanupRuns(t)
 	if len(runs) != 1 {
 		t.Fatalf("%d runs recorded, want 1", len(runs))
 	}
@@ -222,7 +214,7 @@ func TestDailyCleanupEvent(t *testing.T) {
 	if err := s.DailyCleanup(ctx, e); err != nil {
 		t.Fatalf("redelivery: %v", err)
 	}
-	if n := len(latestCleanupRuns(t, env)); n != 1 {
+	if n := len(env.CleanupRuns(t)); n != 1 {
 		t.Errorf("redelivery ran again: %d runs", n)
 	}
 	if n := env.Plaid.CallCount("/item/remove"); n != removes {
@@ -230,13 +222,13 @@ func TestDailyCleanupEvent(t *testing.T) {
 	}
 
 	// A malformed message is dropped without a retry (nil error) and no run.
-	if err := s.DailyCleanup(ctx, testenv.PubSubEvent(t, "msg-2", DefaultCleanupTopic, []byte(`{"days_threshold": "x"`))); err != nil {
+	if err := s.DailyCleanup(ctx, testenv.PubSubEvent(t, "msg-2", lifecycle.DefaultCleanupTopic, []byte(`{"days_threshold": "x"`))); err != nil {
 		t.Errorf("malformed message: err = %v, want nil (no retry)", err)
 	}
-	if err := s.DailyCleanup(ctx, testenv.PubSubEvent(t, "msg-3", DefaultCleanupTopic, []byte(`{"days_threshold": 0}`))); err != nil {
+	if err := s.DailyCleanup(ctx, testenv.PubSubEvent(t, "msg-3", lifecycle.DefaultCleanupTopic, []byte(`{"days_threshold": 0}`))); err != nil {
 		t.Errorf("bad threshold: err = %v, want nil (no retry)", err)
 	}
-	if n := len(latestCleanupRuns(t, env)); n != 1 {
+	if n := len(env.CleanupRuns(t)); n != 1 {
 		t.Errorf("malformed messages started runs: %d runs", n)
 	}
 }
@@ -265,7 +257,7 @@ func TestDailyCleanupOverHTTPStructuredAndBinary(t *testing.T) {
 	}
 
 	// Structured mode: the whole event as application/cloudevents+json.
-	e := testenv.PubSubEvent(t, "struct-1", DefaultCleanupTopic, []byte(`{"days_threshold": 90}`))
+	e := testenv.PubSubEvent(t, "struct-1", lifecycle.DefaultCleanupTopic, []byte(`{"days_threshold": 90}`))
 	body, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +271,7 @@ func TestDailyCleanupOverHTTPStructuredAndBinary(t *testing.T) {
 		t.Fatalf("structured event: HTTP %d", resp.StatusCode)
 	}
 
-	runs := latestCleanupRuns(t, env)
+	runs := env.CleanupRuns(t)
 	if len(runs) != 2 {
 		t.Fatalf("%d runs, want 2", len(runs))
 	}
@@ -305,7 +297,7 @@ func TestDailyCleanupContinuesOverHTTP(t *testing.T) {
 		tokens = append(tokens, tok)
 	}
 	env.Seed(t, tokens...)
-	env.Service.CleanupPageSize = 300                  // several pages
+	env.Service.Config.CleanupPageSize = 300           // several pages
 	env.Service.Config.RunTimeBudget = time.Nanosecond // checkpoint after every page
 	env.Config.RunTimeBudget = time.Nanosecond
 
@@ -329,7 +321,7 @@ func TestDailyCleanupContinuesOverHTTP(t *testing.T) {
 	var run *lifecycle.RunRecord
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		runs := latestCleanupRuns(t, env)
+		runs := env.CleanupRuns(t)
 		if len(runs) == 1 && (runs[0].Status == lifecycle.RunSucceeded || runs[0].Status == lifecycle.RunFailed) {
 			run = runs[0]
 			break
@@ -339,7 +331,7 @@ func TestDailyCleanupContinuesOverHTTP(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	want := lifecycle.Statistics{TotalChecked: n, StaleRemoved: n / 4, TotalCleaned: n / 4}
+	want := lifecycle.Statistics{TotalChecked: n, StaleRemoved: n / 4, TotalCleaned: n / 4, Validated: n - n/4}
 	if diff := cmp.Diff(want, run.Statistics); diff != "" {
 		t.Errorf("continued run totals (-want +got):\n%s", diff)
 	}

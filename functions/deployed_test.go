@@ -8,14 +8,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/finwell/plaid-token-lifecycle/internal/fstest"
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 )
 
 // Every deployed target has its needs declared, and a target starts with
 // only the variables Terraform gives it.
 func TestDeployedTargetsStartWithOnlyTheirOwnConfig(t *testing.T) {
-	fstest.EmulatorHost(t)
-	targets := []string{"TokenCleanup", "RevokeAllTokens", "TokenAnalytics", "RevokeItem", "PlaidWebhook", "DailyCleanup", "WeeklyAnalytics"}
+	emulator.Host(t)
+	targets := []string{"TokenCleanup", "RevokeAllTokens", "TokenAnalytics", "RevokeItem", "PlaidWebhook", "DailyCleanup", "WeeklyAnalytics", "TokenStats"}
 	if len(TargetNeeds) != len(targets) {
 		t.Errorf("TargetNeeds has %d targets, want %d", len(TargetNeeds), len(targets))
 	}
@@ -40,7 +40,7 @@ func TestDeployedTargetsStartWithOnlyTheirOwnConfig(t *testing.T) {
 	}
 
 	// WeeklyAnalytics needs only the project: no Plaid, vault or JWT secret.
-	t.Setenv("GOOGLE_CLOUD_PROJECT", fstest.ProjectID(t))
+	t.Setenv("GOOGLE_CLOUD_PROJECT", emulator.ProjectID(t))
 	if _, err := deployedServer("WeeklyAnalytics"); err != nil {
 		t.Errorf("WeeklyAnalytics with only GOOGLE_CLOUD_PROJECT: %v", err)
 	}

@@ -1,6 +1,10 @@
 // Package functions holds the Cloud Functions' handlers: HTTP endpoints and
 // CloudEvent handlers, authentication and JSON errors. Handlers are thin:
 // parse, authorize, call lifecycle, render.
+//
+// One file per function (cleanup.go, revoke.go, analytics.go, webhook.go,
+// daily_cleanup.go, weekly_analytics.go); server.go builds them all over
+// one lifecycle.Service; deployed.go is what the deployed functions call.
 package functions
 
 import (
@@ -8,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -18,31 +23,28 @@ import (
 // Paths of the HTTP API (DESIGN §3). The local server mounts each handler
 // at its path; a deployed function answers at its root and at its path.
 const (
-	PathCleanup    = "/api/v1/plaid/tokens/cleanup"
-	PathRevokeAll  = "/api/v1/plaid/tokens/revoke-all"
-	PathAnalytics  = "/api/v1/plaid/tokens/analytics"
-	PathItemPrefix = "/api/v1/plaid/items/"
-	PathWebhook    = "/api/v1/plaid/webhook"
+	PathCleanup     = "/api/v1/plaid/tokens/cleanup"
+	PathCleanupRuns = "/api/v1/plaid/tokens/cleanup/runs/"
+	PathRevokeAll   = "/api/v1/plaid/tokens/revoke-all"
+	PathAnalytics   = "/api/v1/plaid/tokens/analytics"
+	PathItemPrefix  = "/api/v1/plaid/items/"
+	PathWebhook     = "/api/v1/plaid/webhook"
 )
 
 // maxRequestBody caps request bodies: no endpoint takes more than a small
 // JSON object.
 const maxRequestBody = 64 << 10
 
-// Continuer delivers a checkpointed cleanup run's continuation to a new
-// invocation of DailyCleanup.
-type Continuer interface {
-	ContinueCleanup(ctx context.Context, runID string) error
-}
-
 // Deps are the server's dependencies. Service is required; the others are
 // built from the configuration when nil.
 type Deps struct {
-	Service   *lifecycle.Service
-	Auth      *Authenticator
-	Webhooks  *lifecycle.WebhookVerifier
-	Continuer Continuer
-	Logger    *slog.Logger
+	Service  *lifecycle.Service
+	Auth     *Authenticator
+	Webhooks *lifecycle.WebhookVerifier
+	// WebhookKeys shares verified webhook keys between instances; used only
+	// when Webhooks is nil.
+	WebhookKeys lifecycle.WebhookKeyStore
+	Logger      *slog.Logger
 	// HTTPClient fetches JWKS; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
 }
@@ -50,14 +52,13 @@ type Deps struct {
 // Server is every function's handler over one set of dependencies. The
 // deployed functions, scripts/serve and the tests all build it with New.
 type Server struct {
-	cfg       lifecycle.Config
-	svc       *lifecycle.Service
-	auth      *Authenticator
-	webhooks  *lifecycle.WebhookVerifier
-	continuer Continuer
-	log       *slog.Logger
+	cfg      lifecycle.Config
+	svc      *lifecycle.Service
+	auth     *Authenticator
+	webhooks *lifecycle.WebhookVerifier
+	log      *slog.Logger
 
-	cleanup, revokeAll, analytics, revokeItem, webhook http.Handler
+	cleanup, cleanupRuns, revokeAll, analytics, revokeItem, webhook http.Handler
 }
 
 // New validates deps and builds the server's handlers once.
@@ -65,8 +66,7 @@ func New(ctx context.Context, cfg lifecycle.Config, deps Deps) (*Server, error) 
 	if deps.Service == nil {
 		return nil, errors.New("functions.New: no lifecycle service")
 	}
-	s := &Server{cfg: cfg, svc: deps.Service, auth: deps.Auth, webhooks: deps.Webhooks,
-		continuer: deps.Continuer, log: deps.Logger}
+	s := &Server{cfg: cfg, svc: deps.Service, auth: deps.Auth, webhooks: deps.Webhooks, log: deps.Logger}
 	if s.log == nil {
 		s.log = lifecycle.NewJSONLogger(os.Stdout, cfg.LogLevel)
 	}
@@ -78,13 +78,14 @@ func New(ctx context.Context, cfg lifecycle.Config, deps Deps) (*Server, error) 
 		s.auth = auth
 	}
 	if s.webhooks == nil {
-		s.webhooks = lifecycle.NewWebhookVerifier(s.svc.Plaid, s.svc.Clock)
+		s.webhooks = lifecycle.NewWebhookVerifier(s.svc.Plaid, deps.WebhookKeys, s.svc.Clock)
 	}
 	s.cleanup = s.endpoint(http.MethodDelete, s.requireUser(RequireAdmin(s.handleCleanup())))
+	s.cleanupRuns = s.endpoint(http.MethodGet, s.requireUser(RequireAdmin(s.handleCleanupRun())))
 	s.revokeAll = s.endpoint(http.MethodDelete, s.requireUser(s.handleRevokeAll()))
 	s.analytics = s.endpoint(http.MethodGet, s.requireUser(RequireAdmin(s.handleAnalytics())))
 	s.revokeItem = s.endpoint(http.MethodDelete, s.requireUser(s.handleRevokeItem()))
-	s.webhook = s.withLogger(newWebhookHandler(s.webhooks, s.svc.Store, s.svc.Clock))
+	s.webhook = s.withLogger(s.handleWebhook())
 	return s, nil
 }
 
@@ -101,23 +102,55 @@ func (s *Server) requireUser(next http.Handler) http.Handler {
 }
 
 // Routes returns every HTTP function at its path and the CloudEvent
-// functions at /events/<Target>: what scripts/serve listens with.
+// functions at /events/<Target>: what scripts/serve listens with. Item
+// paths go to RevokeItem before any path cleaning: an id such as ".." or
+// "%2e%2e" names no item and answers 404, like any other.
 func (s *Server) Routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(PathCleanup, s.cleanup)
+	mux.Handle(PathCleanupRuns, s.cleanupRuns)
 	mux.Handle(PathRevokeAll, s.revokeAll)
 	mux.Handle(PathAnalytics, s.analytics)
-	mux.Handle(PathItemPrefix, s.revokeItem)
 	mux.Handle(PathWebhook, s.webhook)
-	mux.Handle("/events/DailyCleanup", CloudEventHandler(s.DailyCleanup))
-	mux.Handle("/events/WeeklyAnalytics", CloudEventHandler(s.WeeklyAnalytics))
+	mux.Handle("/events/DailyCleanup", s.localEvents(CloudEventHandler(s.DailyCleanup)))
+	mux.Handle("/events/WeeklyAnalytics", s.localEvents(CloudEventHandler(s.WeeklyAnalytics)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, lifecycle.Errorf(lifecycle.CodeNotFound, "no endpoint at %s", r.URL.Path))
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.EscapedPath(), PathItemPrefix) {
+			s.revokeItem.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// localEvents guards the local server's /events/* endpoints: they run real
+// cleanups and carry no credentials (Eventarc's IAM stands in front of the
+// deployed ones), so only loopback callers reach them unless
+// SERVE_REMOTE_EVENTS says otherwise.
+func (s *Server) localEvents(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.cfg.ServeRemoteEvents && !isLoopback(r.RemoteAddr) {
+			writeError(w, r, lifecycle.Errorf(lifecycle.CodeForbidden,
+				"scheduled events are taken from loopback callers only; set SERVE_REMOTE_EVENTS=true to open them"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isLoopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // endpoint wraps an API handler: it carries the logger (with the trace of
@@ -141,40 +174,24 @@ func (s *Server) endpoint(method string, next http.Handler) http.Handler {
 }
 
 // withLogger puts the server's logger in the request context, with the
-// Cloud Trace id when a trace header came in (DESIGN §11).
+// Cloud Trace ids when a trace header came in (DESIGN §11).
 func (s *Server) withLogger(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log := s.log
-		if trace := traceID(r); trace != "" && s.cfg.Project != "" {
-			log = log.With(slog.String("logging.googleapis.com/trace", "projects/"+s.cfg.Project+"/traces/"+trace))
-		}
+		log := s.requestLogger(r.Header.Get("X-Cloud-Trace-Context"), r.Header.Get("traceparent"))
 		next.ServeHTTP(w, r.WithContext(lifecycle.WithLogger(r.Context(), log)))
 	})
 }
 
-// traceID reads the trace id from X-Cloud-Trace-Context ("TRACE/SPAN;o=1")
-// or W3C traceparent ("00-TRACE-SPAN-01").
-func traceID(r *http.Request) string {
-	if h := r.Header.Get("X-Cloud-Trace-Context"); h != "" {
-		id, _, _ := strings.Cut(h, "/")
-		return sanitizeTrace(id)
+// requestLogger is the server's logger carrying the trace of a request or
+// event: X-Cloud-Trace-Context first, else W3C traceparent.
+func (s *Server) requestLogger(cloudTrace, traceparent string) *slog.Logger {
+	if tc, ok := lifecycle.ParseCloudTraceContext(cloudTrace); ok {
+		return lifecycle.WithTrace(s.log, s.cfg.Project, tc)
 	}
-	if parts := strings.Split(r.Header.Get("traceparent"), "-"); len(parts) == 4 {
-		return sanitizeTrace(parts[1])
+	if tc, ok := lifecycle.ParseTraceparent(traceparent); ok {
+		return lifecycle.WithTrace(s.log, s.cfg.Project, tc)
 	}
-	return ""
-}
-
-func sanitizeTrace(id string) string {
-	if len(id) == 0 || len(id) > 64 {
-		return ""
-	}
-	for _, c := range id {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return ""
-		}
-	}
-	return id
+	return s.log
 }
 
 // atPath serves h when the request path is the function's root or its
@@ -189,8 +206,22 @@ func atPath(path string, h http.Handler) http.Handler {
 	})
 }
 
-// TokenCleanupHandler is the TokenCleanup function's handler.
-func (s *Server) TokenCleanupHandler() http.Handler { return atPath(PathCleanup, s.cleanup) }
+// TokenCleanupHandler is the TokenCleanup function's handler: the cleanup
+// at its root or full path, and its runs at /runs/{run_id} or the full
+// runs path.
+func (s *Server) TokenCleanupHandler() http.Handler {
+	cleanup := atPath(PathCleanup, s.cleanup)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, PathCleanupRuns):
+			s.cleanupRuns.ServeHTTP(w, r)
+		case strings.HasPrefix(r.URL.Path, "/runs/"):
+			s.cleanupRuns.ServeHTTP(w, withPath(r, PathCleanupRuns+strings.TrimPrefix(r.URL.Path, "/runs/")))
+		default:
+			cleanup.ServeHTTP(w, r)
+		}
+	})
+}
 
 // RevokeAllTokensHandler is the RevokeAllTokens function's handler.
 func (s *Server) RevokeAllTokensHandler() http.Handler { return atPath(PathRevokeAll, s.revokeAll) }
@@ -205,20 +236,21 @@ func (s *Server) PlaidWebhookHandler() http.Handler { return atPath(PathWebhook,
 // takes the item id as the path (/{item_id}) or the full API path.
 func (s *Server) RevokeItemHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, PathItemPrefix) {
-			r2 := r.Clone(r.Context())
-			r2.URL.Path = PathItemPrefix + strings.TrimPrefix(r.URL.Path, "/")
-			r = r2
+		if !strings.HasPrefix(r.URL.EscapedPath(), PathItemPrefix) {
+			r = withPath(r, PathItemPrefix+strings.TrimPrefix(r.URL.EscapedPath(), "/"))
 		}
 		s.revokeItem.ServeHTTP(w, r)
 	})
 }
 
-// itemIDFromPath returns {item_id} of /api/v1/plaid/items/{item_id}.
-func itemIDFromPath(path string) (string, bool) {
-	id, ok := strings.CutPrefix(path, PathItemPrefix)
-	if !ok || id == "" || strings.Contains(id, "/") || len(id) > 256 {
-		return "", false
+// withPath returns r for another escaped path.
+func withPath(r *http.Request, escaped string) *http.Request {
+	r2 := r.Clone(r.Context())
+	r2.URL.RawPath = escaped
+	if p, err := pathUnescape(escaped); err == nil {
+		r2.URL.Path = p
+	} else {
+		r2.URL.Path = escaped
 	}
-	return id, true
+	return r2
 }

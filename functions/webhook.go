@@ -10,13 +10,14 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// newWebhookHandler is PlaidWebhook (DESIGN §3, §7): it verifies the
-// Plaid-Verification header over the raw body, then applies the webhook to
-// the Item's token. It answers 200 to every verified webhook it could act
-// on, unknown items included, 401 to unverified ones, and 5xx only when a
-// retry by Plaid may succeed. It does not look at the path: it is mounted at
-// /api/v1/plaid/webhook and at a deployed function's root alike.
-func newWebhookHandler(v *lifecycle.WebhookVerifier, store lifecycle.TokenStore, clock lifecycle.Clock) http.Handler {
+// handleWebhook is PlaidWebhook (DESIGN §3, §7): it verifies the
+// Plaid-Verification header over the raw body, then has the service apply
+// the webhook to the Item's token. It answers 200 to every verified webhook
+// it could act on, unknown items included, 401 to unverified ones, and 5xx
+// only when a retry by Plaid may succeed. It does not look at the path: it
+// is mounted at /api/v1/plaid/webhook and at a deployed function's root
+// alike.
+func (s *Server) handleWebhook() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		if r.Method != http.MethodPost {
@@ -47,7 +48,7 @@ func newWebhookHandler(v *lifecycle.WebhookVerifier, store lifecycle.TokenStore,
 
 		// The header is a bearer credential for this body: it is never
 		// logged, and neither is the body.
-		if err := v.Verify(ctx, r.Header.Get("Plaid-Verification"), body); err != nil {
+		if err := s.webhooks.Verify(ctx, r.Header.Get("Plaid-Verification"), body); err != nil {
 			if lifecycle.IsCode(err, lifecycle.CodeUnauthorized) {
 				lifecycle.Logger(ctx).WarnContext(ctx, "webhook refused", slog.String("reason", err.Error()))
 			}
@@ -61,7 +62,7 @@ func newWebhookHandler(v *lifecycle.WebhookVerifier, store lifecycle.TokenStore,
 			writeError(w, r, err)
 			return
 		}
-		if _, err := lifecycle.ApplyWebhook(ctx, store, clock, wh); err != nil {
+		if _, err := s.svc.ApplyWebhook(ctx, wh); err != nil {
 			writeError(w, r, err)
 			return
 		}

@@ -2,15 +2,13 @@ package functions
 
 import (
 	"bytes"
+	"cloud.google.com/go/firestore"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,7 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/finwell/plaid-token-lifecycle/internal/fstest"
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
@@ -36,31 +34,36 @@ import (
 type webhookFixture struct {
 	plaid   *plaidfake.Server
 	kid     string
-	clock   *lifecycle.FixedClock
-	store   *lifecycle.FirestoreStore
+	clock   *testenv.Clock
+	store   *lifecycle.FirestoreTokenStore
+	runs    *lifecycle.FirestoreRunStore
+	client  *firestore.Client
 	handler http.Handler
 	logs    *testenv.LogBuffer
 }
 
 func newWebhookFixture(t *testing.T) *webhookFixture {
 	t.Helper()
-	store := lifecycle.NewFirestoreStore(fstest.NewClient(t))
-	fake := plaidfake.New(t)
-	client := testenv.NewWebhookPlaidClient(t, fake)
-	clock := lifecycle.NewFixedClock(testNow)
-	logs := &testenv.LogBuffer{}
-	logger := lifecycle.NewJSONLogger(logs, slog.LevelDebug)
-	h := newWebhookHandler(lifecycle.NewWebhookVerifier(client, clock), store, clock)
-	return &webhookFixture{
-		plaid: fake,
-		kid:   fake.NewWebhookKey(),
-		clock: clock,
-		store: store,
-		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(w, r.WithContext(lifecycle.WithLogger(r.Context(), logger)))
-		}),
-		logs: logs,
+	client := emulator.NewClient(t)
+	stores := lifecycle.NewFirestoreStores(client)
+	wp := testenv.NewWebhookPlaid(t, testNow, stores.WebhookKeys)
+	vault, err := lifecycle.NewVault(testenv.EncryptionKey, nil, "")
+	if err != nil {
+		t.Fatal(err)
 	}
+	svc, err := lifecycle.NewService(lifecycle.Config{}, lifecycle.Deps{Tokens: stores.Tokens, Runs: stores.Runs,
+		Plaid: testenv.NewWebhookPlaidClient(t, wp.Fake), Cipher: vault, Clock: wp.Clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.LogBuffer{}
+	s, err := New(context.Background(), lifecycle.Config{}, Deps{Service: svc, Webhooks: wp.Verifier,
+		Logger: lifecycle.NewJSONLogger(logs, slog.LevelDebug)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &webhookFixture{plaid: wp.Fake, kid: wp.KeyID, clock: wp.Clock, store: stores.Tokens, runs: stores.Runs,
+		client: client, handler: s.webhook, logs: logs}
 }
 
 // addToken stores a token for itemID and returns it as read back.
@@ -87,14 +90,7 @@ func (f *webhookFixture) addToken(t *testing.T, itemID string, status lifecycle.
 // token returns the stored token of itemID, nil when there is none.
 func (f *webhookFixture) token(t *testing.T, itemID string) *lifecycle.Token {
 	t.Helper()
-	tok, err := f.store.Get(context.Background(), itemID)
-	if errors.Is(err, lifecycle.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("Get(%s): %v", itemID, err)
-	}
-	return tok
+	return testenv.Doc(t, f.store, itemID)
 }
 
 // sign returns the Plaid-Verification header Plaid sends with body now.
@@ -164,14 +160,7 @@ func webhookBody(t *testing.T, code, itemID, errorCode string) []byte {
 // forge signs body's claims with any method and key, naming kid.
 func forge(t *testing.T, method jwt.SigningMethod, key any, kid string, body []byte, iat time.Time) string {
 	t.Helper()
-	sum := sha256.Sum256(body)
-	tok := jwt.NewWithClaims(method, jwt.MapClaims{"iat": iat.Unix(), "request_body_sha256": hex.EncodeToString(sum[:])})
-	tok.Header["kid"] = kid
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatalf("signing %s JWT: %v", method.Alg(), err)
-	}
-	return s
+	return testenv.ForgeWebhookJWT(t, method, key, kid, testenv.WebhookClaims(body, iat))
 }
 
 var ok200 = webhookResponse{Status: http.StatusOK, Body: map[string]string{"status": "ok"}}
@@ -212,22 +201,25 @@ func TestWebhookItemCodes(t *testing.T) {
 		status                lifecycle.Status // before
 		errorBefore           string
 		want                  fields
+		// validated: the webhook changed a live token, which counts as a
+		// validation (last_validated_at, DESIGN §12).
+		validated bool
 	}{
-		{name: "ERROR needs the user", code: "ERROR", errorCode: "ITEM_LOGIN_REQUIRED", status: active,
+		{name: "ERROR needs the user", validated: true, code: "ERROR", errorCode: "ITEM_LOGIN_REQUIRED", status: active,
 			want: fields{active, "ITEM_LOGIN_REQUIRED", false, created}},
-		{name: "ERROR ITEM_NOT_FOUND", code: "ERROR", errorCode: "ITEM_NOT_FOUND", status: active,
+		{name: "ERROR ITEM_NOT_FOUND", validated: true, code: "ERROR", errorCode: "ITEM_NOT_FOUND", status: active,
 			want: fields{expired, "ITEM_NOT_FOUND", false, testNow}},
-		{name: "ERROR INVALID_ACCESS_TOKEN", code: "ERROR", errorCode: "INVALID_ACCESS_TOKEN", status: active,
+		{name: "ERROR INVALID_ACCESS_TOKEN", validated: true, code: "ERROR", errorCode: "INVALID_ACCESS_TOKEN", status: active,
 			want: fields{expired, "INVALID_ACCESS_TOKEN", false, testNow}},
-		{name: "PENDING_EXPIRATION", code: "PENDING_EXPIRATION", status: active,
+		{name: "PENDING_EXPIRATION", validated: true, code: "PENDING_EXPIRATION", status: active,
 			want: fields{active, "PENDING_EXPIRATION", false, created}},
-		{name: "PENDING_DISCONNECT", code: "PENDING_DISCONNECT", status: active,
+		{name: "PENDING_DISCONNECT", validated: true, code: "PENDING_DISCONNECT", status: active,
 			want: fields{active, "PENDING_DISCONNECT", false, created}},
-		{name: "USER_PERMISSION_REVOKED", code: "USER_PERMISSION_REVOKED", status: active,
+		{name: "USER_PERMISSION_REVOKED", validated: true, code: "USER_PERMISSION_REVOKED", status: active,
 			want: fields{revoked, "", true, testNow}},
-		{name: "USER_ACCOUNT_REVOKED", code: "USER_ACCOUNT_REVOKED", status: active, errorBefore: "PENDING_EXPIRATION",
+		{name: "USER_ACCOUNT_REVOKED", validated: true, code: "USER_ACCOUNT_REVOKED", status: active, errorBefore: "PENDING_EXPIRATION",
 			want: fields{revoked, "PENDING_EXPIRATION", true, testNow}},
-		{name: "LOGIN_REPAIRED", code: "LOGIN_REPAIRED", status: active, errorBefore: "ITEM_LOGIN_REQUIRED",
+		{name: "LOGIN_REPAIRED", validated: true, code: "LOGIN_REPAIRED", status: active, errorBefore: "ITEM_LOGIN_REQUIRED",
 			want: fields{active, "", false, created}},
 		{name: "NEW_ACCOUNTS_AVAILABLE", code: "NEW_ACCOUNTS_AVAILABLE", status: active, errorBefore: "ITEM_LOGIN_REQUIRED",
 			want: fields{active, "ITEM_LOGIN_REQUIRED", false, created}},
@@ -256,8 +248,12 @@ func TestWebhookItemCodes(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("document after %s (-want +got):\n%s", tt.code, diff)
 			}
+			if validated := after.LastValidatedAt.Equal(testNow); validated != tt.validated {
+				t.Errorf("last_validated_at = %v; validated by the webhook: %v, want %v", after.LastValidatedAt, validated, tt.validated)
+			}
 			// Nothing else in the document moves.
 			before.Status, before.ErrorCode, before.PlaidRemoved, before.UpdatedAt = after.Status, after.ErrorCode, after.PlaidRemoved, after.UpdatedAt
+			before.LastValidatedAt = after.LastValidatedAt
 			if diff := cmp.Diff(before, after, cmpopts.IgnoreFields(lifecycle.Token{}, "Version")); diff != "" {
 				t.Errorf("other fields changed (-before +after):\n%s", diff)
 			}

@@ -1,18 +1,12 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
-
-	"cloud.google.com/go/firestore"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/api/iterator"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Analytics is the token health report, with the keys of DESIGN §4.
@@ -70,160 +64,46 @@ func (a *Analytics) LogAttrs() []slog.Attr {
 	}
 }
 
-// Analytics reports the tokens' health. Firestore counts what it can count
-// (aggregation queries: totals per status and error_tokens); the groupings
-// it cannot do (institutions, environments, unique users, stale counts)
-// come from one stream of the tokens projected to the fields they need, so
-// memory holds only the set of user ids and the two maps whatever the size
-// of the collection. It never calls Plaid.
-//
-// The counts run concurrently and are not one snapshot: under concurrent
-// writes, total_tokens may differ by a few from the sum of institutions.
+// Analytics reports the tokens' health, counted from one stream of every
+// token projected to the fields it needs (TokenStore.Summaries): memory
+// holds only the set of user ids and the two maps whatever the size of the
+// collection. It never calls Plaid.
 func (s *Service) Analytics(ctx context.Context) (*Analytics, error) {
-	a, err := s.Records.tokenAnalytics(ctx, s.Clock.Now())
-	if err != nil {
-		return nil, fmt.Errorf("computing analytics: %w", err)
-	}
-	return a, nil
-}
-
-// tokenCount is one aggregation query of the analytics.
-type tokenCount struct {
-	query firestore.Query
-	dst   *int
-}
-
-// tokenAnalytics computes the analytics at now. Records reads the token
-// collection here because the counts are Firestore aggregation queries,
-// which TokenStore does not abstract.
-func (r *Records) tokenAnalytics(ctx context.Context, now time.Time) (*Analytics, error) {
-	tokens := r.client.Collection(TokensCollection)
+	now := s.Clock.Now()
 	a := &Analytics{Institutions: map[string]int{}, Environments: map[string]int{}}
-	counts := []tokenCount{
-		{tokens.Query, &a.TotalTokens},
-		{tokens.Where("status", "==", string(StatusActive)), &a.ActiveTokens},
-		{tokens.Where("status", "==", string(StatusExpired)), &a.ExpiredTokens},
-		{tokens.Where("status", "==", string(StatusRevoked)), &a.RevokedTokens},
-		// error_code > "" matches every non-empty string and skips documents
-		// without the field. Needs the (status, error_code) composite index
-		// of CompositeIndexes.
-		{tokens.Where("status", "==", string(StatusActive)).Where("error_code", ">", ""), &a.ErrorTokens},
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, c := range counts {
-		g.Go(func() error {
-			n, err := countQuery(gctx, c.query)
-			if err != nil {
-				return err
-			}
-			*c.dst = n
-			return nil
-		})
-	}
-	var groups tokenGroups
-	g.Go(func() error {
-		var err error
-		groups, err = r.groupTokens(gctx, now)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	a.Institutions, a.Environments = groups.institutions, groups.environments
-	a.UniqueUsers, a.StaleTokens30Days, a.StaleTokens90Days = groups.users, groups.stale30, groups.stale90
-	return a, nil
-}
-
-// countQuery runs a COUNT aggregation of q.
-func countQuery(ctx context.Context, q firestore.Query) (int, error) {
-	res, err := q.NewAggregationQuery().WithCount("count").Get(ctx)
-	if err != nil {
-		return 0, queryError("counting tokens", err)
-	}
-	var out struct {
-		Count int64 `firestore:"count"`
-	}
-	if err := res.DataTo(&out); err != nil {
-		return 0, fmt.Errorf("decoding token count: %w", err)
-	}
-	return int(out.Count), nil
-}
-
-// tokenGroups are the analytics that need every token.
-type tokenGroups struct {
-	institutions, environments map[string]int
-	users, stale30, stale90    int
-}
-
-// analyticsFields are the only fields the grouping stream reads.
-var analyticsFields = []string{
-	"user_id", "status", "institution_name", "environment", "created_at", "updated_at", "last_used_at",
-}
-
-// groupTokens streams every token, projected to analyticsFields, and
-// groups them.
-func (r *Records) groupTokens(ctx context.Context, now time.Time) (tokenGroups, error) {
-	g := tokenGroups{institutions: map[string]int{}, environments: map[string]int{}}
 	users := map[string]struct{}{}
-	iter := r.client.Collection(TokensCollection).Select(analyticsFields...).Documents(ctx)
-	defer iter.Stop()
-	for {
-		snap, err := iter.Next()
-		if errors.Is(err, iterator.Done) {
-			break
+	err := s.Tokens.Summaries(ctx, func(t *TokenSummary) error {
+		a.TotalTokens++
+		switch t.Status {
+		case StatusActive:
+			a.ActiveTokens++
+			if t.ErrorCode != "" {
+				a.ErrorTokens++
+			}
+			idle := now.Sub(t.LastActivity())
+			if idle > staleWindow30 {
+				a.StaleTokens30Days++
+			}
+			if idle > staleWindow90 {
+				a.StaleTokens90Days++
+			}
+		case StatusExpired:
+			a.ExpiredTokens++
+		case StatusRevoked:
+			a.RevokedTokens++
 		}
-		if err != nil {
-			return g, queryError("reading tokens for analytics", err)
-		}
-		t := summaryToken(snap.Data())
-		inst := t.InstitutionName
-		if strings.TrimSpace(inst) == "" {
-			inst = UnknownInstitution
-		}
-		g.institutions[inst]++
-		env := t.Environment
-		if strings.TrimSpace(env) == "" {
-			env = UnknownEnvironment
-		}
-		g.environments[env]++
+		a.Institutions[cmp.Or(strings.TrimSpace(t.InstitutionName), UnknownInstitution)]++
+		a.Environments[cmp.Or(strings.TrimSpace(t.Environment), UnknownEnvironment)]++
 		if t.UserID != "" {
 			users[t.UserID] = struct{}{}
 		}
-		if t.Status == StatusActive {
-			idle := now.Sub(t.LastActivity())
-			if idle > staleWindow30 {
-				g.stale30++
-			}
-			if idle > staleWindow90 {
-				g.stale90++
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("computing analytics: %w", err)
 	}
-	g.users = len(users)
-	return g, nil
-}
-
-// summaryToken reads the projected fields leniently: a field of an
-// unexpected type (legacy data) reads as unset instead of failing the whole
-// report.
-func summaryToken(data map[string]any) *Token {
-	str := func(k string) string { v, _ := data[k].(string); return v }
-	ts := func(k string) time.Time { v, _ := data[k].(time.Time); return v }
-	return &Token{
-		UserID: str("user_id"), Status: Status(str("status")),
-		InstitutionName: str("institution_name"), Environment: str("environment"),
-		CreatedAt: ts("created_at"), UpdatedAt: ts("updated_at"), LastUsedAt: ts("last_used_at"),
-	}
-}
-
-// queryError maps a failed query. FailedPrecondition here means a missing
-// index, not a changed document (what storeError would make of it): an
-// operator's fault that a retry does not fix.
-func queryError(what string, err error) error {
-	if status.Code(err) == codes.FailedPrecondition {
-		return WrapError(CodeInternal, err, what+": Firestore refused the query (missing index?)")
-	}
-	return fmt.Errorf("%s: %w", what, storeError(err))
+	a.UniqueUsers = len(users)
+	return a, nil
 }
 
 // AnalyticsSnapshot is a dated copy of the analytics, one per weekly run,
@@ -246,7 +126,7 @@ func (s *Service) SaveAnalyticsSnapshot(ctx context.Context, eventID string, a *
 		return false, Errorf(CodeInvalid, "an analytics snapshot needs the event id")
 	}
 	snap := AnalyticsSnapshot{TakenAt: s.Clock.Now(), EventID: eventID, Analytics: *a}
-	return s.Records.saveSnapshot(ctx, snap)
+	return s.Runs.SaveSnapshot(ctx, snap)
 }
 
 // AnalyticsHistory returns the newest n snapshots (1..MaxAnalyticsHistory),
@@ -255,44 +135,5 @@ func (s *Service) AnalyticsHistory(ctx context.Context, n int) ([]AnalyticsSnaps
 	if n < 1 || n > MaxAnalyticsHistory {
 		return nil, Errorf(CodeInvalid, "history must be an integer from 1 to %d", MaxAnalyticsHistory)
 	}
-	return s.Records.snapshots(ctx, n)
-}
-
-func (r *Records) saveSnapshot(ctx context.Context, snap AnalyticsSnapshot) (bool, error) {
-	ref := r.client.Collection(SnapshotsCollection).Doc(eventDocID("analytics", snap.EventID))
-	_, err := ref.Create(ctx, snap)
-	if status.Code(err) == codes.AlreadyExists {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("saving analytics snapshot of event %s: %w", snap.EventID, storeError(err))
-	}
-	return true, nil
-}
-
-// snapshots reads the newest n snapshots (single-field index on taken_at).
-func (r *Records) snapshots(ctx context.Context, n int) ([]AnalyticsSnapshot, error) {
-	iter := r.client.Collection(SnapshotsCollection).OrderBy("taken_at", firestore.Desc).Limit(n).Documents(ctx)
-	defer iter.Stop()
-	out := make([]AnalyticsSnapshot, 0, n)
-	for {
-		snap, err := iter.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, queryError("reading analytics history", err)
-		}
-		var s AnalyticsSnapshot
-		if err := snap.DataTo(&s); err != nil {
-			return nil, fmt.Errorf("decoding analytics snapshot %s: %w", snap.Ref.ID, err)
-		}
-		if s.Analytics.Institutions == nil {
-			s.Analytics.Institutions = map[string]int{}
-		}
-		if s.Analytics.Environments == nil {
-			s.Analytics.Environments = map[string]int{}
-		}
-		out = append(out, s)
-	}
+	return s.Runs.Snapshots(ctx, n)
 }

@@ -15,15 +15,11 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// sampleStatistics are the statistics DESIGN §4 gives for the sample set.
-var sampleStatistics = lifecycle.Statistics{
-	TotalChecked: 15, ExpiredRemoved: 3, StaleRemoved: 2, InvalidMarked: 1, RevokedRemoved: 1,
-	TotalCleaned: 6, NeedsUser: 1,
-}
+var sampleStatistics = testenv.SampleStatistics
 
 func cleanup(t *testing.T, env *testenv.Env, req lifecycle.CleanupRequest) *lifecycle.CleanupResult {
 	t.Helper()
-	if req.DaysThreshold == 0 && req.ContinueRunID == "" {
+	if req.DaysThreshold == 0 {
 		req.DaysThreshold = 90
 	}
 	if req.Trigger == "" {
@@ -87,7 +83,7 @@ func TestCleanupSampleDataset(t *testing.T) {
 		}
 	}
 	// The run record and one audit entry per removal.
-	run, err := env.Records.GetRun(context.Background(), res.RunID)
+	run, err := env.Runs.GetRun(context.Background(), res.RunID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,20 +94,64 @@ func TestCleanupSampleDataset(t *testing.T) {
 		t.Errorf("run record statistics (-want +got):\n%s", diff)
 	}
 	for item, reason := range map[string]string{"item-alice-old": "expired", "item-dave-revoked": "revoked", "item-carol-boa": "stale"} {
-		entries, err := env.Records.AuditEntries(context.Background(), item)
-		if err != nil {
-			t.Fatal(err)
-		}
+		entries := env.AuditEntries(t, item)
 		if len(entries) != 1 || entries[0].Reason != reason || entries[0].UserID == "" || entries[0].RunID != res.RunID {
 			t.Errorf("audit of %s = %+v, want one %q entry", item, entries, reason)
 		}
 	}
 
-	// A second run finds nothing more to remove.
+	// A second run finds nothing more to remove but the token the first
+	// marked expired, and does not validate again what the first validated
+	// within VALIDATION_INTERVAL.
 	again := cleanup(t, env, lifecycle.CleanupRequest{})
-	want := lifecycle.Statistics{TotalChecked: 9, ExpiredRemoved: 1, TotalCleaned: 1, NeedsUser: 1}
+	want := lifecycle.Statistics{TotalChecked: 9, ExpiredRemoved: 1, TotalCleaned: 1, ValidationSkipped: 8}
 	if diff := cmp.Diff(want, again.Statistics); diff != "" {
 		t.Errorf("second run statistics (-want +got):\n%s", diff)
+	}
+	if got := again.Statistics.Outcomes(); got != again.Statistics.TotalChecked {
+		t.Errorf("outcomes add up to %d, total_checked is %d", got, again.Statistics.TotalChecked)
+	}
+}
+
+// VALIDATION_INTERVAL (DESIGN §12): a token validated within it is not sent
+// to /item/get, and is counted; 0 validates every token every run; the
+// default (20h) keeps the daily validation of the old service.
+func TestCleanupValidationBudget(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name          string
+		interval      time.Duration
+		validatedAgo  time.Duration // 0: never validated
+		wantValidated bool
+	}{
+		{"never validated", 20 * time.Hour, 0, true},
+		{"validated yesterday, daily default", 20 * time.Hour, 24 * time.Hour, true},
+		{"validated an hour ago", 20 * time.Hour, time.Hour, false},
+		{"validated 3 days ago, weekly budget", 7 * 24 * time.Hour, 72 * time.Hour, false},
+		{"interval 0 always validates", 0, time.Minute, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := testenv.New(t, testenv.WithConfig(func(c *lifecycle.Config) { c.ValidationInterval = tc.interval }))
+			tok := testenv.ActiveToken("item-1", "u1", 3)
+			if tc.validatedAgo > 0 {
+				tok.LastValidatedAt = testenv.Now.Add(-tc.validatedAgo)
+			}
+			env.Seed(t, tok)
+			res := cleanup(t, env, lifecycle.CleanupRequest{})
+			calls := env.Plaid.CallCount("/item/get")
+			want := lifecycle.Statistics{TotalChecked: 1, Validated: 1}
+			if !tc.wantValidated {
+				want = lifecycle.Statistics{TotalChecked: 1, ValidationSkipped: 1}
+			}
+			if diff := cmp.Diff(want, res.Statistics); diff != "" {
+				t.Errorf("statistics (-want +got):\n%s", diff)
+			}
+			if wantCalls := map[bool]int{true: 1, false: 0}[tc.wantValidated]; calls != wantCalls {
+				t.Errorf("/item/get calls = %d, want %d", calls, wantCalls)
+			}
+		})
 	}
 }
 
@@ -297,7 +337,7 @@ func TestCleanupTokenTouchedMidRunSurvives(t *testing.T) {
 	env.Plaid.OnCall(func(path, accessToken string) {
 		if accessToken == stale.Plaintext || accessToken == gone.Plaintext {
 			itemID := map[string]string{stale.Plaintext: stale.ItemID, gone.Plaintext: gone.ItemID}[accessToken]
-			if _, err := env.Store.Update(context.Background(), itemID, lifecycle.Patch{LastUsedAt: &touched}, time.Time{}); err != nil {
+			if _, err := env.Tokens.Update(context.Background(), itemID, lifecycle.Patch{LastUsedAt: &touched}, time.Time{}); err != nil {
 				t.Errorf("touching %s: %v", itemID, err)
 			}
 		}
@@ -377,8 +417,9 @@ func mixedTokens(n int) []sample.Token {
 	return out
 }
 
-// A run that keeps hitting its budget continues from its checkpoint, and
-// its totals are exactly those of one uninterrupted run.
+// A scheduled run that keeps hitting its budget continues from its
+// checkpoint through its continuations, and its totals are exactly those of
+// one uninterrupted run.
 func TestCleanupContinuationTotalsExact(t *testing.T) {
 	t.Parallel()
 	tokens := mixedTokens(2000)
@@ -390,20 +431,29 @@ func TestCleanupContinuationTotalsExact(t *testing.T) {
 	if len(wholeRes.Errors) > 0 {
 		t.Fatalf("uninterrupted run errors: %+v", wholeRes.Errors)
 	}
-	if want.TotalChecked != 2000 || want.TotalCleaned == 0 || want.InvalidMarked == 0 {
+	if want.TotalChecked != 2000 || want.TotalCleaned == 0 || want.InvalidMarked == 0 || want.Outcomes() != 2000 {
 		t.Fatalf("uninterrupted run statistics look wrong: %+v", want)
 	}
 
 	for _, budget := range []time.Duration{time.Nanosecond, 1500 * time.Millisecond} {
 		t.Run(budget.String(), func(t *testing.T) {
 			t.Parallel()
-			env := testenv.New(t)
-			env.Service.CleanupPageSize = 300 // several pages
+			env := testenv.New(t, testenv.WithConfig(func(c *lifecycle.Config) { c.CleanupPageSize = 300 })) // several pages
+			continuer := &testenv.Continuer{}
+			env.Service.Continuer = continuer
 			env.Seed(t, tokens...)
 			env.Plaid.SetLatency(2 * time.Millisecond)
-			res := cleanup(t, env, lifecycle.CleanupRequest{Budget: budget, EventID: "evt-0", Trigger: lifecycle.TriggerSchedule})
+			out := scheduled(t, env, lifecycle.CleanupEvent{EventID: "evt-0", DaysThreshold: 90, Budget: budget})
+			runID := out.RunID
 			invocations := 1
-			for !res.Done {
+			for {
+				next := continuer.Take()
+				if len(next) == 0 {
+					break
+				}
+				if len(next) != 1 || next[0] != runID {
+					t.Fatalf("continuations = %v, want one of run %s", next, runID)
+				}
 				if invocations > 50 {
 					t.Fatal("run never finished")
 				}
@@ -412,25 +462,31 @@ func TestCleanupContinuationTotalsExact(t *testing.T) {
 					t.Errorf("new run during continuation: err = %v, want ErrLeaseHeld", err)
 				}
 				invocations++
-				res = cleanup(t, env, lifecycle.CleanupRequest{ContinueRunID: res.RunID, Budget: budget, EventID: fmt.Sprintf("evt-%d", invocations)})
+				out = scheduled(t, env, lifecycle.CleanupEvent{EventID: fmt.Sprintf("evt-%d", invocations), ContinueRunID: runID, Budget: budget})
+				if out.Action != "resumed" {
+					t.Fatalf("continuation %d: action %q, want resumed", invocations, out.Action)
+				}
 			}
 			if budget == time.Nanosecond && invocations < 5 {
 				t.Errorf("only %d invocations with a 1ns budget; want one per page", invocations)
 			}
-			if diff := cmp.Diff(want, res.Statistics); diff != "" {
-				t.Errorf("continued run totals (-uninterrupted +continued):\n%s\nerrors: %+v", diff, res.Errors)
-			}
-			run, err := env.Records.GetRun(context.Background(), res.RunID)
-			if err != nil {
-				t.Fatal(err)
-			}
+			run := env.Run(t, runID)
 			if run.Status != lifecycle.RunSucceeded || run.Invocations != invocations || len(run.EventIDs) != invocations {
 				t.Errorf("run record: status %s, invocations %d (want %d), event ids %d", run.Status, run.Invocations, invocations, len(run.EventIDs))
 			}
 			if diff := cmp.Diff(want, run.Statistics); diff != "" {
-				t.Errorf("final record totals (-uninterrupted +record):\n%s", diff)
+				t.Errorf("continued run totals (-uninterrupted +continued):\n%s\nerrors: %+v", diff, run.Errors)
 			}
 			t.Logf("budget %v: %d invocations", budget, invocations)
 		})
 	}
+}
+
+func scheduled(t *testing.T, env *testenv.Env, ev lifecycle.CleanupEvent) *lifecycle.ScheduledOutcome {
+	t.Helper()
+	out, err := env.Service.RunScheduledCleanup(context.Background(), ev)
+	if err != nil {
+		t.Fatalf("RunScheduledCleanup(%+v): %v", ev, err)
+	}
+	return out
 }

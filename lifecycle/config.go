@@ -1,9 +1,12 @@
 package lifecycle
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -33,15 +36,30 @@ type Config struct {
 	AuthAudience  string   // AUTH_AUDIENCE
 	AdminUserIDs  []string // ADMIN_USER_IDS
 
-	StaleDays     int           // STALE_DAYS
-	ItemGetRPM    int           // PLAID_ITEM_GET_RPM
-	ItemRemoveRPM int           // PLAID_ITEM_REMOVE_RPM
-	RunTimeBudget time.Duration // RUN_TIME_BUDGET
-	LogLevel      slog.Level    // LOG_LEVEL
+	StaleDays          int           // STALE_DAYS
+	ItemGetRPM         int           // PLAID_ITEM_GET_RPM
+	ItemRemoveRPM      int           // PLAID_ITEM_REMOVE_RPM
+	RunTimeBudget      time.Duration // RUN_TIME_BUDGET: event-driven cleanup invocations
+	HTTPRunTimeBudget  time.Duration // HTTP_RUN_TIME_BUDGET: a synchronous HTTP cleanup hands over after it
+	ValidationInterval time.Duration // VALIDATION_INTERVAL: an active token validated within it is not validated again
+	LogLevel           slog.Level    // LOG_LEVEL
 
-	// Cleanup tuning (optional): documents per page and tokens in flight.
-	CleanupPageSize    int // CLEANUP_PAGE_SIZE
-	CleanupConcurrency int // CLEANUP_CONCURRENCY
+	// Cleanup tuning (optional): documents per page, tokens in flight, and
+	// how long a run's lease lasts unless renewed.
+	CleanupPageSize    int           // CLEANUP_PAGE_SIZE
+	CleanupConcurrency int           // CLEANUP_CONCURRENCY
+	CleanupLeaseTTL    time.Duration // CLEANUP_LEASE_TTL
+
+	// Topics a function publishes to (Terraform sets them).
+	CleanupTopic   string // CLEANUP_TOPIC: continuations and handed-over HTTP runs
+	AnalyticsTopic string // ANALYTICS_TOPIC: repair requests of ?exact=true
+
+	// The local server only (scripts/serve).
+	Host string // HOST
+	Port string // PORT
+	// ServeRemoteEvents lets scripts/serve take /events/* from any address;
+	// by default only loopback callers may trigger scheduled runs.
+	ServeRemoteEvents bool // SERVE_REMOTE_EVENTS
 }
 
 // Defaults of DESIGN §6 and §8.
@@ -52,6 +70,19 @@ const (
 	DefaultItemGetRPM        = 5000
 	DefaultItemRemoveRPM     = 2000
 	DefaultRunTimeBudget     = 8 * time.Minute
+	DefaultHTTPRunTimeBudget = 50 * time.Minute
+	// DefaultValidationInterval keeps the old service's daily validation:
+	// a token validated by yesterday's 02:00 run is due again today.
+	DefaultValidationInterval = 20 * time.Hour
+	DefaultCleanupTopic       = "plaid-token-daily-cleanup"
+	DefaultAnalyticsTopic     = "plaid-token-weekly-analytics"
+	DefaultHost               = "127.0.0.1"
+	DefaultPort               = "8080"
+
+	// MinEncryptionKeyLength is the shortest TOKEN_ENCRYPTION_KEY accepted
+	// (DESIGN §8): PBKDF2 slows guessing, it does not make a short password
+	// strong.
+	MinEncryptionKeyLength = 32
 )
 
 // Lookuper finds an environment variable; os.LookupEnv is the real one.
@@ -82,6 +113,18 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 	}
 	var errs []error
 	missing := func(k, why string) { errs = append(errs, fmt.Errorf("%s is required: %s", k, why)) }
+	duration := func(k string, def time.Duration) time.Duration {
+		v := get(k)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive Go duration such as 8m, got %q", k, v))
+			return def
+		}
+		return d
+	}
 	positive := func(k string, def int) int {
 		v := get(k)
 		if v == "" {
@@ -114,9 +157,16 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 		StaleDays:             positive("STALE_DAYS", DefaultStaleDays),
 		ItemGetRPM:            positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
 		ItemRemoveRPM:         positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
-		RunTimeBudget:         DefaultRunTimeBudget,
+		RunTimeBudget:         duration("RUN_TIME_BUDGET", DefaultRunTimeBudget),
+		HTTPRunTimeBudget:     duration("HTTP_RUN_TIME_BUDGET", DefaultHTTPRunTimeBudget),
+		ValidationInterval:    DefaultValidationInterval,
 		CleanupPageSize:       positive("CLEANUP_PAGE_SIZE", 0),
 		CleanupConcurrency:    positive("CLEANUP_CONCURRENCY", 0),
+		CleanupLeaseTTL:       duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
+		CleanupTopic:          cmp.Or(get("CLEANUP_TOPIC"), DefaultCleanupTopic),
+		AnalyticsTopic:        cmp.Or(get("ANALYTICS_TOPIC"), DefaultAnalyticsTopic),
+		Host:                  cmp.Or(get("HOST"), DefaultHost),
+		Port:                  cmp.Or(get("PORT"), DefaultPort),
 	}
 	if c.FirestoreDatabase == "" {
 		c.FirestoreDatabase = DefaultFirestoreDatabase
@@ -127,15 +177,31 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 	if c.PlaidEnv == "" {
 		c.PlaidEnv = "sandbox"
 	}
-	if c.StaleDays > 3650 {
-		errs = append(errs, fmt.Errorf("STALE_DAYS must be at most 3650, got %d", c.StaleDays))
+	if c.StaleDays > MaxDaysThreshold {
+		errs = append(errs, fmt.Errorf("STALE_DAYS must be at most %d, got %d", MaxDaysThreshold, c.StaleDays))
 	}
-	if v := get("RUN_TIME_BUDGET"); v != "" {
+	// VALIDATION_INTERVAL 0 validates every active token on every run.
+	if v := get("VALIDATION_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("RUN_TIME_BUDGET must be a positive Go duration such as 8m, got %q", v))
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("VALIDATION_INTERVAL must be a Go duration such as 20h or 0, got %q", v))
 		} else {
-			c.RunTimeBudget = d
+			c.ValidationInterval = d
+		}
+	}
+	switch v := strings.ToLower(get("SERVE_REMOTE_EVENTS")); v {
+	case "", "0", "false":
+	case "1", "true":
+		c.ServeRemoteEvents = true
+	default:
+		errs = append(errs, fmt.Errorf("SERVE_REMOTE_EVENTS must be true or false, got %q", v))
+	}
+	if c.EncryptionKey != "" && len(c.EncryptionKey) < MinEncryptionKeyLength {
+		errs = append(errs, fmt.Errorf("TOKEN_ENCRYPTION_KEY must be at least %d bytes", MinEncryptionKeyLength))
+	}
+	if c.AuthJWKSURL != "" {
+		if err := ValidateJWKSURL(c.AuthJWKSURL); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if v := get("LOG_LEVEL"); v != "" {
@@ -186,6 +252,26 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 		return c, fmt.Errorf("invalid configuration:\n%w", errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// ValidateJWKSURL requires https for AUTH_JWKS_URL: the keys it serves decide
+// who is admin. Plain http is allowed to a loopback host only (tests, a
+// local issuer).
+func ValidateJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("AUTH_JWKS_URL must be an https URL, got %q", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("AUTH_JWKS_URL must be an https URL (http only to a loopback host), got %q", raw)
 }
 
 // IsAdmin reports whether userID is listed in ADMIN_USER_IDS.

@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/finwell/plaid-token-lifecycle/internal/fstest"
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-func newStore(t *testing.T) *lifecycle.FirestoreStore {
+func newStore(t *testing.T) *lifecycle.FirestoreTokenStore {
 	t.Helper()
-	return lifecycle.NewFirestoreStore(fstest.NewClient(t))
+	return lifecycle.NewFirestoreTokenStore(emulator.NewClient(t))
 }
 
 func sampleToken(itemID, userID string) *lifecycle.Token {
@@ -135,8 +135,8 @@ func TestStoreStaleVersionRefused(t *testing.T) {
 func TestStorePatchClearsErrorCodeAndKeepsUnknownFields(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	client := fstest.NewClient(t)
-	s := lifecycle.NewFirestoreStore(client)
+	client := emulator.NewClient(t)
+	s := lifecycle.NewFirestoreTokenStore(client)
 	// A document as the old service left it, with an extra field other parts
 	// of the app read.
 	_, err := client.Collection(lifecycle.TokensCollection).Doc("item-x").Set(ctx, map[string]any{
@@ -175,7 +175,7 @@ func TestStorePagingVisitsEveryDocumentOnce(t *testing.T) {
 		seen := map[string]int{}
 		after, pages := "", 0
 		for {
-			page, err := s.Page(ctx, after, pageSize)
+			page, next, err := s.Page(ctx, after, pageSize)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,10 +183,10 @@ func TestStorePagingVisitsEveryDocumentOnce(t *testing.T) {
 			for _, tok := range page {
 				seen[tok.ItemID]++
 			}
-			if len(page) < pageSize {
+			if next == "" {
 				break
 			}
-			after = page[len(page)-1].ItemID
+			after = next
 		}
 		if len(seen) != n {
 			t.Errorf("page size %d: visited %d distinct documents, want %d", pageSize, len(seen), n)

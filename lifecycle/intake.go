@@ -30,9 +30,8 @@ const (
 	// intakeAttempts bounds the read-decide-write retries of StoreToken
 	// when the document changes between read and write.
 	intakeAttempts = 3
-	// maxIDLength bounds user and item ids (the HTTP API takes item ids of
-	// at most as many bytes).
-	maxIDLength = 256
+	// maxIDLength bounds user and item ids.
+	maxIDLength = MaxItemIDLength
 )
 
 // ErrItemOfAnotherUser refuses to store a token for an item id that
@@ -46,15 +45,12 @@ var ErrItemOfAnotherUser = &Error{Code: CodeConflict, Message: "item belongs to 
 // active, created_at and updated_at now. It is idempotent on the item id:
 // the same user storing the same active token again (a retried exchange)
 // writes nothing; another access token for the same item (a rotated token)
-// updates the access token, status and updated_at and keeps created_at and
-// every other field. It refuses (CodeConflict) another user's item, and an
-// item that is revoked or already removed at Plaid: a removed Item never
-// comes back, a new link gives a new item id. An expired token comes back
-// to active, its stale error cleared.
-//
-// Known gap: a re-store does not update institution_id, institution_name,
-// environment or metadata, which Patch cannot write; they keep the values
-// of the first store.
+// updates the access token, status, institution fields, environment,
+// metadata and updated_at and keeps created_at and every other field (such
+// as the old service's `transactions`). It refuses (CodeConflict) another
+// user's item, and an item that is revoked or already removed at Plaid: a
+// removed Item never comes back, a new link gives a new item id. An expired
+// token comes back to active, its stale error cleared.
 func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 	if nt.Environment == "" {
 		nt.Environment = s.Config.PlaidEnv
@@ -75,7 +71,7 @@ func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 		InstitutionID: nt.InstitutionID, InstitutionName: nt.InstitutionName,
 		Status: StatusActive, Environment: nt.Environment, CreatedAt: now, UpdatedAt: now, Metadata: nt.Metadata,
 	}
-	err = s.Store.Create(ctx, tok)
+	err = s.Tokens.Create(ctx, tok)
 	if err == nil {
 		log.InfoContext(ctx, "token stored", slog.Bool("created", true), slog.Bool("changed", true))
 		return tok, nil
@@ -87,10 +83,10 @@ func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 	// The item exists: update it, conditionally on the version read so a
 	// concurrent revocation is never undone.
 	for attempt := 1; ; attempt++ {
-		existing, err := s.Store.Get(ctx, nt.ItemID)
+		existing, err := s.Tokens.Get(ctx, nt.ItemID)
 		if errors.Is(err, ErrNotFound) && attempt < intakeAttempts {
 			// Deleted since Create failed (cleanup): create it afresh.
-			err := s.Store.Create(ctx, tok)
+			err := s.Tokens.Create(ctx, tok)
 			switch {
 			case err == nil:
 				log.InfoContext(ctx, "token stored", slog.Bool("created", true), slog.Bool("changed", true))
@@ -113,7 +109,9 @@ func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 				slog.Bool("plaid_removed", existing.PlaidRemoved))
 			return nil, Errorf(CodeConflict, "item is revoked; link the account again")
 		}
-		if existing.Status == StatusActive {
+		sameInstitution := existing.InstitutionID == nt.InstitutionID && existing.InstitutionName == nt.InstitutionName &&
+			existing.Environment == nt.Environment && existing.Metadata == nt.Metadata
+		if existing.Status == StatusActive && sameInstitution {
 			if plain, err := s.Cipher.Decrypt(existing.ItemID, existing.AccessToken); err == nil && plain == nt.AccessToken {
 				// A retried store of what is already there: nothing to
 				// write (and concurrent retries do not contend).
@@ -122,11 +120,13 @@ func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 			}
 		}
 		now = s.Clock.Now()
-		p := Patch{AccessToken: &enc, Status: Ptr(StatusActive), UpdatedAt: &now}
+		p := Patch{AccessToken: &enc, Status: Ptr(StatusActive), UpdatedAt: &now,
+			InstitutionID: &nt.InstitutionID, InstitutionName: &nt.InstitutionName,
+			Environment: &nt.Environment, Metadata: &nt.Metadata}
 		// An expired token's error_code described the token it replaces.
 		// An active one's stays: the next validation decides.
 		p.ClearErrorCode = existing.Status == StatusExpired && existing.ErrorCode != ""
-		version, err := s.Store.Update(ctx, nt.ItemID, p, existing.Version)
+		version, err := s.Tokens.Update(ctx, nt.ItemID, p, existing.Version)
 		if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < intakeAttempts {
 			continue
 		}
@@ -134,6 +134,8 @@ func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 			return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
 		}
 		existing.AccessToken, existing.Status, existing.UpdatedAt, existing.Version = enc, StatusActive, now, version
+		existing.InstitutionID, existing.InstitutionName = nt.InstitutionID, nt.InstitutionName
+		existing.Environment, existing.Metadata = nt.Environment, nt.Metadata
 		if p.ClearErrorCode {
 			existing.ErrorCode = ""
 		}
@@ -155,10 +157,8 @@ func (nt NewToken) validate() error {
 	}
 	checkID("user_id", nt.UserID)
 	checkID("item_id", nt.ItemID)
-	// item_id is the document id: Firestore refuses "/", "." and "..",
-	// and reserves __.*__.
-	if id := nt.ItemID; strings.Contains(id, "/") || id == "." || id == ".." ||
-		(len(id) >= 4 && strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__")) {
+	// item_id is the document id.
+	if nt.ItemID != "" && len(nt.ItemID) <= maxIDLength && !ValidItemID(nt.ItemID) {
 		problems = append(problems, "item_id is not a valid Plaid item id")
 	}
 	switch {
@@ -196,7 +196,7 @@ func (s *Service) UseToken(ctx context.Context, userID, itemID string) (string, 
 	if userID == "" {
 		return "", Errorf(CodeInvalid, "using a token needs the user id")
 	}
-	tok, err := s.Store.Get(ctx, itemID)
+	tok, err := s.Tokens.Get(ctx, itemID)
 	if errors.Is(err, ErrNotFound) {
 		return "", ErrItemNotFound
 	}
@@ -221,7 +221,7 @@ func (s *Service) UseToken(ctx context.Context, userID, itemID string) (string, 
 	recorded := false
 	if tok.LastUsedAt.IsZero() || now.Sub(tok.LastUsedAt) >= usageWriteEvery {
 		// Unconditional: only last_used_at changes, and a later use wins.
-		_, err := s.Store.Update(ctx, itemID, Patch{LastUsedAt: &now}, time.Time{})
+		_, err := s.Tokens.Update(ctx, itemID, Patch{LastUsedAt: &now}, time.Time{})
 		switch {
 		case err == nil:
 			recorded = true

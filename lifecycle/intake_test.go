@@ -216,9 +216,44 @@ func TestStoreTokenReactivatesExpired(t *testing.T) {
 	if doc.Status != lifecycle.StatusActive || doc.ErrorCode != "" || got.ErrorCode != "" || !doc.CreatedAt.Equal(expired.CreatedAt) {
 		t.Errorf("document = %+v, want active, no error, created_at kept", doc)
 	}
-	// Institution fields keep their first values (Patch cannot write them).
-	if doc.InstitutionName != "Chase Bank" {
-		t.Errorf("institution_name = %q, want the first store's Chase Bank", doc.InstitutionName)
+	// The new link's institution fields replace the stale ones (issue 10.7).
+	nt := newToken("item-rotated", sample.Carol, "access-sandbox-fresh")
+	if doc.InstitutionID != nt.InstitutionID || doc.InstitutionName != nt.InstitutionName || doc.Metadata != nt.Metadata ||
+		got.InstitutionName != nt.InstitutionName {
+		t.Errorf("institution = %q %q %+v, want the new link's %q %q %+v", doc.InstitutionID, doc.InstitutionName, doc.Metadata,
+			nt.InstitutionID, nt.InstitutionName, nt.Metadata)
+	}
+}
+
+// Storing the same active token again with new institution details (the
+// app re-linked, the institution renamed) updates them, and keeps fields
+// this service does not know.
+func TestStoreTokenUpdatesInstitutionFields(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	ctx := context.Background()
+	nt := newToken("item-renamed", sample.Carol, "access-sandbox-same")
+	if _, err := env.Service.StoreToken(ctx, nt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.Collection(lifecycle.TokensCollection).Doc(nt.ItemID).Update(ctx,
+		[]firestore.Update{{Path: "transactions", Value: map[string]any{"cursor": "c1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	nt.InstitutionName, nt.Metadata.Name, nt.Metadata.Logo = "Platypus Bank (renamed)", "Platypus Bank (renamed)", "logo2"
+	if _, err := env.Service.StoreToken(ctx, nt); err != nil {
+		t.Fatal(err)
+	}
+	doc := env.Doc(t, nt.ItemID)
+	if doc.InstitutionName != nt.InstitutionName || doc.Metadata != nt.Metadata {
+		t.Errorf("institution = %q %+v, want %q %+v", doc.InstitutionName, doc.Metadata, nt.InstitutionName, nt.Metadata)
+	}
+	snap, err := env.Client.Collection(lifecycle.TokensCollection).Doc(nt.ItemID).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := snap.Data()["transactions"]; !ok {
+		t.Error("re-store dropped the transactions field")
 	}
 }
 

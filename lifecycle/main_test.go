@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 )
 
 func TestMain(m *testing.M) {
@@ -13,5 +15,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv("LOG_TESTS") == "" {
 		slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
-	os.Exit(m.Run())
+	os.Exit(emulator.Main(m))
 }

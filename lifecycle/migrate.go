@@ -10,20 +10,16 @@ import (
 	"strings"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
-// legacyArchiveCollection keeps every per-user document of the old service
-// that the migration carried over, as it was plus `migrated_at` and
-// `migrated_items`, with the user id as document id (plaintext access tokens
-// in it are replaced by their v1 ciphertext: see legacyPlan.archive). The legacy document
-// leaves plaid_tokens in the same transaction that writes its archive copy,
-// so the old data is never deleted outright: an operator can always go back
-// to it.
-const legacyArchiveCollection = "plaid_token_legacy_archive"
+// The legacy archive (LegacyArchiveCollection) keeps every per-user
+// document of the old service that the migration carried over, as it was
+// plus `migrated_at` and `migrated_items`, with the user id as document id
+// (plaintext access tokens in it are replaced by their v1 ciphertext: see
+// LegacyMigration.archive). The legacy document leaves plaid_tokens in the
+// same transaction that writes its archive copy, so the old data is never
+// deleted outright: an operator can always go back to it.
 
 // LegacyErrorCode is the error_code given to items the old service had in
 // status `error` (or in a status this service does not know): they are
@@ -31,11 +27,11 @@ const legacyArchiveCollection = "plaid_token_legacy_archive"
 const LegacyErrorCode = "LEGACY_ERROR"
 
 const (
-	// migratePageSize is the number of plaid_tokens documents read per page.
-	// Pages are projections on `status` (ids only, in practice); a legacy
-	// document is read in full only by the worker that migrates it, so
-	// memory stays bounded by migrateWorkers legacy documents (each at most
-	// Firestore's 1 MiB) whatever the collection size.
+	// migratePageSize is the number of plaid_tokens documents looked at per
+	// page. Pages read ids only (LegacyStore.LegacyPage); a legacy document
+	// is read in full only by the worker that migrates it, so memory stays
+	// bounded by migrateWorkers legacy documents (each at most Firestore's
+	// 1 MiB) whatever the collection size.
 	migratePageSize = 300
 	// migrateWorkers bounds the legacy documents migrated at once.
 	migrateWorkers = 8
@@ -123,54 +119,61 @@ const (
 // created, so nothing is ever half-migrated, and a second run finds nothing
 // to do.
 func (s *Service) MigrateLegacy(ctx context.Context, opts MigrateOptions) (*MigrateReport, error) {
-	fs, ok := s.Store.(*FirestoreStore)
-	if !ok {
-		return nil, Errorf(CodeInternal, "migrating legacy data needs the Firestore store, have %T", s.Store)
+	if s.Legacy == nil {
+		return nil, Errorf(CodeInternal, "migrating legacy data needs a legacy store")
 	}
-	m := &migrator{
-		client: fs.Client(),
-		cipher: s.Cipher,
-		legacy: NewLegacyDecrypter(opts.LegacyKey),
-		now:    s.Clock.Now,
-		dryRun: opts.DryRun,
-	}
+	legacy := NewLegacyDecrypter(opts.LegacyKey)
 	log := Logger(ctx).With(slog.Bool("dry_run", opts.DryRun))
 	report := &MigrateReport{DryRun: opts.DryRun, Problems: []MigrateProblem{}}
-	tokens := m.client.Collection(TokensCollection)
-
 	after := ""
 	for {
-		// A projection on status: every document comes back, with at most
-		// that field, so non-legacy documents cost almost nothing to skip.
-		q := tokens.Select("status").OrderBy(firestore.DocumentID, firestore.Asc).Limit(migratePageSize)
-		if after != "" {
-			q = q.StartAfter(after)
-		}
-		snaps, err := q.Documents(ctx).GetAll()
+		userIDs, scanned, next, err := s.Legacy.LegacyPage(ctx, after, migratePageSize)
 		if err != nil {
-			return report, fmt.Errorf("migrating legacy data: reading plaid_tokens after %q: %w", after, storeError(err))
+			return report, fmt.Errorf("migrating legacy data: %w", err)
 		}
-		report.DocumentsScanned += len(snaps)
-		var candidates []*firestore.DocumentRef
-		for _, snap := range snaps {
-			if _, hasStatus := snap.Data()["status"]; !hasStatus {
-				candidates = append(candidates, snap.Ref)
-			}
-		}
-		if err := m.migratePage(ctx, candidates, report, log); err != nil {
+		report.DocumentsScanned += scanned
+		if err := s.migratePage(ctx, userIDs, legacy, opts.DryRun, report, log); err != nil {
 			return report, err
 		}
 		if opts.Progress != nil {
 			opts.Progress(*report)
 		}
-		if len(snaps) < migratePageSize {
+		if next == "" {
 			break
 		}
-		after = snaps[len(snaps)-1].Ref.ID
+		after = next
 	}
-
 	log.InfoContext(ctx, "legacy migration finished", report.logAttrs()...)
 	return report, nil
+}
+
+// migrateLegacyUserFirst migrates the legacy document of userID, if any,
+// before the user's tokens are revoked: its Items are live at Plaid too.
+// A document that cannot be migrated stops the revocation with an error
+// naming why: revoking all but the legacy Items would leave them billed
+// while the user was told all were revoked.
+func (s *Service) migrateLegacyUserFirst(ctx context.Context, userID string) error {
+	if s.Legacy == nil || !ValidItemID(userID) {
+		return nil
+	}
+	m, err := s.Legacy.MigrateLegacyUser(ctx, userID, false, s.legacyPlanner(NewLegacyDecrypter(s.Config.LegacyEncryptionKey)))
+	if err != nil {
+		return err
+	}
+	if !m.legacy {
+		return nil
+	}
+	log := Logger(ctx).With(slog.String("user_id", userID))
+	if !m.migrated {
+		for _, p := range m.problems {
+			log.ErrorContext(ctx, "legacy document of a user revoking all tokens cannot be migrated",
+				slog.String("item_id", p.ItemID), slog.String("kind", p.Kind), slog.String("error", p.Error))
+		}
+		return Errorf(CodeUnavailable, "the user's tokens from the old service could not be migrated; nothing was revoked (an operator must run migrate-legacy)")
+	}
+	log.InfoContext(ctx, "legacy user migrated before revocation", slog.Int("items_created", m.created),
+		slog.Int("items_already_migrated", m.alreadyMigrated))
+	return nil
 }
 
 func (r *MigrateReport) logAttrs() []any {
@@ -184,20 +187,17 @@ func (r *MigrateReport) logAttrs() []any {
 	}
 }
 
-// migrator holds what one migration run uses.
-type migrator struct {
-	client *firestore.Client
-	cipher TokenCipher
-	legacy *LegacyDecrypter
-	now    func() time.Time
-	dryRun bool
-}
-
-// userOutcome is what the migration did with one legacy document.
-type userOutcome struct {
+// LegacyMigration is what the migration did (dry: would do) with one
+// legacy document: the item documents it becomes and what kept it in
+// place. The LegacyStore fills in how the items met the documents already
+// there (resolve) and whether it was migrated.
+type LegacyMigration struct {
+	userID          string
+	at              time.Time // when it was planned: migrated_at
+	items           []legacyItem
 	legacy          bool // it was a legacy document (still there, with items)
 	migrated        bool // archived and removed (dry: would be)
-	items           int
+	itemCount       int
 	created         int
 	alreadyMigrated int
 	plaintext       int
@@ -207,19 +207,27 @@ type userOutcome struct {
 	problems        []MigrateProblem
 }
 
-// migratePage migrates the candidate documents of one page a few at a
-// time and adds their outcomes to report, in document order.
-func (m *migrator) migratePage(ctx context.Context, refs []*firestore.DocumentRef, report *MigrateReport, log *slog.Logger) error {
-	if len(refs) == 0 {
+type legacyItem struct {
+	itemID string
+	userID string
+	source string // how the old service stored the token: "plaintext" or "fernet"
+	doc    map[string]any
+}
+
+// migratePage migrates the legacy documents of one page a few at a time
+// and adds their outcomes to report, in document order.
+func (s *Service) migratePage(ctx context.Context, userIDs []string, legacy *LegacyDecrypter, dryRun bool, report *MigrateReport, log *slog.Logger) error {
+	if len(userIDs) == 0 {
 		return nil
 	}
-	outcomes := make([]userOutcome, len(refs))
+	planner := s.legacyPlanner(legacy)
+	outcomes := make([]*LegacyMigration, len(userIDs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(migrateWorkers)
-	for i, ref := range refs {
+	for i, id := range userIDs {
 		g.Go(func() error {
 			var err error
-			outcomes[i], err = m.migrateUser(gctx, ref)
+			outcomes[i], err = s.Legacy.MigrateLegacyUser(gctx, id, dryRun, planner)
 			return err
 		})
 	}
@@ -231,9 +239,8 @@ func (m *migrator) migratePage(ctx context.Context, refs []*firestore.DocumentRe
 			continue
 		}
 		report.add(o)
-		userID := refs[i].ID
 		if o.migrated {
-			log.InfoContext(ctx, "legacy user migrated", slog.String("user_id", userID),
+			log.InfoContext(ctx, "legacy user migrated", slog.String("user_id", userIDs[i]),
 				slog.Int("items_created", o.created), slog.Int("items_already_migrated", o.alreadyMigrated))
 			continue
 		}
@@ -245,14 +252,14 @@ func (m *migrator) migratePage(ctx context.Context, refs []*firestore.DocumentRe
 	return nil
 }
 
-func (r *MigrateReport) add(o userOutcome) {
+func (r *MigrateReport) add(o *LegacyMigration) {
 	r.LegacyUsers++
 	if o.migrated {
 		r.UsersMigrated++
 	} else {
 		r.UsersLeftInPlace++
 	}
-	r.Items += o.items
+	r.Items += o.itemCount
 	r.ItemsMigrated += o.created
 	r.ItemsAlreadyMigrated += o.alreadyMigrated
 	r.PlaintextTokens += o.plaintext
@@ -271,129 +278,17 @@ func (r *MigrateReport) add(o userOutcome) {
 	}
 }
 
-// errLeaveInPlace ends a migration transaction without writing: the
-// document has a problem, which the outcome reports.
-var errLeaveInPlace = errors.New("legacy document left in place")
-
-// migrateUser migrates one legacy document. Its error is fatal for the
-// run (Firestore failing); per-document problems are in the outcome.
-func (m *migrator) migrateUser(ctx context.Context, ref *firestore.DocumentRef) (userOutcome, error) {
-	if m.dryRun {
-		snap, err := ref.Get(ctx)
-		if status.Code(err) == codes.NotFound {
-			return userOutcome{}, nil // deleted since the page was read
-		}
-		if err != nil {
-			return userOutcome{}, fmt.Errorf("reading legacy document %s: %w", ref.ID, storeError(err))
-		}
-		o, plan := m.plan(snap)
-		if !o.legacy || len(o.problems) > 0 {
-			return o, nil
-		}
-		existing, err := m.client.GetAll(ctx, plan.refs(m.client))
-		if err != nil {
-			return o, fmt.Errorf("reading item documents of legacy user %s: %w", ref.ID, storeError(err))
-		}
-		o.classify(plan, existing)
-		o.migrated = len(o.problems) == 0
-		return o, nil
-	}
-
-	var o userOutcome
-	err := m.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		snap, err := tx.Get(ref)
-		if status.Code(err) == codes.NotFound {
-			o = userOutcome{}
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var plan legacyPlan
-		o, plan = m.plan(snap)
-		if !o.legacy {
-			return nil
-		}
-		if len(o.problems) > 0 {
-			return errLeaveInPlace
-		}
-		// One read for every item document and the archive document:
-		// a transaction reads everything before it writes.
-		refs := plan.refs(m.client)
-		archive := m.client.Collection(legacyArchiveCollection).Doc(ref.ID)
-		existing, err := tx.GetAll(append(refs, archive))
-		if err != nil {
-			return err
-		}
-		o.classify(plan, existing[:len(refs)])
-		if len(o.problems) > 0 {
-			return errLeaveInPlace
-		}
-
-		now := m.now()
-		if existing[len(refs)].Exists() {
-			// A legacy document for this user was archived before (the old
-			// service wrote again after a migration): keep both.
-			archive = m.client.Collection(legacyArchiveCollection).Doc(ref.ID + "@" + now.Format("20060102T150405.000000000Z"))
-		}
-		migrated := make([]string, 0, len(plan.items))
-		for i, item := range plan.items {
-			migrated = append(migrated, item.itemID)
-			if existing[i].Exists() {
-				continue
-			}
-			if err := tx.Create(refs[i], item.doc); err != nil {
-				return err
-			}
-		}
-		archived := plan.archive(snap.Data())
-		archived["migrated_at"] = now
-		archived["migrated_items"] = migrated
-		if err := tx.Create(archive, archived); err != nil {
-			return err
-		}
-		if err := tx.Delete(ref); err != nil {
-			return err
-		}
-		o.migrated = true
-		return nil
-	})
-	switch {
-	case errors.Is(err, errLeaveInPlace):
-		return o, nil
-	case errors.Is(storeError(err), ErrChanged):
-		// Contention the transaction's own retries did not get past: report
-		// it and go on; a rerun picks the document up again.
-		return userOutcome{legacy: true, problems: []MigrateProblem{{UserID: ref.ID, Kind: MigrateError,
-			Error: "document kept changing during the migration; run it again"}}}, nil
-	case err != nil:
-		return userOutcome{}, fmt.Errorf("migrating legacy user %s: %w", ref.ID, storeError(err))
-	}
-	return o, nil
-}
-
-// legacyPlan is the item documents one legacy document becomes.
-type legacyPlan struct {
-	userID string
-	items  []legacyItem
-}
-
-type legacyItem struct {
-	itemID string
-	userID string
-	source string // how the old service stored the token: "plaintext" or "fernet"
-	doc    map[string]any
-}
-
 // archive returns the archive copy of the legacy document data: all of it
 // as it was, except that plaintext access tokens are replaced by their v1
 // ciphertext (the one in the item's new document). Nothing is lost, the
 // vault still decrypts them, and no plaintext token outlives the migration.
 // Fernet tokens are encrypted already and stay as they were.
-func (p legacyPlan) archive(data map[string]any) map[string]any {
+func (m *LegacyMigration) archive(data map[string]any, now time.Time) map[string]any {
 	archived := maps.Clone(data)
 	items := maps.Clone(data["items"].(map[string]any))
-	for _, item := range p.items {
+	migrated := make([]string, 0, len(m.items))
+	for _, item := range m.items {
+		migrated = append(migrated, item.itemID)
 		if item.source != "plaintext" {
 			continue
 		}
@@ -402,58 +297,67 @@ func (p legacyPlan) archive(data map[string]any) map[string]any {
 		items[item.itemID] = fields
 	}
 	archived["items"] = items
+	archived["migrated_at"] = now
+	archived["migrated_items"] = migrated
 	return archived
 }
 
-func (p legacyPlan) refs(client *firestore.Client) []*firestore.DocumentRef {
-	refs := make([]*firestore.DocumentRef, len(p.items))
-	for i, item := range p.items {
-		refs[i] = client.Collection(TokensCollection).Doc(item.itemID)
+// resolve compares the planned items with the owners of the documents
+// already at their ids ("" where there is none): an existing document of
+// the same user is an item already migrated (left alone), one of another
+// user a conflict. It reports whether every item can be put in place.
+func (m *LegacyMigration) resolve(owners []string) bool {
+	for i, item := range m.items {
+		switch owners[i] {
+		case "":
+			m.created++
+		case item.userID:
+			m.alreadyMigrated++
+		default:
+			m.problems = append(m.problems, MigrateProblem{UserID: m.userID, ItemID: item.itemID, Kind: MigrateConflict,
+				Error: "plaid_tokens/" + item.itemID + " already exists for another user"})
+		}
 	}
-	return refs
+	if len(m.problems) > 0 {
+		m.created, m.alreadyMigrated = 0, 0
+		return false
+	}
+	return true
 }
 
-// classify compares the planned items with their existing documents: an
-// existing document of the same user is an item already migrated (left
-// alone), one of another user a conflict.
-func (o *userOutcome) classify(plan legacyPlan, existing []*firestore.DocumentSnapshot) {
-	for i, item := range plan.items {
-		if !existing[i].Exists() {
-			o.created++
-			continue
-		}
-		owner, _ := existing[i].Data()["user_id"].(string)
-		if owner == item.userID {
-			o.alreadyMigrated++
-			continue
-		}
-		o.problems = append(o.problems, MigrateProblem{UserID: plan.userID, ItemID: item.itemID, Kind: MigrateConflict,
-			Error: "plaid_tokens/" + item.itemID + " already exists for another user"})
-	}
-	if len(o.problems) > 0 {
-		o.created, o.alreadyMigrated = 0, 0
-	}
+// legacyPlanner returns the planner that turns a legacy document into its
+// item documents, decrypting old tokens with legacy and encrypting them
+// with the service's vault.
+func (s *Service) legacyPlanner(legacy *LegacyDecrypter) LegacyPlanner {
+	p := &legacyPlan{cipher: s.Cipher, legacy: legacy, now: s.Clock.Now}
+	return p.plan
+}
+
+type legacyPlan struct {
+	cipher TokenCipher
+	legacy *LegacyDecrypter
+	now    func() time.Time
 }
 
 // plan reads a legacy document into the item documents it becomes. The
-// outcome says whether it is a legacy document at all, counts its tokens,
-// and lists what keeps it from migrating.
-func (m *migrator) plan(snap *firestore.DocumentSnapshot) (userOutcome, legacyPlan) {
-	var o userOutcome
-	userID := snap.Ref.ID
-	plan := legacyPlan{userID: userID}
-	data := snap.Data()
+// migration says whether it is a legacy document at all, counts its
+// tokens, and lists what keeps it from migrating.
+func (p *legacyPlan) plan(userID string, data map[string]any) *LegacyMigration {
+	m := &LegacyMigration{userID: userID, at: p.now()}
+	if data == nil {
+		return m
+	}
 	if _, hasStatus := data["status"]; hasStatus {
-		return o, plan
+		return m
 	}
 	items, ok := data["items"].(map[string]any)
 	if !ok {
-		return o, plan
+		return m
 	}
-	o.legacy = true
-	o.items = len(items)
+	m.legacy = true
+	m.itemCount = len(items)
 	problem := func(itemID, format string, args ...any) {
-		o.problems = append(o.problems, MigrateProblem{UserID: userID, ItemID: itemID, Kind: MigrateError,
+		m.problems = append(m.problems, MigrateProblem{UserID: userID, ItemID: itemID, Kind: MigrateError,
 			Error: fmt.Sprintf(format, args...)})
 	}
 	for _, itemID := range slices.Sorted(maps.Keys(items)) {
@@ -470,26 +374,26 @@ func (m *migrator) plan(snap *firestore.DocumentSnapshot) (userOutcome, legacyPl
 			problem(itemID, "item id equals its user's document id; it cannot have a document of its own")
 			continue
 		}
-		doc, facts, err := m.itemDocument(userID, itemID, fields)
+		doc, facts, err := p.itemDocument(userID, itemID, fields)
 		if err != nil {
 			problem(itemID, "%v", err)
 			continue
 		}
 		if facts.legacyError {
-			o.legacyErrors++
+			m.legacyErrors++
 		}
 		if facts.undated {
-			o.undated++
+			m.undated++
 		}
 		switch facts.source {
 		case "plaintext":
-			o.plaintext++
+			m.plaintext++
 		case "fernet":
-			o.fernet++
+			m.fernet++
 		}
-		plan.items = append(plan.items, legacyItem{itemID: itemID, userID: doc["user_id"].(string), source: facts.source, doc: doc})
+		m.items = append(m.items, legacyItem{itemID: itemID, userID: doc["user_id"].(string), source: facts.source, doc: doc})
 	}
-	return o, plan
+	return m
 }
 
 // itemFacts says what itemDocument found out about a legacy item.
@@ -504,7 +408,7 @@ type itemFacts struct {
 // item, status `error` (or unknown) as active with LEGACY_ERROR, item_id,
 // user_id (the parent's when missing), plaid_removed (false when missing)
 // and, for an item with no date at all, updated_at.
-func (m *migrator) itemDocument(userID, itemID string, fields map[string]any) (map[string]any, itemFacts, error) {
+func (p *legacyPlan) itemDocument(userID, itemID string, fields map[string]any) (map[string]any, itemFacts, error) {
 	var facts itemFacts
 	stored, _ := fields["access_token"].(string)
 	var plaintext string
@@ -515,7 +419,7 @@ func (m *migrator) itemDocument(userID, itemID string, fields map[string]any) (m
 		plaintext, facts.source = stored, "plaintext"
 	default:
 		var err error
-		if plaintext, err = m.legacy.Decrypt(stored); err != nil {
+		if plaintext, err = p.legacy.Decrypt(stored); err != nil {
 			return nil, facts, err
 		}
 		facts.source = "fernet"
@@ -555,10 +459,10 @@ func (m *migrator) itemDocument(userID, itemID string, fields map[string]any) (m
 		return nil, facts, err
 	}
 	if doc["created_at"] == nil && doc["updated_at"] == nil && doc["last_used_at"] == nil {
-		doc["updated_at"] = m.now()
+		doc["updated_at"] = p.now()
 		facts.undated = true
 	}
-	enc, err := m.cipher.Encrypt(itemID, plaintext)
+	enc, err := p.cipher.Encrypt(itemID, plaintext)
 	if err != nil {
 		return nil, facts, fmt.Errorf("encrypting token: %w", err)
 	}
@@ -604,7 +508,8 @@ func checkTokenFields(doc map[string]any) error {
 	return nil
 }
 
-// checkItemID refuses item ids Firestore does not accept as document ids.
+// checkItemID refuses item ids that cannot name a token document, saying
+// why.
 func checkItemID(id string) error {
 	switch {
 	case id == "":
@@ -615,8 +520,8 @@ func checkItemID(id string) error {
 		return errors.New("item id is a dot path (\".\" or \"..\")")
 	case strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__"):
 		return errors.New("item id matches __.*__, which Firestore reserves")
-	case len(id) > 1500:
-		return errors.New("item id is longer than 1500 bytes")
+	case !ValidItemID(id):
+		return fmt.Errorf("item id is not valid UTF-8 of at most %d bytes", MaxItemIDLength)
 	}
 	return nil
 }

@@ -280,7 +280,7 @@ func TestMigrateLegacy(t *testing.T) {
 	}
 	// Every migrated token works with the rest of the service: the sample
 	// cleanup reads them all.
-	if _, err := env.Store.Page(ctx, "", 100); err != nil {
+	if _, _, err := env.Tokens.Page(ctx, "", 100); err != nil {
 		t.Errorf("reading the migrated collection: %v", err)
 	}
 }
@@ -357,7 +357,7 @@ func TestMigrateLegacyLeavesProblemDocumentsWhole(t *testing.T) {
 			legacy := map[string]any{"items": tc.items}
 			putMigrateDoc(t, env, lifecycle.TokensCollection, "user-x", legacy)
 			if tc.existing != nil {
-				if err := env.Store.Create(context.Background(), tc.existing); err != nil {
+				if err := env.Tokens.Create(context.Background(), tc.existing); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -77,6 +77,32 @@ type WebhookKey struct {
 	ExpiredAt                       int64 // 0 when not expired
 }
 
+// PlaidPriority says whose Plaid call it is. Plaid's per-client quota is
+// shared by the app, the users' own requests and batch work; when it is
+// tight, batch work waits and a user's call does not (DESIGN §12).
+type PlaidPriority int
+
+// Priorities of Plaid calls.
+const (
+	// PriorityInteractive: a user is waiting (revocation). The default.
+	PriorityInteractive PlaidPriority = iota
+	// PriorityBatch: cleanup and other background work.
+	PriorityBatch
+)
+
+type plaidPriorityKey struct{}
+
+// WithPlaidPriority returns ctx marking the Plaid calls made with it.
+func WithPlaidPriority(ctx context.Context, p PlaidPriority) context.Context {
+	return context.WithValue(ctx, plaidPriorityKey{}, p)
+}
+
+// PlaidPriorityFrom returns the priority of calls made with ctx.
+func PlaidPriorityFrom(ctx context.Context) PlaidPriority {
+	p, _ := ctx.Value(plaidPriorityKey{}).(PlaidPriority)
+	return p
+}
+
 // PlaidAPI is what the service needs from Plaid. The plaid-go adapter
 // implements it; every error it returns is a *PlaidError.
 type PlaidAPI interface {

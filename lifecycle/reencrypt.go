@@ -39,8 +39,8 @@ type ReencryptReport struct {
 	Plaintext   int `json:"plaintext_encrypted"`
 	// AlreadyCurrent counts tokens already under the current key.
 	AlreadyCurrent int `json:"already_current"`
-	// Skipped counts documents without an access token (legacy per-user
-	// documents not migrated yet: run migrate-legacy first).
+	// Skipped counts tokens without an access token. (The old service's
+	// per-user documents are not tokens; migrate-legacy carries them over.)
 	Skipped int `json:"skipped"`
 	// Failed counts tokens that could not be re-encrypted (unknown key,
 	// tampered data, a document that kept changing); Failures lists the
@@ -69,15 +69,15 @@ func (r *ReencryptReport) fail(itemID string, err error) {
 // read again and retried once. It writes access_token only, never
 // updated_at: re-encryption is not a use of the token.
 func (s *Service) Reencrypt(ctx context.Context, opts ReencryptOptions) (*ReencryptReport, error) {
-	vault, ok := s.Cipher.(*Vault)
-	if !ok {
-		return nil, Errorf(CodeInternal, "re-encrypting tokens needs the vault, have %T", s.Cipher)
+	vault := s.Cipher
+	if vault.CurrentKeyID() == "" {
+		return nil, Errorf(CodeUnavailable, "re-encrypting tokens needs TOKEN_ENCRYPTION_KEY")
 	}
 	log := Logger(ctx).With(slog.Bool("dry_run", opts.DryRun), slog.String("key_id", vault.CurrentKeyID()))
 	report := &ReencryptReport{DryRun: opts.DryRun, KeyID: vault.CurrentKeyID(), Failures: []ReencryptFailure{}}
 	after := ""
 	for {
-		page, err := s.Store.Page(ctx, after, reencryptPageSize)
+		page, next, err := s.Tokens.Page(ctx, after, reencryptPageSize)
 		if err != nil {
 			return report, fmt.Errorf("re-encrypting tokens: %w", err)
 		}
@@ -87,10 +87,10 @@ func (s *Service) Reencrypt(ctx context.Context, opts ReencryptOptions) (*Reencr
 		if opts.Progress != nil {
 			opts.Progress(*report)
 		}
-		if len(page) < reencryptPageSize {
+		if next == "" {
 			break
 		}
-		after = page[len(page)-1].ItemID
+		after = next
 	}
 	log.InfoContext(ctx, "re-encryption finished", slog.Int("checked", report.Checked),
 		slog.Int("reencrypted", report.Reencrypted), slog.Int("plaintext_encrypted", report.Plaintext),
@@ -101,7 +101,7 @@ func (s *Service) Reencrypt(ctx context.Context, opts ReencryptOptions) (*Reencr
 
 // reencryptPage rewrites one page's tokens in one batch, then retries the
 // documents that changed since the page was read, once each.
-func (s *Service) reencryptPage(ctx context.Context, vault *Vault, page []*Token, dryRun bool, report *ReencryptReport, log *slog.Logger) error {
+func (s *Service) reencryptPage(ctx context.Context, vault TokenCipher, page []*Token, dryRun bool, report *ReencryptReport, log *slog.Logger) error {
 	var writes []Write
 	var plaintext []bool
 	for _, t := range page {
@@ -125,7 +125,7 @@ func (s *Service) reencryptPage(ctx context.Context, vault *Vault, page []*Token
 			plaintext = append(plaintext, wasPlaintext)
 		}
 	}
-	for i, err := range s.applyWrites(ctx, writes) {
+	for i, err := range s.Tokens.Apply(ctx, writes) {
 		itemID := writes[i].ItemID
 		wasPlaintext := plaintext[i]
 		if errors.Is(err, ErrChanged) {
@@ -157,8 +157,8 @@ var errAlreadyCurrent = errors.New("already under the current key")
 
 // reencryptAgain re-reads itemID and rewrites its token if it still needs
 // it, conditionally on the version just read.
-func (s *Service) reencryptAgain(ctx context.Context, vault *Vault, itemID string, report *ReencryptReport) (bool, error) {
-	t, err := s.Store.Get(ctx, itemID)
+func (s *Service) reencryptAgain(ctx context.Context, vault TokenCipher, itemID string, report *ReencryptReport) (bool, error) {
+	t, err := s.Tokens.Get(ctx, itemID)
 	if err != nil {
 		return false, err
 	}
@@ -169,7 +169,7 @@ func (s *Service) reencryptAgain(ctx context.Context, vault *Vault, itemID strin
 	if w == nil {
 		return false, errAlreadyCurrent
 	}
-	if _, err := s.Store.Update(ctx, itemID, w.Patch, w.IfVersion); err != nil {
+	if _, err := s.Tokens.Update(ctx, itemID, w.Patch, w.IfVersion); err != nil {
 		return false, fmt.Errorf("token changed twice during re-encryption; run it again: %w", err)
 	}
 	return wasPlaintext, nil
@@ -178,7 +178,7 @@ func (s *Service) reencryptAgain(ctx context.Context, vault *Vault, itemID strin
 // reencryptWrite returns the write that moves t's token to the current
 // key, or nil when it needs none (or has no token). wasPlaintext says the
 // stored value was a legacy plaintext token.
-func reencryptWrite(vault *Vault, t *Token) (w *Write, wasPlaintext bool, err error) {
+func reencryptWrite(vault TokenCipher, t *Token) (w *Write, wasPlaintext bool, err error) {
 	if t.AccessToken == "" || !vault.NeedsReencrypt(t.AccessToken) {
 		return nil, false, nil
 	}

@@ -75,9 +75,12 @@ func (s *Service) RevokeItem(ctx context.Context, userID, itemID string) (*Revoc
 }
 
 // RevokeAllTokens revokes every token of userID that is not revoked yet
-// (active and expired ones), as the user's own request, with the rule of
-// RevokeItem for each, a few at a time. It returns how many tokens this
-// call revoked; on error the count still says how many were.
+// (active, needing the user, or expired: every Item that may still be live
+// at Plaid), as the user's own request, with the rule of RevokeItem for
+// each, a few at a time. A legacy per-user document the user still has is
+// migrated first (the migrate-legacy code path), so that its Items are
+// revoked too (DESIGN §5). It returns how many tokens this call revoked; on
+// error the count still says how many were.
 func (s *Service) RevokeAllTokens(ctx context.Context, userID string) (int, error) {
 	return s.revokeAll(ctx, userID, revoker{actor: userID, reason: ReasonUserRevoked})
 }
@@ -96,7 +99,7 @@ func (s *Service) RevokeAllTokensAsAdmin(ctx context.Context, userID, actor stri
 // revoke: those not revoked yet (a revoked one not yet removed at Plaid is
 // cleanup's to finish).
 func (s *Service) RevocableTokens(ctx context.Context, userID string) ([]*Token, error) {
-	tokens, err := s.Store.ListByUser(ctx, userID)
+	tokens, err := s.Tokens.ListByUser(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +115,9 @@ func (s *Service) RevocableTokens(ctx context.Context, userID string) ([]*Token,
 func (s *Service) revokeAll(ctx context.Context, userID string, by revoker) (int, error) {
 	if userID == "" {
 		return 0, Errorf(CodeInvalid, "revoking tokens needs the user id")
+	}
+	if err := s.migrateLegacyUserFirst(ctx, userID); err != nil {
+		return 0, fmt.Errorf("revoking tokens of user %s: %w", userID, err)
 	}
 	tokens, err := s.RevocableTokens(ctx, userID)
 	if err != nil {
@@ -157,7 +163,7 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 	plaidTried := false
 	for attempt := 1; ; attempt++ {
 		if tok == nil {
-			t, err := s.Store.Get(ctx, itemID)
+			t, err := s.Tokens.Get(ctx, itemID)
 			if errors.Is(err, ErrNotFound) {
 				return nil, ErrItemNotFound
 			}
@@ -194,7 +200,7 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 		now := s.Clock.Now()
 		patch := Patch{Status: Ptr(StatusRevoked), PlaidRemoved: Ptr(res.PlaidRemoved), UpdatedAt: &now}
 		writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeWriteTimeout)
-		_, err := s.Store.Update(writeCtx, itemID, patch, tok.Version)
+		_, err := s.Tokens.Update(writeCtx, itemID, patch, tok.Version)
 		cancel()
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -250,7 +256,7 @@ func (s *Service) auditRevocation(ctx context.Context, tok *Token, by revoker, p
 	entry := AuditEntry{ItemID: tok.ItemID, UserID: tok.UserID, Reason: by.reason, Actor: by.actor, At: at, PlaidRemoved: plaidRemoved}
 	auditCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeWriteTimeout)
 	defer cancel()
-	if err := s.Records.Audit(auditCtx, entry); err != nil {
+	if err := s.Runs.Audit(auditCtx, entry); err != nil {
 		log.ErrorContext(ctx, "writing revocation audit entry failed", slog.String("error", err.Error()))
 	}
 }

@@ -36,11 +36,7 @@ func stateOf(t *testing.T, env *testenv.Env, itemID string) revokedState {
 // auditOf returns the audit entries of itemID without their times.
 func auditOf(t *testing.T, env *testenv.Env, itemID string) []lifecycle.AuditEntry {
 	t.Helper()
-	entries, err := env.Records.AuditEntries(context.Background(), itemID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return entries
+	return env.AuditEntries(t, itemID)
 }
 
 func plaintext(itemID string) string { return "access-sandbox-" + itemID }

@@ -4,84 +4,68 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"cloud.google.com/go/firestore"
 )
 
-// TokenCipher encrypts and decrypts access tokens bound to their item id.
-// *Vault implements it.
+// TokenCipher encrypts and decrypts access tokens bound to their item id
+// (DESIGN §6). *Vault implements it.
 type TokenCipher interface {
 	Encrypt(itemID, plaintext string) (string, error)
 	Decrypt(itemID, stored string) (string, error)
+	// NeedsReencrypt reports whether stored is not under the current key
+	// (or not encrypted at all).
+	NeedsReencrypt(stored string) bool
+	// CurrentKeyID is the id of the key new ciphertexts carry.
+	CurrentKeyID() string
+}
+
+// Deps are a Service's dependencies.
+type Deps struct {
+	Tokens    TokenStore  // required
+	Runs      RunStore    // required
+	Legacy    LegacyStore // for the legacy migration (and revoke-all of a user who has a legacy document)
+	Plaid     PlaidAPI    // required
+	Cipher    TokenCipher // required
+	Clock     Clock       // nil: the system clock
+	Continuer Continuer   // nil: checkpointed runs are not handed over
 }
 
 // Service is the lifecycle's operations over their dependencies. The HTTP
 // functions, the CloudEvent functions, the CLI and the local server all
-// build one with NewService and call the same methods.
+// build one and call the same methods.
 type Service struct {
-	Store   TokenStore
-	Records *Records
-	Plaid   PlaidAPI
-	Cipher  TokenCipher
-	Clock   Clock
-	Config  Config
-
-	// CleanupPageSize and CleanupWorkers tune cleanup: documents read per
-	// page (memory) and tokens in flight at once (concurrent Plaid calls).
-	// Zero means the defaults; 1 and 1 give the one-document-at-a-time
-	// baseline the benchmark compares against. NewService takes them from
-	// CLEANUP_PAGE_SIZE and CLEANUP_CONCURRENCY.
-	CleanupPageSize, CleanupWorkers int
+	Tokens    TokenStore
+	Runs      RunStore
+	Legacy    LegacyStore
+	Plaid     PlaidAPI
+	Cipher    TokenCipher
+	Clock     Clock
+	Continuer Continuer
+	Config    Config
 }
 
-// NewService checks that every dependency is present.
-func NewService(cfg Config, store TokenStore, records *Records, plaid PlaidAPI, cipher TokenCipher, clock Clock) (*Service, error) {
+// NewService checks that every required dependency is present.
+func NewService(cfg Config, d Deps) (*Service, error) {
 	var errs []error
-	if store == nil {
+	if d.Tokens == nil {
 		errs = append(errs, errors.New("no token store"))
 	}
-	if records == nil {
-		errs = append(errs, errors.New("no records store"))
+	if d.Runs == nil {
+		errs = append(errs, errors.New("no run store"))
 	}
-	if plaid == nil {
+	if d.Plaid == nil {
 		errs = append(errs, errors.New("no Plaid client"))
 	}
-	if cipher == nil {
+	if d.Cipher == nil {
 		errs = append(errs, errors.New("no token cipher"))
 	}
-	if clock == nil {
-		clock = SystemClock{}
+	if d.Clock == nil {
+		d.Clock = SystemClock{}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("building lifecycle service: %w", err)
 	}
-	return &Service{Store: store, Records: records, Plaid: plaid, Cipher: cipher, Clock: clock, Config: cfg,
-		CleanupPageSize: cfg.CleanupPageSize, CleanupWorkers: cfg.CleanupConcurrency}, nil
-}
-
-// NewFirestoreService builds the production Service: Firestore store and
-// records on client, the plaid-go adapter and the vault from cfg. A function
-// that is not given the Plaid or vault secrets (Terraform passes each only
-// the secrets it needs) gets a stand-in that refuses to act, naming the
-// missing variable, instead of failing to start.
-func NewFirestoreService(ctx context.Context, cfg Config, client *firestore.Client) (*Service, error) {
-	var plaid PlaidAPI = unconfiguredPlaid{}
-	if cfg.PlaidClientID != "" && cfg.PlaidSecret != "" {
-		p, err := NewPlaidClientFromConfig(cfg)
-		if err != nil {
-			return nil, err
-		}
-		plaid = p
-	}
-	var cipher TokenCipher = unconfiguredCipher{}
-	if cfg.EncryptionKey != "" {
-		vault, err := NewVault(cfg.EncryptionKey, cfg.EncryptionKeyPrevious, cfg.EncryptionSalt)
-		if err != nil {
-			return nil, err
-		}
-		cipher = vault
-	}
-	return NewService(cfg, NewFirestoreStore(client), NewRecords(client), plaid, cipher, SystemClock{})
+	return &Service{Tokens: d.Tokens, Runs: d.Runs, Legacy: d.Legacy, Plaid: d.Plaid, Cipher: d.Cipher,
+		Clock: d.Clock, Continuer: d.Continuer, Config: cfg}, nil
 }
 
 // unconfiguredPlaid stands in for Plaid in a program configured without
@@ -109,3 +93,5 @@ func (unconfiguredCipher) err() error {
 
 func (c unconfiguredCipher) Encrypt(string, string) (string, error) { return "", c.err() }
 func (c unconfiguredCipher) Decrypt(string, string) (string, error) { return "", c.err() }
+func (unconfiguredCipher) NeedsReencrypt(string) bool               { return false }
+func (unconfiguredCipher) CurrentKeyID() string                     { return "" }

@@ -5,8 +5,15 @@ import (
 	"time"
 )
 
-// TokenStore is what the lifecycle operations need from the token
-// collection. FirestoreStore implements it.
+// The lifecycle's storage, as the operations need it. The Firestore adapters
+// (firestore_*.go) implement these interfaces; they are the only files of
+// this package that know Firestore exists.
+
+// TokenStore is the token collection (plaid_tokens). Documents there that
+// are not tokens, the old service's per-user documents (DESIGN §5), are
+// never returned as tokens: Get answers ErrNotFound for them, ListByUser,
+// Page and Summaries pass them over. An item id Firestore cannot hold as a
+// document id (ValidItemID) is ErrNotFound too, never a storage error.
 type TokenStore interface {
 	// Get returns the token with itemID, or an error wrapping ErrNotFound.
 	Get(ctx context.Context, itemID string) (*Token, error)
@@ -14,10 +21,12 @@ type TokenStore interface {
 	Create(ctx context.Context, t *Token) error
 	// ListByUser returns every token of userID.
 	ListByUser(ctx context.Context, userID string) ([]*Token, error)
-	// Page returns up to limit tokens ordered by item id, starting after
-	// the item id `after` ("" for the first page). A page shorter than limit
-	// is the last one.
-	Page(ctx context.Context, after string, limit int) ([]*Token, error)
+	// Page returns the tokens among the next limit documents in item id
+	// order after the item id `after` ("" for the first page), and the
+	// cursor to continue from: next is "" once the collection is exhausted.
+	// Non-token documents count towards limit, so a page may hold fewer
+	// tokens than limit without being the last.
+	Page(ctx context.Context, after string, limit int) (tokens []*Token, next string, err error)
 	// Update applies p to the token. When ifVersion is non-zero the write
 	// only happens if the document's update time still equals it, else the
 	// error wraps ErrChanged. It returns the document's new version.
@@ -26,4 +35,72 @@ type TokenStore interface {
 	// equals ifVersion (required: a delete is never unconditional), else the
 	// error wraps ErrChanged.
 	Delete(ctx context.Context, itemID string, ifVersion time.Time) error
+	// Apply performs a batch of writes (parallel, batched) and returns one
+	// error per write, nil for success. Each item id appears at most once.
+	Apply(ctx context.Context, writes []Write) []error
+	// Summaries calls visit with the analytics fields of every token, in
+	// no particular order, reading only those fields. It stops at visit's
+	// first error.
+	Summaries(ctx context.Context, visit func(*TokenSummary) error) error
 }
+
+// Write is one write of a TokenStore.Apply batch: a conditional delete, or
+// a patch.
+type Write struct {
+	ItemID    string
+	Delete    bool
+	Patch     Patch
+	IfVersion time.Time // required for deletes
+}
+
+// RunStore keeps what the service records beside the tokens: run records,
+// the cleanup lease, handled CloudEvent ids, the audit trail and the
+// weekly analytics snapshots.
+type RunStore interface {
+	// GetRun returns a run record, or an error wrapping ErrNotFound.
+	GetRun(ctx context.Context, id string) (*RunRecord, error)
+	// SaveRun writes the whole run record, unless another invocation took
+	// the run since this one claimed it (the stored record's Invocations
+	// moved on, or it was abandoned): then the error wraps ErrLeaseLost and
+	// nothing is written.
+	SaveRun(ctx context.Context, run *RunRecord) error
+	// ClaimCleanup reads, in one transaction, the record of eventID (when
+	// not empty), the cleanup lease, and the runs named by the event record,
+	// the lease and runIDs; decide says what to write, and the store writes
+	// it atomically with those reads. decide may run more than once when
+	// the transaction is retried; its error aborts without writing.
+	ClaimCleanup(ctx context.Context, eventID string, runIDs []string, decide func(ClaimState) (ClaimWrites, error)) error
+	// RenewLease extends the run's hold to until: its record's LeaseUntil
+	// and, when exclusive (not a dry run), the cleanup lease. It fails with
+	// an error wrapping ErrLeaseLost when another run holds the lease.
+	RenewLease(ctx context.Context, runID string, exclusive bool, until time.Time) error
+	// ReleaseLease frees the cleanup lease if holder still holds it.
+	ReleaseLease(ctx context.Context, holder string) error
+	// Audit appends audit entries.
+	Audit(ctx context.Context, entries ...AuditEntry) error
+	// SaveSnapshot stores an analytics snapshot under its event id; false
+	// when that event's snapshot exists already (a redelivery).
+	SaveSnapshot(ctx context.Context, snap AnalyticsSnapshot) (bool, error)
+	// Snapshots returns the newest n snapshots, newest first.
+	Snapshots(ctx context.Context, n int) ([]AnalyticsSnapshot, error)
+}
+
+// LegacyStore reaches the old service's per-user documents in
+// plaid_tokens (DESIGN §5) for the migration.
+type LegacyStore interface {
+	// LegacyPage returns the ids of the legacy documents among the next
+	// limit documents after `after`, how many documents it looked at, and
+	// the cursor to continue from ("" when exhausted).
+	LegacyPage(ctx context.Context, after string, limit int) (userIDs []string, scanned int, next string, err error)
+	// MigrateLegacyUser migrates one legacy document atomically: it reads
+	// the document (nil data when it is gone or not legacy any more) and the
+	// documents its items would become, and plan decides. When plan returns
+	// a migration without problems and dryRun is false, the store creates
+	// the item documents that do not exist yet, archives the legacy document
+	// and deletes it, all in one transaction.
+	MigrateLegacyUser(ctx context.Context, userID string, dryRun bool, plan LegacyPlanner) (*LegacyMigration, error)
+}
+
+// LegacyPlanner turns a legacy document's data into the item documents it
+// becomes (DESIGN §5). It is called inside the migration's transaction.
+type LegacyPlanner func(userID string, data map[string]any) *LegacyMigration

@@ -4,7 +4,11 @@
 // analytics, revocation). It knows nothing about HTTP.
 package lifecycle
 
-import "time"
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+)
 
 // Status is the lifecycle state of a stored token, as written in the
 // `status` field of a plaid_tokens document.
@@ -87,6 +91,118 @@ type Patch struct {
 	LastValidatedAt *time.Time
 	UpdatedAt       *time.Time
 	AccessToken     *string
+	InstitutionID   *string
+	InstitutionName *string
+	Environment     *string
+	Metadata        *Metadata
+}
+
+// MaxItemIDLength bounds the item ids the service accepts (Plaid's are
+// a few dozen characters; Firestore's document ids at most 1,500 bytes).
+const MaxItemIDLength = 256
+
+// ValidItemID reports whether id can be an item id: a Firestore document
+// id (valid UTF-8, no '/', not "." or "..", not the reserved __.*__) of at
+// most MaxItemIDLength bytes. Anything else names no token, whoever asks:
+// callers answer "not found", never a storage error.
+func ValidItemID(id string) bool {
+	switch {
+	case id == "", len(id) > MaxItemIDLength, !utf8.ValidString(id),
+		strings.Contains(id, "/"), id == ".", id == "..",
+		len(id) >= 4 && strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__"):
+		return false
+	}
+	return true
+}
+
+// TokenSummary is what analytics and the counters read of a token: no
+// access token, only the fields they group by.
+type TokenSummary struct {
+	ItemID          string
+	UserID          string
+	Status          Status
+	ErrorCode       string
+	InstitutionName string
+	Environment     string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	LastUsedAt      time.Time
+}
+
+// LastActivity is as Token.LastActivity.
+func (s *TokenSummary) LastActivity() time.Time {
+	t := Token{CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, LastUsedAt: s.LastUsedAt}
+	return t.LastActivity()
+}
+
+// summaryFields are the document fields a TokenSummary reads.
+var summaryFields = []string{
+	"user_id", "status", "error_code", "institution_name", "environment",
+	"created_at", "updated_at", "last_used_at",
+}
+
+// Every writer (DESIGN §12): documents in plaid_tokens come from this
+// service, from the app's backend and from the old service. They are read
+// field by field and leniently: a field of an unexpected type reads as
+// unset, and only a document without a status is not a token at all (the
+// old service's per-user documents have none). A malformed token is still
+// a token: the rules then refuse to act on what they cannot read.
+
+// tokenFromData reads a token document's fields. ok is false when the
+// document is not a token.
+func tokenFromData(id string, data map[string]any) (t *Token, ok bool) {
+	if _, hasStatus := data["status"]; !hasStatus {
+		return nil, false
+	}
+	t = &Token{
+		ItemID:          id,
+		UserID:          str(data, "user_id"),
+		AccessToken:     str(data, "access_token"),
+		InstitutionID:   str(data, "institution_id"),
+		InstitutionName: str(data, "institution_name"),
+		Status:          Status(str(data, "status")),
+		Environment:     str(data, "environment"),
+		CreatedAt:       timestamp(data, "created_at"),
+		UpdatedAt:       timestamp(data, "updated_at"),
+		LastUsedAt:      timestamp(data, "last_used_at"),
+		LastValidatedAt: timestamp(data, "last_validated_at"),
+		ErrorCode:       str(data, "error_code"),
+	}
+	t.PlaidRemoved, _ = data["plaid_removed"].(bool)
+	if md, ok := data["metadata"].(map[string]any); ok {
+		t.Metadata = Metadata{Name: str(md, "name"), URL: str(md, "url"),
+			PrimaryColor: str(md, "primary_color"), Logo: str(md, "logo")}
+	}
+	return t, true
+}
+
+// summaryFromData reads the summary of a token document (all of it or its
+// summaryFields projection). ok is false when the document is not a token.
+func summaryFromData(id string, data map[string]any) (s *TokenSummary, ok bool) {
+	if _, hasStatus := data["status"]; !hasStatus {
+		return nil, false
+	}
+	return &TokenSummary{
+		ItemID:          id,
+		UserID:          str(data, "user_id"),
+		Status:          Status(str(data, "status")),
+		ErrorCode:       str(data, "error_code"),
+		InstitutionName: str(data, "institution_name"),
+		Environment:     str(data, "environment"),
+		CreatedAt:       timestamp(data, "created_at"),
+		UpdatedAt:       timestamp(data, "updated_at"),
+		LastUsedAt:      timestamp(data, "last_used_at"),
+	}, true
+}
+
+func str(data map[string]any, key string) string {
+	v, _ := data[key].(string)
+	return v
+}
+
+func timestamp(data map[string]any, key string) time.Time {
+	v, _ := data[key].(time.Time)
+	return v
 }
 
 // Ptr returns a pointer to v, for building a Patch.

@@ -7,8 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
@@ -29,61 +28,9 @@ import (
 // webhookNow is "now" for every webhook test: iat values are relative to it.
 var webhookNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// webhookPlaid is a fake Plaid serving one webhook key, the real plaid-go
-// adapter pointed at it, and a verifier using both, on a pinned clock.
-type webhookPlaid struct {
-	fake     *plaidfake.Server
-	kid      string
-	clock    *lifecycle.FixedClock
-	verifier *lifecycle.WebhookVerifier
-}
-
-func newWebhookPlaid(t *testing.T) *webhookPlaid {
+func newWebhookPlaid(t *testing.T) *testenv.WebhookPlaid {
 	t.Helper()
-	fake := plaidfake.New(t)
-	client := testenv.NewWebhookPlaidClient(t, fake)
-	clock := lifecycle.NewFixedClock(webhookNow)
-	return &webhookPlaid{
-		fake:     fake,
-		kid:      fake.NewWebhookKey(),
-		clock:    clock,
-		verifier: lifecycle.NewWebhookVerifier(client, clock),
-	}
-}
-
-// sign returns the Plaid-Verification header the fake Plaid sends with body
-// at iat.
-func (p *webhookPlaid) sign(t *testing.T, kid string, body []byte, iat time.Time) string {
-	t.Helper()
-	h, err := p.fake.SignWebhook(kid, body, iat)
-	if err != nil {
-		t.Fatalf("SignWebhook: %v", err)
-	}
-	return h
-}
-
-func (p *webhookPlaid) keyFetches() int {
-	return p.fake.CallCount(plaidfake.PathWebhookVerificationKey)
-}
-
-// craftJWT signs claims with any method and key, with kid in the header
-// unless it is empty: the forgeries Plaid never sends.
-func craftJWT(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, claims)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatalf("signing %s JWT: %v", method.Alg(), err)
-	}
-	return s
-}
-
-func bodyClaims(body []byte, iat time.Time) jwt.MapClaims {
-	sum := sha256.Sum256(body)
-	return jwt.MapClaims{"iat": iat.Unix(), "request_body_sha256": hex.EncodeToString(sum[:])}
+	return testenv.NewWebhookPlaid(t, webhookNow, nil)
 }
 
 func itemWebhookBody(t testing.TB, code, itemID, errorCode string) []byte {
@@ -130,7 +77,7 @@ func TestVerifyWebhook(t *testing.T) {
 	tests := []struct {
 		name string
 		// header builds the Plaid-Verification header against p.
-		header func(t *testing.T, p *webhookPlaid) string
+		header func(t *testing.T, p *testenv.WebhookPlaid) string
 		body   []byte // what arrives; nil means body
 		code   lifecycle.Code
 		reason string // part of the refusal; "" for success
@@ -139,135 +86,135 @@ func TestVerifyWebhook(t *testing.T) {
 	}{
 		{
 			name:    "valid",
-			header:  func(t *testing.T, p *webhookPlaid) string { return p.sign(t, p.kid, body, webhookNow) },
+			header:  func(t *testing.T, p *testenv.WebhookPlaid) string { return p.Sign(t, p.KeyID, body, webhookNow) },
 			fetches: 1,
 		},
 		{
 			name: "valid, iat almost 5 minutes old",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return p.sign(t, p.kid, body, webhookNow.Add(-4*time.Minute-59*time.Second))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return p.Sign(t, p.KeyID, body, webhookNow.Add(-4*time.Minute-59*time.Second))
 			},
 			fetches: 1,
 		},
 		{
 			name: "valid, iat a little ahead of our clock",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return p.sign(t, p.kid, body, webhookNow.Add(30*time.Second))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return p.Sign(t, p.KeyID, body, webhookNow.Add(30*time.Second))
 			},
 			fetches: 1,
 		},
 		{
 			name:   "unsigned: no header",
-			header: func(*testing.T, *webhookPlaid) string { return "" },
+			header: func(*testing.T, *testenv.WebhookPlaid) string { return "" },
 			code:   lifecycle.CodeUnauthorized, reason: "missing Plaid-Verification",
 		},
 		{
 			name:   "not a JWT",
-			header: func(*testing.T, *webhookPlaid) string { return "not-a-jwt" },
+			header: func(*testing.T, *testenv.WebhookPlaid) string { return "not-a-jwt" },
 			code:   lifecycle.CodeUnauthorized, reason: "malformed JWT",
 		},
 		{
 			name:   "oversized header",
-			header: func(*testing.T, *webhookPlaid) string { return strings.Repeat("a", 5000) },
+			header: func(*testing.T, *testenv.WebhookPlaid) string { return strings.Repeat("a", 5000) },
 			code:   lifecycle.CodeUnauthorized, reason: "too long",
 		},
 		{
 			name: "wrong key claiming the served kid",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return craftJWT(t, jwt.SigningMethodES256, otherKey, p.kid, bodyClaims(body, webhookNow))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, otherKey, p.KeyID, testenv.WebhookClaims(body, webhookNow))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "invalid JWT signature", fetches: 1,
 		},
 		{
 			name:   "body changed after signing",
-			header: func(t *testing.T, p *webhookPlaid) string { return p.sign(t, p.kid, body, webhookNow) },
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string { return p.Sign(t, p.KeyID, body, webhookNow) },
 			body:   bytes.Replace(body, []byte("ERROR"), []byte("LOGIN_REPAIRED"), 1),
 			code:   lifecycle.CodeUnauthorized, reason: "request_body_sha256",
 		},
 		{
 			name: "no body hash claim",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				priv, _ := p.fake.WebhookSigningKey(p.kid)
-				return craftJWT(t, jwt.SigningMethodES256, priv, p.kid, jwt.MapClaims{"iat": webhookNow.Unix()})
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				priv, _ := p.Fake.WebhookSigningKey(p.KeyID)
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, priv, p.KeyID, jwt.MapClaims{"iat": webhookNow.Unix()})
 			},
 			code: lifecycle.CodeUnauthorized, reason: "request_body_sha256",
 		},
 		{
 			name: "iat 10 minutes old",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return p.sign(t, p.kid, body, webhookNow.Add(-10*time.Minute))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return p.Sign(t, p.KeyID, body, webhookNow.Add(-10*time.Minute))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "older than 5 minutes",
 		},
 		{
 			name: "iat 2 minutes in the future",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return p.sign(t, p.kid, body, webhookNow.Add(2*time.Minute))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return p.Sign(t, p.KeyID, body, webhookNow.Add(2*time.Minute))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "in the future",
 		},
 		{
 			name: "no iat",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				priv, _ := p.fake.WebhookSigningKey(p.kid)
-				c := bodyClaims(body, webhookNow)
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				priv, _ := p.Fake.WebhookSigningKey(p.KeyID)
+				c := testenv.WebhookClaims(body, webhookNow)
 				delete(c, "iat")
-				return craftJWT(t, jwt.SigningMethodES256, priv, p.kid, c)
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, priv, p.KeyID, c)
 			},
 			code: lifecycle.CodeUnauthorized, reason: "no iat",
 		},
 		{
 			name: "unknown kid",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return craftJWT(t, jwt.SigningMethodES256, otherKey, "kid-plaid-never-issued", bodyClaims(body, webhookNow))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, otherKey, "kid-plaid-never-issued", testenv.WebhookClaims(body, webhookNow))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "unknown kid", fetches: 1,
 		},
 		{
 			name: "expired key",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				p.fake.ExpireWebhookKey(p.kid)
-				return p.sign(t, p.kid, body, webhookNow)
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				p.Fake.ExpireWebhookKey(p.KeyID)
+				return p.Sign(t, p.KeyID, body, webhookNow)
 			},
 			code: lifecycle.CodeUnauthorized, reason: "expired", fetches: 1,
 		},
 		{
 			name: "no kid",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				priv, _ := p.fake.WebhookSigningKey(p.kid)
-				return craftJWT(t, jwt.SigningMethodES256, priv, "", bodyClaims(body, webhookNow))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				priv, _ := p.Fake.WebhookSigningKey(p.KeyID)
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, priv, "", testenv.WebhookClaims(body, webhookNow))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "no valid kid",
 		},
 		{
 			name: "HS256 keyed with the served kid",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return craftJWT(t, jwt.SigningMethodHS256, []byte("guessable"), p.kid, bodyClaims(body, webhookNow))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodHS256, []byte("guessable"), p.KeyID, testenv.WebhookClaims(body, webhookNow))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "alg must be ES256",
 		},
 		{
 			name: "RS256",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return craftJWT(t, jwt.SigningMethodRS256, rsaKey, p.kid, bodyClaims(body, webhookNow))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodRS256, rsaKey, p.KeyID, testenv.WebhookClaims(body, webhookNow))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "alg must be ES256",
 		},
 		{
 			name: "alg none",
-			header: func(t *testing.T, p *webhookPlaid) string {
-				return craftJWT(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, p.kid, bodyClaims(body, webhookNow))
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, p.KeyID, testenv.WebhookClaims(body, webhookNow))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "alg must be ES256",
 		},
 		{
 			name: "ES384",
-			header: func(t *testing.T, p *webhookPlaid) string {
+			header: func(t *testing.T, p *testenv.WebhookPlaid) string {
 				k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 				if err != nil {
 					t.Fatal(err)
 				}
-				return craftJWT(t, jwt.SigningMethodES384, k, p.kid, bodyClaims(body, webhookNow))
+				return testenv.ForgeWebhookJWT(t, jwt.SigningMethodES384, k, p.KeyID, testenv.WebhookClaims(body, webhookNow))
 			},
 			code: lifecycle.CodeUnauthorized, reason: "alg must be ES256",
 		},
@@ -280,7 +227,7 @@ func TestVerifyWebhook(t *testing.T) {
 			if tt.body != nil {
 				got = tt.body
 			}
-			err := p.verifier.Verify(context.Background(), tt.header(t, p), got)
+			err := p.Verifier.Verify(context.Background(), tt.header(t, p), got)
 			if tt.reason == "" {
 				if err != nil {
 					t.Fatalf("Verify = %v, want success", err)
@@ -288,7 +235,7 @@ func TestVerifyWebhook(t *testing.T) {
 			} else {
 				wantRefusal(t, err, tt.code, tt.reason)
 			}
-			if n := p.keyFetches(); n != tt.fetches {
+			if n := p.KeyFetches(); n != tt.fetches {
 				t.Errorf("key lookups at Plaid = %d, want %d", n, tt.fetches)
 			}
 		})
@@ -305,45 +252,45 @@ func TestVerifyWebhookCachesKeys(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 20)
 	for i := range errs {
-		wg.Go(func() { errs[i] = p.verifier.Verify(ctx, p.sign(t, p.kid, body, webhookNow), body) })
+		wg.Go(func() { errs[i] = p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, webhookNow), body) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, webhookNow), body); err != nil {
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, webhookNow), body); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if n := p.keyFetches(); n != 1 {
+	if n := p.KeyFetches(); n != 1 {
 		t.Fatalf("key lookups after 21 webhooks with one kid = %d, want 1", n)
 	}
 
 	// Plaid expires the key: the cache keeps trusting it until its TTL...
-	p.fake.ExpireWebhookKey(p.kid)
-	p.clock.Advance(59 * time.Minute)
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body); err != nil {
+	p.Fake.ExpireWebhookKey(p.KeyID)
+	p.Clock.Advance(59 * time.Minute)
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body); err != nil {
 		t.Fatalf("Verify within the key's TTL: %v", err)
 	}
 	// ...then asks Plaid again and learns of the expiry.
-	p.clock.Advance(2 * time.Minute)
-	err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body)
+	p.Clock.Advance(2 * time.Minute)
+	err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body)
 	wantRefusal(t, err, lifecycle.CodeUnauthorized, "expired")
-	if n := p.keyFetches(); n != 2 {
+	if n := p.KeyFetches(); n != 2 {
 		t.Fatalf("key lookups = %d, want 2 (one refresh after the TTL)", n)
 	}
 	// The refusal is cached too.
-	err = p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body)
+	err = p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body)
 	wantRefusal(t, err, lifecycle.CodeUnauthorized, "expired")
-	if n := p.keyFetches(); n != 2 {
+	if n := p.KeyFetches(); n != 2 {
 		t.Fatalf("key lookups = %d, want 2 (expired key cached)", n)
 	}
 
 	// A rotated-in key is fetched on first sight.
-	newKid := p.fake.NewWebhookKey()
-	if err := p.verifier.Verify(ctx, p.sign(t, newKid, body, p.clock.Now()), body); err != nil {
+	newKid := p.Fake.NewWebhookKey()
+	if err := p.Verifier.Verify(ctx, p.Sign(t, newKid, body, p.Clock.Now()), body); err != nil {
 		t.Fatalf("Verify with a new key: %v", err)
 	}
-	if n := p.keyFetches(); n != 3 {
+	if n := p.KeyFetches(); n != 3 {
 		t.Fatalf("key lookups = %d, want 3", n)
 	}
 }
@@ -358,17 +305,17 @@ func TestVerifyWebhookUnknownKidIsCachedBriefly(t *testing.T) {
 	}
 	body := []byte(`{}`)
 	header := func() string {
-		return craftJWT(t, jwt.SigningMethodES256, forger, "kid-unknown", bodyClaims(body, p.clock.Now()))
+		return testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, forger, "kid-unknown", testenv.WebhookClaims(body, p.Clock.Now()))
 	}
 	for range 3 {
-		wantRefusal(t, p.verifier.Verify(ctx, header(), body), lifecycle.CodeUnauthorized, "unknown kid")
+		wantRefusal(t, p.Verifier.Verify(ctx, header(), body), lifecycle.CodeUnauthorized, "unknown kid")
 	}
-	if n := p.keyFetches(); n != 1 {
+	if n := p.KeyFetches(); n != 1 {
 		t.Fatalf("key lookups = %d, want 1", n)
 	}
-	p.clock.Advance(2 * time.Minute)
-	wantRefusal(t, p.verifier.Verify(ctx, header(), body), lifecycle.CodeUnauthorized, "unknown kid")
-	if n := p.keyFetches(); n != 2 {
+	p.Clock.Advance(2 * time.Minute)
+	wantRefusal(t, p.Verifier.Verify(ctx, header(), body), lifecycle.CodeUnauthorized, "unknown kid")
+	if n := p.KeyFetches(); n != 2 {
 		t.Fatalf("key lookups = %d, want 2 once the refusal aged out", n)
 	}
 }
@@ -378,7 +325,7 @@ func TestVerifyWebhookKidFloodIsBounded(t *testing.T) {
 	ctx := context.Background()
 	p := newWebhookPlaid(t)
 	body := itemWebhookBody(t, "LOGIN_REPAIRED", "item-1", "")
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, webhookNow), body); err != nil {
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, webhookNow), body); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 
@@ -393,7 +340,7 @@ func TestVerifyWebhookKidFloodIsBounded(t *testing.T) {
 		for i := range codes {
 			wg.Go(func() {
 				kid := fmt.Sprintf("forged-%d-%s", i, rand.Text())
-				err := p.verifier.Verify(ctx, craftJWT(t, jwt.SigningMethodES256, forger, kid, bodyClaims(body, p.clock.Now())), body)
+				err := p.Verifier.Verify(ctx, testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, forger, kid, testenv.WebhookClaims(body, p.Clock.Now())), body)
 				codes[i] = lifecycle.ErrorCode(err)
 			})
 		}
@@ -407,24 +354,117 @@ func TestVerifyWebhookKidFloodIsBounded(t *testing.T) {
 		}
 	}
 	flood()
-	if n := p.keyFetches(); n > lifecycle.WebhookKeyFetchBurst {
+	if n := p.KeyFetches(); n > lifecycle.WebhookKeyFetchBurst {
 		t.Fatalf("key lookups after 100 forged kids = %d, want at most %d", n, lifecycle.WebhookKeyFetchBurst)
 	}
 
 	// Genuine webhooks still verify with the cached key, without a lookup.
-	before := p.keyFetches()
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body); err != nil {
+	before := p.KeyFetches()
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body); err != nil {
 		t.Fatalf("Verify during the flood: %v", err)
 	}
 	// Even past the key's TTL, while a flood drains the lookup budget, the
 	// cached key keeps verifying (for a grace period) instead of failing.
-	p.clock.Advance(61 * time.Minute)
+	p.Clock.Advance(61 * time.Minute)
 	flood()
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body); err != nil {
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body); err != nil {
 		t.Fatalf("Verify past the TTL during a flood: %v", err)
 	}
-	if n := p.keyFetches() - before; n > lifecycle.WebhookKeyFetchBurst {
-		t.Fatalf("key lookups in the second flood = %d, want at most %d", n, lifecycle.WebhookKeyFetchBurst)
+	// Forged kids spend their own budget; the known key's refresh has its
+	// own, so the flood cannot starve it.
+	var forged, refreshes int
+	for _, c := range p.Fake.Calls()[before:] {
+		switch {
+		case c.Path != plaidfake.PathWebhookVerificationKey:
+		case c.KeyID == p.KeyID:
+			refreshes++
+		default:
+			forged++
+		}
+	}
+	if forged > lifecycle.WebhookKeyFetchBurst || refreshes > 1 {
+		t.Fatalf("second flood: %d lookups of forged kids (want at most %d), %d refreshes of the real key (want at most 1)",
+			forged, lifecycle.WebhookKeyFetchBurst, refreshes)
+	}
+}
+
+// A new instance has no key in memory. Forged webhooks with made-up kids
+// arriving before the first genuine one must not lock the genuine one out
+// (issue 10.3): the key another instance verified with is found in the
+// shared store, without a Plaid lookup. Without the store, the same flood
+// turns the genuine webhook away with a 503.
+func TestVerifyWebhookNewInstanceUnderKidFlood(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	keys := lifecycle.NewFirestoreWebhookKeyStore(emulator.NewClient(t))
+	first := testenv.NewWebhookPlaid(t, webhookNow, keys)
+	body := itemWebhookBody(t, "USER_PERMISSION_REVOKED", "item-1", "")
+	if err := first.Verifier.Verify(ctx, first.Sign(t, first.KeyID, body, webhookNow), body); err != nil {
+		t.Fatalf("first instance: %v", err)
+	}
+
+	forger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		keys      lifecycle.WebhookKeyStore
+		wantCode  lifecycle.Code // of the genuine webhook after the flood
+		wantFetch bool           // of the genuine kid at Plaid
+	}{
+		{"with the shared key store", keys, "", false},
+		{"memory only", nil, lifecycle.CodeUnavailable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := testenv.NewWebhookPlaidClient(t, first.Fake)
+			fresh := lifecycle.NewWebhookVerifier(client, tc.keys, first.Clock)
+			before := len(first.Fake.Calls())
+			for i := range 40 {
+				kid := fmt.Sprintf("forged-%d-%s", i, rand.Text())
+				forgedJWT := testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, forger, kid, testenv.WebhookClaims(body, webhookNow))
+				if err := fresh.Verify(ctx, forgedJWT, body); err == nil {
+					t.Fatal("a forged webhook verified")
+				}
+			}
+			err := fresh.Verify(ctx, first.Sign(t, first.KeyID, body, webhookNow), body)
+			if got := lifecycle.ErrorCode(err); (err == nil) != (tc.wantCode == "") || (err != nil && got != tc.wantCode) {
+				t.Fatalf("genuine webhook after the flood: %v, want code %q", err, tc.wantCode)
+			}
+			fetched := false
+			for _, c := range first.Fake.Calls()[before:] {
+				fetched = fetched || c.KeyID == first.KeyID
+			}
+			if fetched != tc.wantFetch {
+				t.Errorf("genuine kid looked up at Plaid: %v, want %v", fetched, tc.wantFetch)
+			}
+		})
+	}
+}
+
+// A key Plaid reports expired is refused by every instance: the refusal is
+// shared too.
+func TestVerifyWebhookExpiredKeySharedBetweenInstances(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	keys := lifecycle.NewFirestoreWebhookKeyStore(emulator.NewClient(t))
+	first := testenv.NewWebhookPlaid(t, webhookNow, keys)
+	body := itemWebhookBody(t, "LOGIN_REPAIRED", "item-1", "")
+	if err := first.Verifier.Verify(ctx, first.Sign(t, first.KeyID, body, webhookNow), body); err != nil {
+		t.Fatal(err)
+	}
+	// Plaid rotates: the key expires; the first instance refreshes it past
+	// its TTL and learns so.
+	first.Fake.ExpireWebhookKey(first.KeyID)
+	first.Clock.Advance(61 * time.Minute)
+	wantRefusal(t, first.Verifier.Verify(ctx, first.Sign(t, first.KeyID, body, first.Clock.Now()), body),
+		lifecycle.CodeUnauthorized, "expired")
+	fresh := lifecycle.NewWebhookVerifier(testenv.NewWebhookPlaidClient(t, first.Fake), keys, first.Clock)
+	before := first.KeyFetches()
+	wantRefusal(t, fresh.Verify(ctx, first.Sign(t, first.KeyID, body, first.Clock.Now()), body),
+		lifecycle.CodeUnauthorized, "expired")
+	if n := first.KeyFetches() - before; n != 0 {
+		t.Errorf("the new instance looked the expired key up %d times; the store knew", n)
 	}
 }
 
@@ -433,7 +473,7 @@ func TestVerifyWebhookRefusedKidsDoNotEvictKeys(t *testing.T) {
 	ctx := context.Background()
 	p := newWebhookPlaid(t)
 	body := []byte(`{}`)
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body); err != nil {
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	forger, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -444,18 +484,18 @@ func TestVerifyWebhookRefusedKidsDoNotEvictKeys(t *testing.T) {
 	// about (the lookup budget refills), within the real key's TTL.
 	const forged = 270
 	for i := range forged {
-		p.clock.Advance(12 * time.Second)
-		h := craftJWT(t, jwt.SigningMethodES256, forger, fmt.Sprintf("forged-%d", i), bodyClaims(body, p.clock.Now()))
-		wantRefusal(t, p.verifier.Verify(ctx, h, body), lifecycle.CodeUnauthorized, "unknown kid")
+		p.Clock.Advance(12 * time.Second)
+		h := testenv.ForgeWebhookJWT(t, jwt.SigningMethodES256, forger, fmt.Sprintf("forged-%d", i), testenv.WebhookClaims(body, p.Clock.Now()))
+		wantRefusal(t, p.Verifier.Verify(ctx, h, body), lifecycle.CodeUnauthorized, "unknown kid")
 	}
-	if n := p.keyFetches(); n != forged+1 {
+	if n := p.KeyFetches(); n != forged+1 {
 		t.Fatalf("key lookups = %d, want %d", n, forged+1)
 	}
 	// The real key was kept: verifying needs no lookup.
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body); err != nil {
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body); err != nil {
 		t.Fatalf("Verify after the flood: %v", err)
 	}
-	if n := p.keyFetches(); n != forged+1 {
+	if n := p.KeyFetches(); n != forged+1 {
 		t.Errorf("key lookups = %d, want %d: the real key was evicted", n, forged+1)
 	}
 }
@@ -467,37 +507,37 @@ func TestVerifyWebhookPlaidUnavailable(t *testing.T) {
 	body := itemWebhookBody(t, "ERROR", "item-1", "ITEM_LOGIN_REQUIRED")
 
 	// An outage is not the webhook's fault: 503, so Plaid retries.
-	p.fake.FailNext(plaidfake.PathWebhookVerificationKey, 1, 500, "API_ERROR", "INTERNAL_SERVER_ERROR")
-	wantRefusal(t, p.verifier.Verify(ctx, p.sign(t, p.kid, body, webhookNow), body), lifecycle.CodeUnavailable, "could not fetch")
+	p.Fake.FailNext(plaidfake.PathWebhookVerificationKey, 1, 500, "API_ERROR", "INTERNAL_SERVER_ERROR")
+	wantRefusal(t, p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, webhookNow), body), lifecycle.CodeUnavailable, "could not fetch")
 	// Nor is a failure cached: the retry succeeds.
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, webhookNow), body); err != nil {
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, webhookNow), body); err != nil {
 		t.Fatalf("Verify after the outage: %v", err)
 	}
 
 	// Our own bad credentials are not an unknown kid either.
-	newKid := p.fake.NewWebhookKey()
-	p.fake.FailNext(plaidfake.PathWebhookVerificationKey, 1, 400, "INVALID_INPUT", "INVALID_API_KEYS")
-	wantRefusal(t, p.verifier.Verify(ctx, p.sign(t, newKid, body, webhookNow), body), lifecycle.CodeUnavailable, "could not fetch")
+	newKid := p.Fake.NewWebhookKey()
+	p.Fake.FailNext(plaidfake.PathWebhookVerificationKey, 1, 400, "INVALID_INPUT", "INVALID_API_KEYS")
+	wantRefusal(t, p.Verifier.Verify(ctx, p.Sign(t, newKid, body, webhookNow), body), lifecycle.CodeUnavailable, "could not fetch")
 
 	// A cached key outlives an outage for a grace period past its TTL...
-	p.fake.FailAlways(plaidfake.PathWebhookVerificationKey, 503, "API_ERROR", "PLANNED_MAINTENANCE")
-	p.clock.Advance(90 * time.Minute)
-	if err := p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body); err != nil {
+	p.Fake.FailAlways(plaidfake.PathWebhookVerificationKey, 503, "API_ERROR", "PLANNED_MAINTENANCE")
+	p.Clock.Advance(90 * time.Minute)
+	if err := p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body); err != nil {
 		t.Fatalf("Verify with a stale key during an outage: %v", err)
 	}
 	// ...but not forever.
-	p.clock.Advance(31 * time.Minute)
-	wantRefusal(t, p.verifier.Verify(ctx, p.sign(t, p.kid, body, p.clock.Now()), body), lifecycle.CodeUnavailable, "")
+	p.Clock.Advance(31 * time.Minute)
+	wantRefusal(t, p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, p.Clock.Now()), body), lifecycle.CodeUnavailable, "")
 }
 
 func TestVerifyWebhookCancelled(t *testing.T) {
 	t.Parallel()
 	p := newWebhookPlaid(t)
-	p.fake.SetLatency(time.Minute)
+	p.Fake.SetLatency(time.Minute)
 	body := []byte(`{}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	wantRefusal(t, p.verifier.Verify(ctx, p.sign(t, p.kid, body, webhookNow), body), lifecycle.CodeUnavailable, "")
+	wantRefusal(t, p.Verifier.Verify(ctx, p.Sign(t, p.KeyID, body, webhookNow), body), lifecycle.CodeUnavailable, "")
 }
 
 func TestParseWebhook(t *testing.T) {
@@ -596,7 +636,7 @@ func FuzzVerifyWebhook(f *testing.F) {
 		f.Fatal(err)
 	}
 	priv, _ := fake.WebhookSigningKey(kid)
-	verifier := lifecycle.NewWebhookVerifier(stubKeys{kid: kid, key: jwk}, lifecycle.NewFixedClock(webhookNow))
+	verifier := lifecycle.NewWebhookVerifier(stubKeys{kid: kid, key: jwk}, nil, testenv.NewClock(webhookNow))
 
 	body := []byte(`{"webhook_type":"ITEM","webhook_code":"ERROR","item_id":"i"}`)
 	valid, err := fake.SignWebhook(kid, body, webhookNow)
@@ -605,10 +645,10 @@ func FuzzVerifyWebhook(f *testing.F) {
 	}
 	f.Add(valid, body)
 	f.Add(valid, []byte(`{}`))
-	f.Add(craftJWT(f, jwt.SigningMethodHS256, []byte("k"), kid, bodyClaims(body, webhookNow)), body)
-	f.Add(craftJWT(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, kid, bodyClaims(body, webhookNow)), body)
-	f.Add(craftJWT(f, jwt.SigningMethodES256, priv, "", bodyClaims(body, webhookNow)), body)
-	f.Add(craftJWT(f, jwt.SigningMethodES256, priv, kid, jwt.MapClaims{"iat": "yesterday", "request_body_sha256": 5}), body)
+	f.Add(testenv.ForgeWebhookJWT(f, jwt.SigningMethodHS256, []byte("k"), kid, testenv.WebhookClaims(body, webhookNow)), body)
+	f.Add(testenv.ForgeWebhookJWT(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, kid, testenv.WebhookClaims(body, webhookNow)), body)
+	f.Add(testenv.ForgeWebhookJWT(f, jwt.SigningMethodES256, priv, "", testenv.WebhookClaims(body, webhookNow)), body)
+	f.Add(testenv.ForgeWebhookJWT(f, jwt.SigningMethodES256, priv, kid, jwt.MapClaims{"iat": "yesterday", "request_body_sha256": 5}), body)
 	f.Add("eyJhbGciOiJFUzI1NiJ9..", body)
 	f.Add("", body)
 
@@ -631,9 +671,22 @@ func webhookToken(itemID string, status lifecycle.Status, errorCode string, plai
 	return tok
 }
 
+// webhookService is a lifecycle.Service over store (and run store runs,
+// for the audit), on clock.
+func webhookService(t *testing.T, store lifecycle.TokenStore, runs lifecycle.RunStore, clock lifecycle.Clock) *lifecycle.Service {
+	t.Helper()
+	svc, err := lifecycle.NewService(lifecycle.Config{}, lifecycle.Deps{Tokens: store, Runs: runs,
+		Plaid: stubKeys{}, Cipher: plainCipher{}, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
 func TestApplyWebhook(t *testing.T) {
 	t.Parallel()
-	store := newStore(t)
+	client := emulator.NewClient(t)
+	store, runs := lifecycle.NewFirestoreTokenStore(client), lifecycle.NewFirestoreRunStore(client)
 	now := webhookNow
 	const (
 		active  = lifecycle.StatusActive
@@ -654,20 +707,20 @@ func TestApplyWebhook(t *testing.T) {
 		{
 			name: "ERROR ITEM_LOGIN_REQUIRED sets error_code", start: webhookToken("a", active, "", false),
 			code: "ERROR", errorCode: "ITEM_LOGIN_REQUIRED",
-			edit:   func(t *lifecycle.Token) { t.ErrorCode = "ITEM_LOGIN_REQUIRED" },
+			edit:   func(t *lifecycle.Token) { t.ErrorCode, t.LastValidatedAt = "ITEM_LOGIN_REQUIRED", now },
 			action: lifecycle.WebhookErrorCodeSet, changed: true,
 		},
 		{
 			name: "ERROR replaces a previous error_code", start: webhookToken("a", active, "PENDING_EXPIRATION", false),
 			code: "ERROR", errorCode: "ITEM_LOCKED",
-			edit:   func(t *lifecycle.Token) { t.ErrorCode = "ITEM_LOCKED" },
+			edit:   func(t *lifecycle.Token) { t.ErrorCode, t.LastValidatedAt = "ITEM_LOCKED", now },
 			action: lifecycle.WebhookErrorCodeSet, changed: true,
 		},
 		{
 			name: "ERROR ITEM_NOT_FOUND expires the token", start: webhookToken("a", active, "", false),
 			code: "ERROR", errorCode: "ITEM_NOT_FOUND",
 			edit: func(t *lifecycle.Token) {
-				t.Status, t.ErrorCode, t.UpdatedAt = expired, "ITEM_NOT_FOUND", now
+				t.Status, t.ErrorCode, t.UpdatedAt, t.LastValidatedAt = expired, "ITEM_NOT_FOUND", now, now
 			},
 			action: lifecycle.WebhookExpired, changed: true,
 		},
@@ -675,7 +728,7 @@ func TestApplyWebhook(t *testing.T) {
 			name: "ERROR INVALID_ACCESS_TOKEN expires the token", start: webhookToken("a", active, "ITEM_LOGIN_REQUIRED", false),
 			code: "ERROR", errorCode: "INVALID_ACCESS_TOKEN",
 			edit: func(t *lifecycle.Token) {
-				t.Status, t.ErrorCode, t.UpdatedAt = expired, "INVALID_ACCESS_TOKEN", now
+				t.Status, t.ErrorCode, t.UpdatedAt, t.LastValidatedAt = expired, "INVALID_ACCESS_TOKEN", now, now
 			},
 			action: lifecycle.WebhookExpired, changed: true,
 		},
@@ -683,28 +736,32 @@ func TestApplyWebhook(t *testing.T) {
 			name: "ERROR USER_PERMISSION_REVOKED expires the token", start: webhookToken("a", active, "", false),
 			code: "ERROR", errorCode: "USER_PERMISSION_REVOKED",
 			edit: func(t *lifecycle.Token) {
-				t.Status, t.ErrorCode, t.UpdatedAt = expired, "USER_PERMISSION_REVOKED", now
+				t.Status, t.ErrorCode, t.UpdatedAt, t.LastValidatedAt = expired, "USER_PERMISSION_REVOKED", now, now
 			},
 			action: lifecycle.WebhookExpired, changed: true,
 		},
 		{
 			name: "PENDING_EXPIRATION", start: webhookToken("a", active, "", false), code: "PENDING_EXPIRATION",
-			edit:   func(t *lifecycle.Token) { t.ErrorCode = "PENDING_EXPIRATION" },
+			edit:   func(t *lifecycle.Token) { t.ErrorCode, t.LastValidatedAt = "PENDING_EXPIRATION", now },
 			action: lifecycle.WebhookErrorCodeSet, changed: true,
 		},
 		{
 			name: "PENDING_DISCONNECT", start: webhookToken("a", active, "", false), code: "PENDING_DISCONNECT",
-			edit:   func(t *lifecycle.Token) { t.ErrorCode = "PENDING_DISCONNECT" },
+			edit:   func(t *lifecycle.Token) { t.ErrorCode, t.LastValidatedAt = "PENDING_DISCONNECT", now },
 			action: lifecycle.WebhookErrorCodeSet, changed: true,
 		},
 		{
 			name: "USER_PERMISSION_REVOKED", start: webhookToken("a", active, "", false), code: "USER_PERMISSION_REVOKED",
-			edit:   func(t *lifecycle.Token) { t.Status, t.PlaidRemoved, t.UpdatedAt = revoked, true, now },
+			edit: func(t *lifecycle.Token) {
+				t.Status, t.PlaidRemoved, t.UpdatedAt, t.LastValidatedAt = revoked, true, now, now
+			},
 			action: lifecycle.WebhookRevoked, changed: true,
 		},
 		{
 			name: "USER_ACCOUNT_REVOKED", start: webhookToken("a", active, "ITEM_LOGIN_REQUIRED", false), code: "USER_ACCOUNT_REVOKED",
-			edit:   func(t *lifecycle.Token) { t.Status, t.PlaidRemoved, t.UpdatedAt = revoked, true, now },
+			edit: func(t *lifecycle.Token) {
+				t.Status, t.PlaidRemoved, t.UpdatedAt, t.LastValidatedAt = revoked, true, now, now
+			},
 			action: lifecycle.WebhookRevoked, changed: true,
 		},
 		{
@@ -721,7 +778,7 @@ func TestApplyWebhook(t *testing.T) {
 		},
 		{
 			name: "LOGIN_REPAIRED clears error_code", start: webhookToken("a", active, "ITEM_LOGIN_REQUIRED", false), code: "LOGIN_REPAIRED",
-			edit:   func(t *lifecycle.Token) { t.ErrorCode = "" },
+			edit:   func(t *lifecycle.Token) { t.ErrorCode, t.LastValidatedAt = "", now },
 			action: lifecycle.WebhookErrorCodeCleared, changed: true,
 		},
 		{
@@ -804,8 +861,9 @@ func TestApplyWebhook(t *testing.T) {
 			}
 			wh.ItemID = itemID
 
-			clock := lifecycle.NewFixedClock(now)
-			res, err := lifecycle.ApplyWebhook(ctx, store, clock, wh)
+			clock := testenv.NewClock(now)
+			svc := webhookService(t, store, runs, clock)
+			res, err := svc.ApplyWebhook(ctx, wh)
 			if err != nil {
 				t.Fatalf("ApplyWebhook: %v", err)
 			}
@@ -818,7 +876,7 @@ func TestApplyWebhook(t *testing.T) {
 			// Plaid delivers webhooks at least once: a replay, even later,
 			// changes nothing more.
 			clock.Advance(time.Hour)
-			res, err = lifecycle.ApplyWebhook(ctx, store, clock, wh)
+			res, err = svc.ApplyWebhook(ctx, wh)
 			if err != nil {
 				t.Fatalf("replayed ApplyWebhook: %v", err)
 			}
@@ -852,12 +910,13 @@ func checkToken(t *testing.T, store lifecycle.TokenStore, itemID string, want *l
 
 func TestApplyWebhookUnknownItemIsLogged(t *testing.T) {
 	t.Parallel()
-	store := newStore(t)
+	client := emulator.NewClient(t)
+	store := lifecycle.NewFirestoreTokenStore(client)
 	var logs bytes.Buffer
 	ctx := lifecycle.WithLogger(context.Background(), lifecycle.NewJSONLogger(&logs, nil))
 	wh := &lifecycle.Webhook{Type: "ITEM", Code: "ERROR", ItemID: "item-billed-but-unknown",
 		Error: &lifecycle.WebhookError{ErrorType: "ITEM_ERROR", ErrorCode: "ITEM_LOGIN_REQUIRED"}}
-	res, err := lifecycle.ApplyWebhook(ctx, store, lifecycle.NewFixedClock(webhookNow), wh)
+	res, err := webhookService(t, store, lifecycle.NewFirestoreRunStore(client), testenv.NewClock(webhookNow)).ApplyWebhook(ctx, wh)
 	if err != nil || res.Action != lifecycle.WebhookUnknownItem {
 		t.Fatalf("ApplyWebhook = %+v, %v; want action %s", res, err, lifecycle.WebhookUnknownItem)
 	}
@@ -880,14 +939,14 @@ func TestApplyWebhookUnknownItemIsLogged(t *testing.T) {
 // racingStore revokes the token between ApplyWebhook's read and its write,
 // as a user revoking the Item at the same moment would.
 type racingStore struct {
-	*lifecycle.FirestoreStore
+	*lifecycle.FirestoreTokenStore
 	once sync.Once
 }
 
 func (s *racingStore) Get(ctx context.Context, itemID string) (*lifecycle.Token, error) {
-	tok, err := s.FirestoreStore.Get(ctx, itemID)
+	tok, err := s.FirestoreTokenStore.Get(ctx, itemID)
 	s.once.Do(func() {
-		_, uerr := s.FirestoreStore.Update(ctx, itemID, lifecycle.Patch{
+		_, uerr := s.FirestoreTokenStore.Update(ctx, itemID, lifecycle.Patch{
 			Status: lifecycle.Ptr(lifecycle.StatusRevoked), PlaidRemoved: lifecycle.Ptr(true),
 		}, time.Time{})
 		if uerr != nil {
@@ -900,14 +959,15 @@ func (s *racingStore) Get(ctx context.Context, itemID string) (*lifecycle.Token,
 func TestApplyWebhookDoesNotOverwriteAConcurrentRevocation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := &racingStore{FirestoreStore: newStore(t)}
+	client := emulator.NewClient(t)
+	store := &racingStore{FirestoreTokenStore: lifecycle.NewFirestoreTokenStore(client)}
 	tok := webhookToken("item-racing", lifecycle.StatusActive, "", false)
 	if err := store.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
 	wh := &lifecycle.Webhook{Type: "ITEM", Code: "ERROR", ItemID: tok.ItemID,
 		Error: &lifecycle.WebhookError{ErrorType: "ITEM_ERROR", ErrorCode: "ITEM_NOT_FOUND"}}
-	res, err := lifecycle.ApplyWebhook(ctx, store, lifecycle.NewFixedClock(webhookNow), wh)
+	res, err := webhookService(t, store, lifecycle.NewFirestoreRunStore(client), testenv.NewClock(webhookNow)).ApplyWebhook(ctx, wh)
 	if err != nil {
 		t.Fatalf("ApplyWebhook: %v", err)
 	}
@@ -916,5 +976,5 @@ func TestApplyWebhookDoesNotOverwriteAConcurrentRevocation(t *testing.T) {
 	}
 	want := *tok
 	want.Status, want.PlaidRemoved = lifecycle.StatusRevoked, true
-	checkToken(t, store.FirestoreStore, tok.ItemID, &want)
+	checkToken(t, store.FirestoreTokenStore, tok.ItemID, &want)
 }

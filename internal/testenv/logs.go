@@ -32,7 +32,8 @@ func (b *LogBuffer) String() string {
 }
 
 // Entries returns the JSON log lines whose "message" is msg, in order and
-// without their "time" field, so they compare with cmp.Diff. A line that is
+// without their "time" and source location fields, so they compare with
+// cmp.Diff. A line that is
 // not JSON fails the test.
 func (b *LogBuffer) Entries(t testing.TB, msg string) []map[string]any {
 	t.Helper()
@@ -47,6 +48,7 @@ func (b *LogBuffer) Entries(t testing.TB, msg string) []map[string]any {
 		}
 		if e["message"] == msg {
 			delete(e, "time")
+			delete(e, "logging.googleapis.com/sourceLocation")
 			out = append(out, e)
 		}
 	}

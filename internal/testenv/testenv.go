@@ -5,13 +5,17 @@ package testenv
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/iterator"
 
-	"github.com/finwell/plaid-token-lifecycle/internal/fstest"
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
@@ -23,18 +27,58 @@ var Now = time.Date(2026, 11, 28, 2, 0, 0, 0, time.UTC)
 // EncryptionKey is the tests' TOKEN_ENCRYPTION_KEY.
 const EncryptionKey = "test-encryption-key-not-for-production"
 
+// SampleStatistics are the statistics DESIGN §4 gives for the sample set
+// (15 checked, 3 expired, 2 stale, 1 invalid, 1 revoked, 6 cleaned), with
+// the outcomes of the tokens that stay: 1 needing the user, 7 validated.
+var SampleStatistics = lifecycle.Statistics{
+	TotalChecked: 15, ExpiredRemoved: 3, StaleRemoved: 2, InvalidMarked: 1, RevokedRemoved: 1,
+	TotalCleaned: 6, NeedsUser: 1, Validated: 7,
+}
+
+// Clock is a lifecycle.Clock for tests that returns a settable time.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a Clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 // Env is one test's service and everything under it.
 type Env struct {
-	Project string
-	Config  lifecycle.Config
-	Client  *firestore.Client
-	Store   *lifecycle.FirestoreStore
-	Records *lifecycle.Records
-	Plaid   *plaidfake.Server
-	Adapter *lifecycle.PlaidClient
-	Vault   *lifecycle.Vault
-	Clock   *lifecycle.FixedClock
-	Service *lifecycle.Service
+	Project     string
+	Config      lifecycle.Config
+	Client      *firestore.Client
+	Tokens      *lifecycle.FirestoreTokenStore
+	Runs        *lifecycle.FirestoreRunStore
+	Legacy      *lifecycle.FirestoreLegacyStore
+	WebhookKeys *lifecycle.FirestoreWebhookKeyStore
+	Plaid       *plaidfake.Server
+	Adapter     *lifecycle.PlaidClient
+	Vault       *lifecycle.Vault
+	Clock       *Clock
+	Service     *lifecycle.Service
 }
 
 // Option adjusts the configuration before the service is built.
@@ -53,6 +97,11 @@ func WithPlaidTimeout(d time.Duration) Option {
 	return func(_ *lifecycle.Config, p *lifecycle.PlaidClientConfig) { p.MaxRetryTime = d }
 }
 
+// WithConfig changes the service's configuration.
+func WithConfig(change func(*lifecycle.Config)) Option {
+	return func(c *lifecycle.Config, _ *lifecycle.PlaidClientConfig) { change(c) }
+}
+
 // WithRPM sets the Plaid pacing.
 func WithRPM(itemGet, itemRemove int) Option {
 	return func(c *lifecycle.Config, p *lifecycle.PlaidClientConfig) {
@@ -67,8 +116,8 @@ func WithRPM(itemGet, itemRemove int) Option {
 // and every package's tests at once, a fake Plaid answer can take seconds.
 func New(t testing.TB, opts ...Option) *Env {
 	t.Helper()
-	fstest.EmulatorHost(t)
-	project := fstest.ProjectID(t)
+	emulator.Host(t)
+	project := emulator.ProjectID(t)
 	fake := plaidfake.New(t)
 	cfg := lifecycle.Config{
 		Project: project, FirestoreDatabase: lifecycle.DefaultFirestoreDatabase,
@@ -76,7 +125,9 @@ func New(t testing.TB, opts ...Option) *Env {
 		PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidEnv: "sandbox", PlaidBaseURL: fake.URL(),
 		AuthJWTSecret: "test-jwt-secret-0123456789abcdef0123456789", AdminUserIDs: []string{sample.AdminUser},
 		StaleDays: lifecycle.DefaultStaleDays, ItemGetRPM: 600000, ItemRemoveRPM: 600000,
-		RunTimeBudget: lifecycle.DefaultRunTimeBudget,
+		RunTimeBudget: lifecycle.DefaultRunTimeBudget, HTTPRunTimeBudget: lifecycle.DefaultHTTPRunTimeBudget,
+		ValidationInterval: lifecycle.DefaultValidationInterval, CleanupLeaseTTL: lifecycle.DefaultCleanupLeaseTTL,
+		CleanupTopic: lifecycle.DefaultCleanupTopic, AnalyticsTopic: lifecycle.DefaultAnalyticsTopic,
 	}
 	pcfg := lifecycle.PlaidClientConfig{
 		ClientID: fake.ClientID, Secret: fake.Secret, BaseURL: fake.URL(),
@@ -94,15 +145,18 @@ func New(t testing.TB, opts ...Option) *Env {
 	if err != nil {
 		t.Fatalf("NewVault: %v", err)
 	}
-	client := fstest.NewClientFor(t, project)
-	store := lifecycle.NewFirestoreStore(client)
-	records := lifecycle.NewRecords(client)
-	clock := lifecycle.NewFixedClock(Now)
-	svc, err := lifecycle.NewService(cfg, store, records, adapter, vault, clock)
+	client := emulator.NewClientFor(t, project)
+	stores := lifecycle.NewFirestoreStores(client)
+	clock := NewClock(Now)
+	svc, err := lifecycle.NewService(cfg, lifecycle.Deps{
+		Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy,
+		Plaid: adapter, Cipher: vault, Clock: clock,
+	})
 	if err != nil {
 		t.Fatalf("NewService: %v", err)
 	}
-	return &Env{Project: project, Config: cfg, Client: client, Store: store, Records: records,
+	return &Env{Project: project, Config: cfg, Client: client, Tokens: stores.Tokens, Runs: stores.Runs,
+		Legacy: stores.Legacy, WebhookKeys: stores.WebhookKeys,
 		Plaid: fake, Adapter: adapter, Vault: vault, Clock: clock, Service: svc}
 }
 
@@ -123,7 +177,7 @@ func (e *Env) Seed(t testing.TB, tokens ...sample.Token) {
 	g.SetLimit(16)
 	for start := 0; start < len(tokens); start += 50 {
 		chunk := tokens[start:min(start+50, len(tokens))]
-		g.Go(func() error { return sample.Seed(context.Background(), e.Store, e.Vault, chunk) })
+		g.Go(func() error { return sample.Seed(context.Background(), e.Tokens, e.Vault, chunk) })
 	}
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
@@ -133,7 +187,13 @@ func (e *Env) Seed(t testing.TB, tokens ...sample.Token) {
 // Doc returns the token document, or nil when it does not exist.
 func (e *Env) Doc(t testing.TB, itemID string) *lifecycle.Token {
 	t.Helper()
-	tok, err := e.Store.Get(context.Background(), itemID)
+	return Doc(t, e.Tokens, itemID)
+}
+
+// Doc returns the token itemID of store, or nil when it does not exist.
+func Doc(t testing.TB, store lifecycle.TokenStore, itemID string) *lifecycle.Token {
+	t.Helper()
+	tok, err := store.Get(context.Background(), itemID)
 	if lifecycle.IsCode(err, lifecycle.CodeNotFound) {
 		return nil
 	}
@@ -157,21 +217,97 @@ func ActiveToken(itemID, userID string, lastUsedDaysAgo int) sample.Token {
 	}
 }
 
-// NewWebhookPlaidClient returns the real plaid-go adapter speaking to fake
-// as webhook verification tests need it: webhook key lookups are not paced
-// (the verifier's own bound on them is under test) and a failed call is not
-// retried (an outage must fail fast, not back off).
-func NewWebhookPlaidClient(t testing.TB, fake *plaidfake.Server) *lifecycle.PlaidClient {
+// AuditEntries returns the audit entries of itemID, read from Firestore.
+func (e *Env) AuditEntries(t testing.TB, itemID string) []lifecycle.AuditEntry {
 	t.Helper()
-	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{
-		ClientID:      fake.ClientID,
-		Secret:        fake.Secret,
-		BaseURL:       fake.URL(),
-		WebhookKeyRPM: 60000,
-		MaxAttempts:   1,
-	})
+	return AuditEntries(t, e.Client, itemID)
+}
+
+// AuditEntries returns the audit entries of itemID in client's database.
+func AuditEntries(t testing.TB, client *firestore.Client, itemID string) []lifecycle.AuditEntry {
+	t.Helper()
+	snaps, err := client.Collection(lifecycle.AuditCollection).Where("item_id", "==", itemID).Documents(context.Background()).GetAll()
 	if err != nil {
-		t.Fatalf("NewPlaidClient: %v", err)
+		t.Fatalf("reading audit of %s: %v", itemID, err)
 	}
-	return client
+	out := make([]lifecycle.AuditEntry, 0, len(snaps))
+	for _, s := range snaps {
+		var a lifecycle.AuditEntry
+		if err := s.DataTo(&a); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Run returns a run record.
+func (e *Env) Run(t testing.TB, id string) *lifecycle.RunRecord {
+	t.Helper()
+	run, err := e.Runs.GetRun(context.Background(), id)
+	if err != nil {
+		t.Fatalf("reading run %s: %v", id, err)
+	}
+	return run
+}
+
+// CleanupRuns returns every cleanup run record, newest first.
+func (e *Env) CleanupRuns(t testing.TB) []*lifecycle.RunRecord {
+	t.Helper()
+	iter := e.Client.Collection(lifecycle.RunsCollection).Documents(context.Background())
+	defer iter.Stop()
+	var out []*lifecycle.RunRecord
+	for {
+		snap, err := iter.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("listing runs: %v", err)
+		}
+		var run lifecycle.RunRecord
+		if err := snap.DataTo(&run); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &run)
+	}
+	slices.SortFunc(out, func(a, b *lifecycle.RunRecord) int { return b.StartedAt.Compare(a.StartedAt) })
+	return out
+}
+
+// Continuer is a lifecycle.Continuer that records the continuations it is
+// given, for the test to deliver, and fails the next ones when told to (a
+// Pub/Sub outage).
+type Continuer struct {
+	mu       sync.Mutex
+	runIDs   []string
+	failNext int
+}
+
+// ContinueCleanup records runID, or fails.
+func (c *Continuer) ContinueCleanup(_ context.Context, runID string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failNext > 0 {
+		c.failNext--
+		return lifecycle.Errorf(lifecycle.CodeUnavailable, "publishing the continuation of %s failed (test)", runID)
+	}
+	c.runIDs = append(c.runIDs, runID)
+	return nil
+}
+
+// FailNext makes the next n continuations fail.
+func (c *Continuer) FailNext(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failNext = n
+}
+
+// Take returns the continuations recorded since the last Take.
+func (c *Continuer) Take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.runIDs
+	c.runIDs = nil
+	return out
 }

@@ -60,7 +60,7 @@ func dispatch(ctx context.Context, cfg lifecycle.Config, cmd string, n int, mode
 		return err
 	}
 	defer client.Close()
-	svc, err := lifecycle.NewFirestoreService(ctx, cfg, client)
+	svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
 	if err != nil {
 		return err
 	}
@@ -71,15 +71,15 @@ func dispatch(ctx context.Context, cfg lifecycle.Config, cmd string, n int, mode
 		g.SetLimit(32)
 		for start := 0; start < len(tokens); start += 100 {
 			chunk := tokens[start:min(start+100, len(tokens))]
-			g.Go(func() error { return sample.Seed(ctx, svc.Store, svc.Cipher, chunk) })
+			g.Go(func() error { return sample.Seed(ctx, svc.Tokens, svc.Cipher, chunk) })
 		}
 		return g.Wait()
 	case "run":
-		svc.CleanupPageSize, svc.CleanupWorkers = pageSize, workers
+		svc.Config.CleanupPageSize, svc.Config.CleanupConcurrency = pageSize, workers
 		if mode == "sequential" {
 			// One document read, decided, called and written at a time.
-			svc.CleanupPageSize, svc.CleanupWorkers = 1, 1
-			svc.Store = unbatched{svc.Store}
+			svc.Config.CleanupPageSize, svc.Config.CleanupConcurrency = 1, 1
+			svc.Tokens = unbatched{svc.Tokens}
 		}
 		start := time.Now()
 		res, err := svc.Cleanup(ctx, lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: "benchmark", Actor: "bench"})
@@ -95,9 +95,21 @@ func dispatch(ctx context.Context, cfg lifecycle.Config, cmd string, n int, mode
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// unbatched hides the store's BulkWriter, so the baseline writes each
-// document with its own call.
+// unbatched replaces the store's BulkWriter with one call per write, as
+// the baseline writes.
 type unbatched struct{ lifecycle.TokenStore }
+
+func (u unbatched) Apply(ctx context.Context, writes []lifecycle.Write) []error {
+	errs := make([]error, len(writes))
+	for i, w := range writes {
+		if w.Delete {
+			errs[i] = u.Delete(ctx, w.ItemID, w.IfVersion)
+		} else {
+			_, errs[i] = u.Update(ctx, w.ItemID, w.Patch, w.IfVersion)
+		}
+	}
+	return errs
+}
 
 // peakRSS is the process's peak resident set (VmHWM) in KiB.
 func peakRSS() int {

@@ -67,7 +67,7 @@ func seed(ctx context.Context) error {
 		return err
 	}
 	tokens := sample.Tokens(time.Now().UTC())
-	if err := sample.Seed(ctx, lifecycle.NewFirestoreStore(client), vault, tokens); err != nil {
+	if err := sample.Seed(ctx, lifecycle.NewFirestoreTokenStore(client), vault, tokens); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "seeded %d sample tokens into project %s\n", len(tokens), cfg.Project)

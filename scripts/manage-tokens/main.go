@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, con console, getenv func(string) (s
 		return fail(c.stderr, err)
 	}
 	defer c.client.Close()
-	c.svc, err = lifecycle.NewFirestoreService(ctx, c.cfg, c.client)
+	c.svc, err = lifecycle.NewFirestoreService(c.cfg, c.client, nil)
 	if err != nil {
 		return fail(c.stderr, err)
 	}

@@ -91,11 +91,7 @@ const cleanupBlock = `🚀 Personal Wealth Management - Token Management
    Total cleaned: 6
 `
 
-// sampleStatistics are the statistics of DESIGN §4 for the sample set.
-var sampleStatistics = lifecycle.Statistics{
-	TotalChecked: 15, ExpiredRemoved: 3, StaleRemoved: 2, InvalidMarked: 1, RevokedRemoved: 1,
-	TotalCleaned: 6, NeedsUser: 1,
-}
+var sampleStatistics = testenv.SampleStatistics
 
 func TestCleanup(t *testing.T) {
 	t.Parallel()
@@ -115,9 +111,9 @@ func TestCleanup(t *testing.T) {
 	if tok := env.Doc(t, "item-dave-citi"); tok == nil || tok.Status != lifecycle.StatusExpired {
 		t.Errorf("item-dave-citi = %+v, want expired", tok)
 	}
-	runs, err := env.Records.LatestRuns(context.Background(), "cleanup", 1)
-	if err != nil || len(runs) != 1 {
-		t.Fatalf("run records: %v, %v", runs, err)
+	runs := env.CleanupRuns(t)
+	if len(runs) != 1 {
+		t.Fatalf("run records: %v", runs)
 	}
 	if runs[0].Trigger != lifecycle.TriggerCLI || runs[0].Actor != "cli:ops-tester" || runs[0].DaysThreshold != 90 {
 		t.Errorf("run record trigger %q actor %q days %d", runs[0].Trigger, runs[0].Actor, runs[0].DaysThreshold)
@@ -491,9 +487,9 @@ func TestRevoke(t *testing.T) {
 		if tok.Status != lifecycle.StatusRevoked || !tok.PlaidRemoved {
 			t.Errorf("%s: status %s plaid_removed %v, want revoked and removed", id, tok.Status, tok.PlaidRemoved)
 		}
-		audit, err := env.Records.AuditEntries(context.Background(), id)
-		if err != nil || len(audit) != 1 || audit[0].Reason != lifecycle.ReasonAdminRevoked || audit[0].Actor != "cli:ops-tester" {
-			t.Errorf("%s audit = %+v, %v", id, audit, err)
+		audit := env.AuditEntries(t, id)
+		if len(audit) != 1 || audit[0].Reason != lifecycle.ReasonAdminRevoked || audit[0].Actor != "cli:ops-tester" {
+			t.Errorf("%s audit = %+v", id, audit)
 		}
 	}
 	if tok := env.Doc(t, "item-bob-chase"); tok.Status != lifecycle.StatusActive {
@@ -571,7 +567,7 @@ func TestReencrypt(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokens := []sample.Token{testenv.ActiveToken("item-r1", "user-r", 1), testenv.ActiveToken("item-r2", "user-r", 1)}
-	if err := sample.Seed(context.Background(), env.Store, old, tokens); err != nil {
+	if err := sample.Seed(context.Background(), env.Tokens, old, tokens); err != nil {
 		t.Fatal(err)
 	}
 	env.vars["TOKEN_ENCRYPTION_KEY_PREVIOUS"] = oldKey

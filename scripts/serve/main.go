@@ -34,19 +34,18 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
+	cfg, err := lifecycle.LoadConfig(lifecycle.NeedsAll)
+	if err != nil {
+		return err
 	}
-	host := os.Getenv("HOST")
-	if host == "" {
-		host = "127.0.0.1" // local development: never listen on every interface by default
-	}
-	addr := net.JoinHostPort(host, port)
-	logger := lifecycle.NewJSONLogger(os.Stdout, slog.LevelInfo)
+	logger := lifecycle.NewJSONLogger(os.Stdout, cfg.LogLevel)
+	slog.SetDefault(logger) // every line JSON, libraries' included
+	// HOST defaults to 127.0.0.1: local development never listens on every
+	// interface unless told to.
+	addr := net.JoinHostPort(cfg.Host, cfg.Port)
 	continuer := &functions.HTTPContinuer{URL: "http://" + addr + "/events/DailyCleanup", Logger: logger}
 
-	server, err := functions.NewFromEnv(ctx, lifecycle.NeedsAll, continuer)
+	server, err := functions.NewFromConfig(ctx, cfg, continuer)
 	if err != nil {
 		return err
 	}
@@ -59,7 +58,12 @@ func run() error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	logger.Info("serving all functions", slog.String("addr", "http://"+ln.Addr().String()))
+	events := "loopback callers only (SERVE_REMOTE_EVENTS=true opens them)"
+	if cfg.ServeRemoteEvents {
+		events = "any caller (SERVE_REMOTE_EVENTS=true)"
+	}
+	logger.Info("serving all functions", slog.String("addr", "http://"+ln.Addr().String()),
+		slog.String("events", "/events/* take scheduled runs from "+events))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

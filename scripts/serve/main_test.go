@@ -124,7 +124,7 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 	}
 	run := waitRunDone(t, env)
 	want := lifecycle.Statistics{TotalChecked: 15 + bulk, ExpiredRemoved: 3, StaleRemoved: 2, InvalidMarked: 1,
-		RevokedRemoved: 2, TotalCleaned: 7, NeedsUser: 1}
+		RevokedRemoved: 2, TotalCleaned: 7, NeedsUser: 1, Validated: 6 + bulk}
 	if diff := cmp.Diff(want, run.Statistics); diff != "" {
 		t.Errorf("scheduled run statistics (-want +got):\n%s", diff)
 	}
@@ -201,11 +201,7 @@ func waitRunDone(t *testing.T, env *testenv.Env) *lifecycle.RunRecord {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		runs, err := env.Records.LatestRuns(context.Background(), "cleanup", 5)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range runs {
+		for _, r := range env.CleanupRuns(t) {
 			if !r.DryRun && (r.Status == lifecycle.RunSucceeded || r.Status == lifecycle.RunFailed) {
 				return r
 			}

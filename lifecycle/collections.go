@@ -1,7 +1,8 @@
 package lifecycle
 
 // Collections the service uses. plaid_tokens is fixed by DESIGN §5; the
-// others are this service's own.
+// others are this service's own, all named plaid_token_* (the Firestore
+// security rules in terraform/ refuse client SDKs on every one of them).
 const (
 	TokensCollection    = "plaid_tokens"          // one document per Item, id = item_id
 	RunsCollection      = "plaid_token_runs"      // one document per cleanup or analytics run
@@ -9,6 +10,12 @@ const (
 	LocksCollection     = "plaid_token_locks"     // leases: one document per exclusive job
 	EventsCollection    = "plaid_token_events"    // CloudEvent ids already handled
 	SnapshotsCollection = "plaid_token_analytics" // weekly analytics snapshots
+	// WebhookKeysCollection holds the webhook verification keys Plaid
+	// vouched for, shared between instances (public keys only).
+	WebhookKeysCollection = "plaid_token_webhook_keys"
+	// LegacyArchiveCollection keeps the old service's per-user documents
+	// the migration carried over (DESIGN §5).
+	LegacyArchiveCollection = "plaid_token_legacy_archive"
 )
 
 // IndexField is one field of a composite index.
@@ -26,17 +33,9 @@ type CompositeIndex struct {
 }
 
 // CompositeIndexes lists every composite index the code's queries need.
-// Single-field queries (user_id ==, status ==, ordering by one field) use
-// Firestore's automatic single-field indexes and are not listed.
-var CompositeIndexes = []CompositeIndex{
-	{
-		Collection: TokensCollection,
-		Fields:     []IndexField{{Path: "status"}, {Path: "error_code"}},
-		Query:      "analytics error_tokens: status == active AND error_code > \"\" (count)",
-	},
-	{
-		Collection: RunsCollection,
-		Fields:     []IndexField{{Path: "kind"}, {Path: "started_at", Descending: true}},
-		Query:      "latest runs of a kind: kind == K ORDER BY started_at DESC",
-	},
-}
+// Today none does: every query filters or orders on one field (user_id ==,
+// document id order, taken_at order) and uses Firestore's automatic
+// single-field indexes, and analytics streams a projection instead of
+// counting with composite filters. A query that needs one adds it here;
+// scripts/tfcheck's tests then require terraform/ to declare it.
+var CompositeIndexes = []CompositeIndex{}

@@ -1,0 +1,61 @@
+package functions
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/finwell/plaid-token-lifecycle/lifecycle"
+)
+
+// cleanupMessage is the optional JSON body of a DailyCleanup message. The
+// scheduler sends {"days_threshold": N, "dry_run": false}; a checkpointed
+// run sends {"continue_run_id": "..."} to continue.
+type cleanupMessage struct {
+	DaysThreshold *int   `json:"days_threshold"`
+	DryRun        bool   `json:"dry_run"`
+	ContinueRunID string `json:"continue_run_id"`
+}
+
+// parseCleanupMessage decodes the body of a DailyCleanup message.
+func parseCleanupMessage(body []byte) (cleanupMessage, error) {
+	var msg cleanupMessage
+	if len(body) == 0 {
+		return msg, nil
+	}
+	err := json.Unmarshal(body, &msg)
+	return msg, err
+}
+
+// DailyCleanup handles the scheduler's daily message and continuation
+// messages: it decodes the event and hands it to the service, which runs
+// each segment of a run exactly once, continues checkpointed runs and
+// resumes stranded ones (lifecycle.Service.RunScheduledCleanup). It
+// returns an error only when Pub/Sub's retry could help.
+func (s *Server) DailyCleanup(ctx context.Context, e event.Event) error {
+	log := s.eventLogger(e, "DailyCleanup")
+	ctx = lifecycle.WithLogger(ctx, log)
+
+	body, err := pubSubMessage(e)
+	if err != nil {
+		log.ErrorContext(ctx, "malformed DailyCleanup event; dropped", slog.String("error", err.Error()))
+		return nil // a retry would fail the same way
+	}
+	msg, err := parseCleanupMessage(body)
+	if err != nil {
+		log.ErrorContext(ctx, "malformed DailyCleanup message; dropped", slog.String("error", err.Error()))
+		return nil
+	}
+	ev := lifecycle.CleanupEvent{EventID: e.ID(), ContinueRunID: msg.ContinueRunID, DaysThreshold: s.cfg.StaleDays,
+		DryRun: msg.DryRun, Budget: s.cfg.RunTimeBudget}
+	if msg.DaysThreshold != nil {
+		ev.DaysThreshold = *msg.DaysThreshold
+	}
+	if _, err := s.svc.RunScheduledCleanup(ctx, ev); err != nil {
+		log.WarnContext(ctx, "DailyCleanup asks for a retry", slog.String("error", err.Error()))
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package lifecycle
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Cleanup tuning. Pages bound memory; workers bound concurrent Plaid calls
+// (the per-endpoint limiters bound their rate).
+const (
+	DefaultCleanupPageSize = 1000
+	DefaultCleanupWorkers  = 128
+	cleanupWriters         = 3
+	// maxWriteBatch bounds one BulkWriter batch of token writes.
+	maxWriteBatch = 250
+	// writeTimeout bounds one batch of writes. Writes run detached from the
+	// caller's cancellation: a removal Plaid confirmed must be recorded even
+	// when the run is being stopped or its HTTP client went away.
+	writeTimeout = 2 * time.Minute
+	// progressSaveEvery spaces the saves of a running run's record.
+	progressSaveEvery = time.Minute
+)
+
+// segmentEnd says why a segment stopped.
+type segmentEnd int
+
+const (
+	segmentFinished segmentEnd = iota // the last page was read
+	segmentBudget                     // the time budget was spent at a page boundary
+)
+
+// runSegment runs the rules over the collection from the run's cursor as a
+// pipeline: one reader streams pages, workers make the Plaid calls the
+// rules need, and a few writers apply their writes in BulkWriter batches, so
+// reading, Plaid latency and writing overlap. Memory is bounded by the
+// channels, whatever the collection size. When the budget is spent the
+// reader stops at a page boundary, everything in flight drains, and the run
+// checkpoints with the cursor after that page. Cancelling ctx (the lease was
+// lost, the caller stopped) stops reading and Plaid calls; what was decided
+// is still written.
+func (s *Service) runSegment(ctx context.Context, run *RunRecord, budget time.Duration, progress func(Statistics), log *slog.Logger) (segmentEnd, error) {
+	started := time.Now() // the budget is wall time, whatever the domain clock says
+	rules := tokenRun{id: run.ID, actor: run.Actor, dryRun: run.DryRun,
+		threshold: time.Duration(run.DaysThreshold) * 24 * time.Hour}
+	pageSize := cmp.Or(s.Config.CleanupPageSize, DefaultCleanupPageSize)
+	workers := cmp.Or(s.Config.CleanupConcurrency, DefaultCleanupWorkers)
+	writeCtx := context.WithoutCancel(ctx)
+	ctx = WithPlaidPriority(ctx, PriorityBatch)
+
+	tokens := make(chan *Token, pageSize)
+	outcomes := make(chan tokenOutcome, pageSize)
+	var (
+		cursor = run.Cursor // after the last page read; read after Wait
+		end    = segmentFinished
+	)
+	g, gctx := errgroup.WithContext(ctx)
+
+	g.Go(func() error { // reader
+		defer close(tokens)
+		for {
+			page, next, err := s.Tokens.Page(gctx, cursor, pageSize)
+			if err != nil {
+				return err
+			}
+			for _, t := range page {
+				select {
+				case tokens <- t:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			if next == "" {
+				if len(page) > 0 {
+					cursor = page[len(page)-1].ItemID
+				}
+				return nil
+			}
+			cursor = next
+			if budget > 0 && time.Since(started) >= budget {
+				end = segmentBudget
+				return nil
+			}
+		}
+	})
+
+	g.Go(func() error { // workers
+		defer close(outcomes)
+		var wg errgroup.Group
+		for range workers {
+			wg.Go(func() error {
+				for t := range tokens {
+					if gctx.Err() != nil {
+						continue // stopping: drain what the reader sent, undecided
+					}
+					o := s.decideToken(gctx, t, rules, log)
+					// Sent even when gctx is done: a decided outcome (a
+					// removal Plaid confirmed) must reach a writer.
+					outcomes <- o
+					if o.fatal != nil {
+						return o.fatal
+					}
+				}
+				return nil
+			})
+		}
+		return wg.Wait()
+	})
+
+	// Writers: a few, so that one batch's round trips to Firestore overlap
+	// the next. They share the run's totals under mu.
+	var mu sync.Mutex
+	lastSave := time.Now()
+	record := func(stats Statistics, errs []RunError) {
+		mu.Lock()
+		defer mu.Unlock()
+		run.Statistics.Add(stats)
+		run.Errors = appendBounded(run.Errors, errs...)
+		if progress != nil {
+			progress(run.Statistics)
+		}
+		if time.Since(lastSave) < progressSaveEvery {
+			return
+		}
+		// Show progress in the record; a failure only delays that.
+		lastSave = time.Now()
+		if err := s.Runs.SaveRun(writeCtx, run); err != nil {
+			log.WarnContext(ctx, "saving cleanup progress failed", slog.String("error", err.Error()))
+		}
+	}
+	var writers sync.WaitGroup
+	for range min(cleanupWriters, workers) {
+		writers.Go(func() {
+			batch := make([]tokenOutcome, 0, maxWriteBatch)
+			flush := func() {
+				record(s.writeOutcomes(writeCtx, run, batch, log))
+				batch = batch[:0]
+			}
+			for o := range outcomes {
+				batch = append(batch, o)
+				if len(batch) >= maxWriteBatch || len(outcomes) == 0 {
+					flush()
+				}
+			}
+			if len(batch) > 0 {
+				flush()
+			}
+		})
+	}
+
+	err := g.Wait()
+	writers.Wait()
+	if err != nil {
+		return end, err
+	}
+	run.Cursor = cursor
+	return end, nil
+}
+
+func appendBounded(dst []RunError, src ...RunError) []RunError {
+	for _, e := range src {
+		if len(dst) >= MaxRunErrors {
+			break
+		}
+		dst = append(dst, e)
+	}
+	return dst
+}
+
+// writeOutcomes applies a batch of outcomes' writes in one batch and counts
+// what landed.
+func (s *Service) writeOutcomes(ctx context.Context, run *RunRecord, batch []tokenOutcome, log *slog.Logger) (Statistics, []RunError) {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	var stats Statistics
+	stats.TotalChecked = len(batch)
+	var writes []Write
+	var written []int
+	var runErrs []RunError
+	for i := range batch {
+		o := &batch[i]
+		switch {
+		case o.err != nil:
+			o.count(&stats)
+			runErrs = append(runErrs, *o.err)
+		case o.write != nil && !run.DryRun:
+			writes = append(writes, *o.write)
+			written = append(written, i)
+		default:
+			o.count(&stats)
+		}
+	}
+
+	var audits []AuditEntry
+	var repairs []Write
+	now := s.Clock.Now()
+	for j, err := range s.Tokens.Apply(ctx, writes) {
+		o := &batch[written[j]]
+		switch {
+		case err == nil:
+			o.count(&stats)
+			if o.audit != nil {
+				audits = append(audits, *o.audit)
+			}
+		case errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound):
+			// Changed (the app used the token) or removed by someone else
+			// meanwhile: left as it is now.
+			stats.SkippedChanged++
+			log.InfoContext(ctx, "token changed during cleanup; left in place", slog.String("item_id", o.token.ItemID))
+			if o.removedAtPlaid && errors.Is(err, ErrChanged) {
+				// The Item is gone at Plaid: the document must not claim a
+				// live token the app would keep using.
+				repairs = append(repairs, Write{ItemID: o.token.ItemID, Patch: Patch{
+					Status: Ptr(StatusRevoked), PlaidRemoved: Ptr(true), UpdatedAt: &now,
+					ErrorCode: Ptr("ITEM_NOT_FOUND"),
+				}})
+			}
+		default:
+			stats.Errors++
+			runErrs = append(runErrs, RunError{ItemID: o.token.ItemID, Stage: "firestore_write", Error: err.Error()})
+		}
+	}
+	for j, err := range s.Tokens.Apply(ctx, repairs) {
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			runErrs = append(runErrs, RunError{ItemID: repairs[j].ItemID, Stage: "firestore_repair", Error: err.Error()})
+			log.ErrorContext(ctx, "recording a Plaid removal failed", slog.String("item_id", repairs[j].ItemID), slog.String("error", err.Error()))
+		}
+	}
+	if err := s.Runs.Audit(ctx, audits...); err != nil {
+		// The removals happened; losing their audit entries is worth an
+		// ERROR but not a failed run.
+		log.ErrorContext(ctx, "writing audit entries failed", slog.Int("entries", len(audits)), slog.String("error", err.Error()))
+	}
+	return stats, runErrs
+}

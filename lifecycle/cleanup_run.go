@@ -1,0 +1,555 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// How cleanup runs start, hold the one-at-a-time lease, checkpoint,
+// continue and resume (DESIGN §7, §12). The same state machine serves the
+// HTTP function, the CLI and the scheduled DailyCleanup events:
+//
+//   - A new run takes the lease (plaid_token_locks/cleanup) in the same
+//     transaction that creates its record and, for an event, the event's
+//     record. A live lease held by another run refuses it: HTTP and CLI get
+//     a LeaseHeldError naming the holder; a scheduled event is skipped.
+//   - A run's invocation renews the lease while it works. One that reaches
+//     its budget checkpoints at a page boundary, keeps the lease, and hands
+//     the run over: {"continue_run_id"} on the cleanup topic.
+//   - A continuation, or a redelivery of the event that started or
+//     continued the run, resumes a checkpointed run; so does a scheduled
+//     event that finds the lease lapsed on a run that never finished
+//     (its invocation died). A redelivery whose run's continuation was
+//     queued leaves it to that continuation; one whose segment still holds
+//     a live lease is retried later, when the lease tells whether it died.
+//   - The resume is one transaction on the run's record and the lease, so
+//     two deliveries never run one run at once.
+
+// Continuer delivers a checkpointed run's continuation to a new DailyCleanup
+// invocation: the cleanup topic in production, scripts/serve's own
+// /events/DailyCleanup locally.
+type Continuer interface {
+	ContinueCleanup(ctx context.Context, runID string) error
+}
+
+// DefaultCleanupLeaseTTL is how long a run's lease lasts unless renewed:
+// how long a dead run blocks others. Invocations renew it every fifth of it.
+const DefaultCleanupLeaseTTL = 5 * time.Minute
+
+// finalSaveTimeout bounds the last writes of an invocation, made detached
+// from its context so that they land even when it was cancelled.
+const finalSaveTimeout = 30 * time.Second
+
+// CleanupRequest asks for a new cleanup run (HTTP, CLI).
+type CleanupRequest struct {
+	DaysThreshold int  // tokens unused for more than this many days are stale
+	DryRun        bool // compute the statistics, change nothing
+	Trigger       string
+	Actor         string
+	// Budget bounds this invocation's running time; a run that reaches it
+	// checkpoints and is handed over to the Continuer. Zero runs to the end.
+	Budget time.Duration
+	// TakeOver names a run holding the lease that the operator knows is
+	// dead: it is marked abandoned and this run takes the lease.
+	TakeOver string
+	// Progress, if set, is called after each batch with the run's totals.
+	Progress func(Statistics)
+}
+
+// CleanupEvent is one delivery of a DailyCleanup CloudEvent: the
+// scheduler's message, or a run's continuation.
+type CleanupEvent struct {
+	EventID       string
+	ContinueRunID string // set: continue that run; the rest is the run's own
+	DaysThreshold int
+	DryRun        bool
+	Budget        time.Duration
+}
+
+// ScheduledOutcome says what a DailyCleanup delivery did.
+type ScheduledOutcome struct {
+	// Action: started, resumed, continued, skipped (lease held),
+	// duplicate (handled before), in_progress, finished (the run was done),
+	// dropped (an unusable message).
+	Action string
+	RunID  string
+	Result *CleanupResult // nil when nothing ran
+}
+
+// Actions of ScheduledOutcome and EventRecord.
+const (
+	actionStarted    = "started"
+	actionResumed    = "resumed"
+	actionSkipped    = "skipped"
+	actionDuplicate  = "duplicate"
+	actionInProgress = "in_progress"
+	actionFinished   = "finished"
+	actionDropped    = "dropped"
+)
+
+// MaxDaysThreshold is the largest days_threshold accepted (ten years).
+const MaxDaysThreshold = 3650
+
+// ValidateDaysThreshold checks a days_threshold parameter (1..3650).
+func ValidateDaysThreshold(days int) error {
+	if days < 1 || days > MaxDaysThreshold {
+		return Errorf(CodeInvalid, "days_threshold must be an integer from 1 to %d", MaxDaysThreshold)
+	}
+	return nil
+}
+
+// Cleanup runs a new cleanup run (DESIGN §7) in this invocation: to its
+// end, or, with a budget, until the budget is spent, when the run
+// checkpoints and is handed over (the result's Done is false). A held lease
+// gives an error wrapping ErrLeaseHeld that says which run holds it.
+func (s *Service) Cleanup(ctx context.Context, req CleanupRequest) (*CleanupResult, error) {
+	run, err := s.claimNewRun(ctx, req, false)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.runInvocation(ctx, run, req.Budget, req.Progress)
+	if err != nil || res.Done {
+		return res, err
+	}
+	res.HandedOver = s.handOver(ctx, run) == nil
+	return res, nil
+}
+
+// StartCleanup creates a cleanup run and hands it over at once: the run
+// happens in DailyCleanup invocations, and the caller follows it by its id
+// (the HTTP function's async=true).
+func (s *Service) StartCleanup(ctx context.Context, req CleanupRequest) (*CleanupResult, error) {
+	if s.Continuer == nil {
+		return nil, Errorf(CodeUnavailable, "this program cannot hand a cleanup over (no cleanup topic)")
+	}
+	run, err := s.claimNewRun(ctx, req, true)
+	if err != nil {
+		return nil, err
+	}
+	res := &CleanupResult{RunID: run.ID, DryRun: run.DryRun}
+	if err := s.handOver(ctx, run); err != nil {
+		return res, WrapError(CodeUnavailable, err, "the cleanup run was created but could not be queued; the next scheduled run resumes it")
+	}
+	res.HandedOver = true
+	return res, nil
+}
+
+// claimNewRun validates req and takes the lease for a new run.
+func (s *Service) claimNewRun(ctx context.Context, req CleanupRequest, checkpointed bool) (*RunRecord, error) {
+	if err := ValidateDaysThreshold(req.DaysThreshold); err != nil {
+		return nil, err
+	}
+	now := s.Clock.Now()
+	c := claimRequest{takeOver: req.TakeOver, startCheckpointed: checkpointed, newRun: &RunRecord{
+		ID: uuid.NewString(), Kind: "cleanup", Trigger: req.Trigger, Actor: req.Actor,
+		DryRun: req.DryRun, DaysThreshold: req.DaysThreshold, StartedAt: now,
+	}}
+	var out claimOutcome
+	var ids []string
+	if req.TakeOver != "" {
+		ids = []string{req.TakeOver}
+	}
+	err := s.Runs.ClaimCleanup(ctx, "", ids, func(st ClaimState) (ClaimWrites, error) {
+		w, o, err := s.decideClaim(st, c, now)
+		out = o
+		return w, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.abandoned != nil {
+		Logger(ctx).WarnContext(ctx, "cleanup run abandoned", slog.String("run_id", out.abandoned.ID),
+			slog.String("superseded_by", out.run.ID), slog.String("reason", out.abandoned.Failure))
+	}
+	return out.run, nil
+}
+
+// RunScheduledCleanup handles one delivery of a DailyCleanup event,
+// exactly once per run segment whatever Pub/Sub redelivers (see the top of
+// this file). It returns an error only when a retry of the delivery could
+// help: the store was unavailable, the run's continuation could not be
+// queued, or a segment's fate is not known yet.
+func (s *Service) RunScheduledCleanup(ctx context.Context, ev CleanupEvent) (*ScheduledOutcome, error) {
+	log := Logger(ctx)
+	if ev.ContinueRunID == "" {
+		if err := ValidateDaysThreshold(ev.DaysThreshold); err != nil {
+			log.ErrorContext(ctx, "invalid DailyCleanup message; dropped", slog.String("error", err.Error()))
+			return &ScheduledOutcome{Action: actionDropped}, nil
+		}
+	}
+	now := s.Clock.Now()
+	c := claimRequest{eventID: ev.EventID, continueRunID: ev.ContinueRunID, scheduled: true, newRun: &RunRecord{
+		ID: uuid.NewString(), Kind: "cleanup", Trigger: TriggerSchedule, Actor: "cloud-scheduler",
+		DryRun: ev.DryRun, DaysThreshold: ev.DaysThreshold, StartedAt: now,
+	}}
+	var ids []string
+	if ev.ContinueRunID != "" {
+		ids = []string{ev.ContinueRunID}
+	}
+	var out claimOutcome
+	err := s.Runs.ClaimCleanup(ctx, ev.EventID, ids, func(st ClaimState) (ClaimWrites, error) {
+		w, o, err := s.decideClaim(st, c, now)
+		out = o
+		return w, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	outcome := &ScheduledOutcome{Action: out.action}
+	if out.run != nil {
+		outcome.RunID = out.run.ID
+	} else if out.heldBy != nil {
+		outcome.RunID = out.heldBy.Holder
+	}
+	attrs := []any{slog.String("action", out.action), slog.String("run_id", outcome.RunID)}
+	if out.abandoned != nil {
+		log.WarnContext(ctx, "cleanup run abandoned", slog.String("run_id", out.abandoned.ID), slog.String("reason", out.abandoned.Failure))
+	}
+	switch {
+	case out.retryLater:
+		log.InfoContext(ctx, "cleanup segment of this event may still be running; retry later", attrs...)
+		return outcome, Errorf(CodeUnavailable, "run %s: the segment this event started still holds its lease; retry later", outcome.RunID)
+	case out.run == nil:
+		if out.heldBy != nil {
+			attrs = append(attrs, slog.String("held_until", out.heldBy.ExpiresAt.Format(time.RFC3339)))
+		}
+		log.InfoContext(ctx, "cleanup event acknowledged without running", attrs...)
+		return outcome, nil
+	}
+	log.InfoContext(ctx, "cleanup event claimed", attrs...)
+
+	res, err := s.runInvocation(ctx, out.run, ev.Budget, nil)
+	outcome.Result = res
+	if err != nil {
+		// The run record says what failed; a redelivery would find it
+		// finished and do nothing, so do not ask for one.
+		return outcome, nil
+	}
+	if res.Done {
+		return outcome, nil
+	}
+	if err := s.handOver(ctx, out.run); err != nil {
+		// Nothing lost: Pub/Sub redelivers this event, which then resumes
+		// the checkpointed run itself.
+		return outcome, fmt.Errorf("continuing run %s: %w", out.run.ID, err)
+	}
+	res.HandedOver = true
+	return outcome, nil
+}
+
+// CleanupRun returns a run's record (GET .../cleanup/runs/{run_id}).
+func (s *Service) CleanupRun(ctx context.Context, id string) (*RunRecord, error) {
+	run, err := s.Runs.GetRun(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "no cleanup run %s", id)
+	}
+	return run, err
+}
+
+// claimRequest is what a caller asks of ClaimCleanup.
+type claimRequest struct {
+	eventID           string
+	continueRunID     string
+	scheduled         bool   // a DailyCleanup delivery
+	takeOver          string // run id an operator takes the lease from
+	newRun            *RunRecord
+	startCheckpointed bool // create the run checkpointed, to hand it over at once
+}
+
+// claimOutcome is what the claim decided.
+type claimOutcome struct {
+	action     string
+	run        *RunRecord // the run this invocation now runs; nil: none
+	abandoned  *RunRecord // a run this claim marked abandoned
+	heldBy     *Lease     // the live lease that kept a new run from starting
+	retryLater bool
+}
+
+// decideClaim is the state machine at the top of this file: from what the
+// claim's transaction read, what it writes and what this invocation does.
+func (s *Service) decideClaim(st ClaimState, req claimRequest, now time.Time) (ClaimWrites, claimOutcome, error) {
+	ttl := s.leaseTTL()
+	var w ClaimWrites
+	var out claimOutcome
+	leaseLive := st.Lease != nil && st.Lease.Holder != "" && now.Before(st.Lease.ExpiresAt)
+	recordEvent := func(runID, outcome string) {
+		if req.eventID != "" && st.Event == nil {
+			w.Event = &EventRecord{EventID: req.eventID, Kind: eventKindCleanup, RunID: runID, Outcome: outcome,
+				ReceivedAt: now, ExpireAt: now.Add(eventRecordTTL)}
+		}
+	}
+	take := func(run *RunRecord, action string) {
+		run.LeaseUntil = now.Add(ttl)
+		run.SegmentEvent = req.eventID
+		run.ContinuationSent = false
+		if req.eventID != "" {
+			run.EventIDs = append(run.EventIDs, req.eventID)
+		}
+		if !run.DryRun {
+			w.Lease = &Lease{Holder: run.ID, ExpiresAt: run.LeaseUntil, Trigger: run.Trigger, Actor: run.Actor, StartedAt: run.StartedAt}
+		}
+		w.Runs = append(w.Runs, run)
+		recordEvent(run.ID, action)
+		out.action, out.run = action, run
+	}
+	resume := func(run *RunRecord) {
+		if !run.DryRun && leaseLive && st.Lease.Holder != run.ID {
+			// Another run holds the lease: this one was superseded.
+			out.action, out.heldBy = actionSkipped, st.Lease
+			recordEvent(run.ID, actionSkipped)
+			return
+		}
+		run.Status = RunRunning
+		run.Invocations++
+		take(run, actionResumed)
+	}
+	abandon := func(run *RunRecord, by *RunRecord, why string) {
+		run.Status, run.EndedAt, run.SupersededBy = RunAbandoned, now, by.ID
+		run.Failure = why
+		run.ContinuationSent = false
+		w.Runs = append(w.Runs, run)
+		out.abandoned = run
+	}
+	// continueRun decides for a run this delivery names: the run its event
+	// record points to (a redelivery) or its continuation message.
+	continueRun := func(run *RunRecord, redelivery bool) {
+		segmentAlive := run.Status == RunRunning && now.Before(run.LeaseUntil)
+		switch {
+		case run.Status.Finished():
+			out.action = actionFinished
+			recordEvent(run.ID, actionFinished)
+		case run.Status == RunCheckpointed && redelivery && run.ContinuationSent:
+			out.action = actionDuplicate // its continuation is on its way
+		case run.Status == RunCheckpointed, !segmentAlive:
+			resume(run)
+		case redelivery && run.SegmentEvent == req.eventID:
+			// This event's own invocation may still be running, or may have
+			// died: only the lease will tell. Ask Pub/Sub to come back.
+			out.action, out.retryLater = actionInProgress, true
+		default:
+			out.action = actionInProgress // another delivery runs it
+			recordEvent(run.ID, actionInProgress)
+		}
+	}
+
+	if st.Event != nil { // a redelivery
+		run := st.Runs[st.Event.RunID]
+		if run == nil {
+			out.action = actionDuplicate
+			return w, out, nil
+		}
+		continueRun(run, true)
+		return w, out, nil
+	}
+	if req.continueRunID != "" {
+		run := st.Runs[req.continueRunID]
+		if run == nil {
+			out.action = actionDropped
+			recordEvent("", actionDropped)
+			return w, out, nil
+		}
+		continueRun(run, false)
+		return w, out, nil
+	}
+
+	// A new run.
+	run := req.newRun
+	run.Status, run.Invocations = RunRunning, 1
+	if req.startCheckpointed {
+		run.Status, run.Invocations = RunCheckpointed, 0
+	}
+	var holder *RunRecord
+	if st.Lease != nil {
+		holder = st.Runs[st.Lease.Holder]
+	}
+	switch {
+	case req.takeOver != "":
+		if st.Lease == nil || st.Lease.Holder != req.takeOver {
+			who := "no run"
+			if st.Lease != nil && st.Lease.Holder != "" {
+				who = "run " + st.Lease.Holder
+			}
+			return w, out, Errorf(CodeConflict, "run %s does not hold the cleanup lease (%s does); nothing to take over", req.takeOver, who)
+		}
+		if run.DryRun {
+			return w, out, Errorf(CodeInvalid, "a dry run takes no lease; it cannot take one over")
+		}
+		if holder != nil && !holder.Status.Finished() {
+			abandon(holder, run, fmt.Sprintf("taken over by %s as run %s", run.Actor, run.ID))
+		}
+	case run.DryRun:
+		// A dry run changes nothing, so it needs no exclusivity.
+	case leaseLive:
+		if req.scheduled {
+			out.action, out.heldBy = actionSkipped, st.Lease
+			recordEvent(st.Lease.Holder, actionSkipped)
+			return w, out, nil
+		}
+		return w, out, leaseHeld(st.Lease)
+	case holder != nil && !holder.Status.Finished():
+		// The lease lapsed on a run that never finished: its invocation
+		// died, or its continuation was lost.
+		if req.scheduled {
+			// Resume it from its cursor rather than start over.
+			if holder.Status == RunRunning || holder.Status == RunCheckpointed {
+				resume(holder)
+				return w, out, nil
+			}
+		}
+		abandon(holder, run, fmt.Sprintf("its lease lapsed; superseded by run %s (%s)", run.ID, run.Trigger))
+	}
+	take(run, actionStarted)
+	return w, out, nil
+}
+
+func (s *Service) leaseTTL() time.Duration {
+	if s.Config.CleanupLeaseTTL > 0 {
+		return s.Config.CleanupLeaseTTL
+	}
+	return DefaultCleanupLeaseTTL
+}
+
+// runInvocation runs one segment of run, which this invocation has claimed,
+// keeping its lease alive, and records how it ended.
+func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time.Duration, progress func(Statistics)) (*CleanupResult, error) {
+	log := Logger(ctx).With(slog.String("run_id", run.ID), slog.String("trigger", run.Trigger), slog.Bool("dry_run", run.DryRun))
+	log.InfoContext(ctx, "cleanup run invoked", slog.Int("days_threshold", run.DaysThreshold),
+		slog.String("cursor", run.Cursor), slog.Int("invocation", run.Invocations))
+
+	segCtx, stop := context.WithCancelCause(ctx)
+	stopKeeper := s.keepLease(segCtx, run, stop, log)
+	end, runErr := s.runSegment(segCtx, run, budget, progress, log)
+	stopKeeper()
+	lost := errors.Is(context.Cause(segCtx), ErrLeaseLost)
+	stop(nil)
+
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSaveTimeout)
+	defer cancel()
+	now := s.Clock.Now()
+	switch {
+	case lost:
+		// Another run took the lease over and marked this one abandoned:
+		// its record is that run's to write now.
+		log.ErrorContext(ctx, "cleanup run lost its lease and stopped", run.Statistics.logAttrs()...)
+		return s.result(run), ErrLeaseLost
+	case runErr != nil:
+		run.Status, run.Failure, run.EndedAt = RunFailed, runErr.Error(), now
+	case end == segmentBudget:
+		run.Status = RunCheckpointed
+		run.LeaseUntil = now.Add(s.leaseTTL()) // held for the continuation
+		if err := s.Runs.RenewLease(saveCtx, run.ID, !run.DryRun, run.LeaseUntil); err != nil {
+			log.WarnContext(ctx, "extending the lease of a checkpointed run failed", slog.String("error", err.Error()))
+		}
+	default:
+		run.Status, run.EndedAt = RunSucceeded, now
+	}
+	if err := s.Runs.SaveRun(saveCtx, run); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			log.ErrorContext(ctx, "cleanup run was taken over by another invocation", run.Statistics.logAttrs()...)
+			return s.result(run), err
+		}
+		if runErr == nil {
+			runErr = err
+			if run.Status == RunSucceeded {
+				run.Status = RunFailed
+			}
+		}
+	}
+	if run.Status.Finished() && !run.DryRun {
+		if err := s.Runs.ReleaseLease(saveCtx, run.ID); err != nil {
+			log.WarnContext(ctx, "releasing cleanup lease failed", slog.String("error", err.Error()))
+		}
+	}
+	attrs := append([]any{slog.String("outcome", string(run.Status))}, run.Statistics.logAttrs()...)
+	switch run.Status {
+	case RunCheckpointed:
+		log.InfoContext(ctx, "cleanup run checkpointed", attrs...)
+	case RunFailed:
+		attrs = append(attrs, slog.String("error", run.Failure))
+		log.ErrorContext(ctx, "cleanup run finished", attrs...)
+	default:
+		log.InfoContext(ctx, "cleanup run finished", attrs...)
+	}
+	if runErr != nil {
+		return s.result(run), fmt.Errorf("cleanup run %s: %w", run.ID, runErr)
+	}
+	return s.result(run), nil
+}
+
+func (s *Service) result(run *RunRecord) *CleanupResult {
+	return &CleanupResult{RunID: run.ID, DryRun: run.DryRun, Statistics: run.Statistics, Errors: run.Errors,
+		Done: run.Status.Finished()}
+}
+
+// keepLease renews run's lease every fifth of its TTL until the returned
+// stop is called. When another run has taken the lease, it stops the
+// segment (cancel with ErrLeaseLost): two runs never work at once for
+// longer than a renewal period. A renewal that fails otherwise is retried
+// at the next tick.
+func (s *Service) keepLease(ctx context.Context, run *RunRecord, cancel context.CancelCauseFunc, log *slog.Logger) (stop func()) {
+	ttl := s.leaseTTL()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(ttl / 5)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			until := s.Clock.Now().Add(ttl)
+			err := s.Runs.RenewLease(context.WithoutCancel(ctx), run.ID, !run.DryRun, until)
+			switch {
+			case err == nil:
+				run.LeaseUntil = until
+			case errors.Is(err, ErrLeaseLost):
+				cancel(ErrLeaseLost)
+				return
+			default:
+				log.WarnContext(ctx, "renewing the cleanup lease failed; retrying", slog.String("error", err.Error()))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// handOver queues the continuation of a checkpointed run and records that
+// it did, so that a redelivered event leaves the run to it.
+func (s *Service) handOver(ctx context.Context, run *RunRecord) error {
+	log := Logger(ctx).With(slog.String("run_id", run.ID))
+	if s.Continuer == nil {
+		err := errors.New("no continuer is configured")
+		log.ErrorContext(ctx, "cleanup run checkpointed but cannot be continued; the next scheduled run resumes it once its lease lapses",
+			slog.String("error", err.Error()))
+		return err
+	}
+	if err := s.Continuer.ContinueCleanup(ctx, run.ID); err != nil {
+		log.ErrorContext(ctx, "queueing the cleanup continuation failed", slog.String("error", err.Error()))
+		return err
+	}
+	run.ContinuationSent = true
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSaveTimeout)
+	defer cancel()
+	// SaveRun writes only while the record is still this invocation's: a
+	// continuation that already resumed the run is never overwritten.
+	if err := s.Runs.SaveRun(saveCtx, run); err != nil && !errors.Is(err, ErrLeaseLost) {
+		// The continuation is queued; a redelivery that does not know it
+		// resumes the run too, and the claim lets only one of them run.
+		log.WarnContext(ctx, "recording the queued continuation failed", slog.String("error", err.Error()))
+	}
+	log.InfoContext(ctx, "cleanup continuation queued")
+	return nil
+}

@@ -1,0 +1,302 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/lifecycle"
+)
+
+// pagedEnv is an Env whose cleanup reads pages of 100, over n healthy and
+// stale tokens, with a recording continuer.
+func pagedEnv(t *testing.T, n int) (*testenv.Env, *testenv.Continuer) {
+	t.Helper()
+	env := testenv.New(t, testenv.WithConfig(func(c *lifecycle.Config) { c.CleanupPageSize = 100 }))
+	continuer := &testenv.Continuer{}
+	env.Service.Continuer = continuer
+	env.Seed(t, mixedTokens(n)...)
+	return env, continuer
+}
+
+// finish delivers the recorded continuations until the run is done, and
+// returns the run record.
+func finish(t *testing.T, env *testenv.Env, continuer *testenv.Continuer, runID string, budget time.Duration) *lifecycle.RunRecord {
+	t.Helper()
+	for i := 0; ; i++ {
+		next := continuer.Take()
+		if len(next) == 0 {
+			break
+		}
+		if i > 100 {
+			t.Fatal("run never finished")
+		}
+		for _, id := range next {
+			scheduled(t, env, lifecycle.CleanupEvent{EventID: fmt.Sprintf("cont-%s-%d", id, i), ContinueRunID: id, Budget: budget})
+		}
+	}
+	return env.Run(t, runID)
+}
+
+// When queueing the continuation fails, DailyCleanup asks Pub/Sub for a
+// retry, and the redelivered event continues the checkpointed run instead
+// of being acknowledged as handled: the run is not stranded (issue 10.5).
+func TestScheduledRunFailedContinuationIsResumedByRedelivery(t *testing.T) {
+	t.Parallel()
+	env, continuer := pagedEnv(t, 300)
+	want := cleanup(t, freshCopy(t, 300), lifecycle.CleanupRequest{}).Statistics
+
+	continuer.FailNext(1)
+	ev := lifecycle.CleanupEvent{EventID: "evt-1", DaysThreshold: 90, Budget: time.Nanosecond}
+	out, err := env.Service.RunScheduledCleanup(context.Background(), ev)
+	if lifecycle.ErrorCode(err) != lifecycle.CodeUnavailable {
+		t.Fatalf("first delivery: err = %v, want a retryable (unavailable) error", err)
+	}
+	runID := out.RunID
+	if run := env.Run(t, runID); run.Status != lifecycle.RunCheckpointed || run.ContinuationSent {
+		t.Fatalf("after the failed hand-over: run %s, continuation_sent %v; want checkpointed, not sent", run.Status, run.ContinuationSent)
+	}
+
+	// Pub/Sub redelivers the same event: it continues the run itself.
+	out = scheduled(t, env, ev)
+	if out.Action != "resumed" || out.RunID != runID {
+		t.Fatalf("redelivery: action %q run %s, want resumed %s", out.Action, out.RunID, runID)
+	}
+	run := finish(t, env, continuer, runID, time.Nanosecond)
+	if run.Status != lifecycle.RunSucceeded {
+		t.Fatalf("run %s, want succeeded", run.Status)
+	}
+	if diff := cmp.Diff(want, run.Statistics); diff != "" {
+		t.Errorf("totals (-uninterrupted +resumed):\n%s", diff)
+	}
+	// The lease is free again.
+	cleanup(t, env, lifecycle.CleanupRequest{})
+}
+
+// freshCopy seeds the same dataset in another Env, for an uninterrupted run
+// to compare with.
+func freshCopy(t *testing.T, n int) *testenv.Env {
+	t.Helper()
+	env := testenv.New(t)
+	env.Seed(t, mixedTokens(n)...)
+	return env
+}
+
+// A redelivered event whose run's continuation was queued does nothing:
+// the continuation carries the run on, and no token is checked twice.
+func TestScheduledRunRedeliveryAfterHandOverIsADuplicate(t *testing.T) {
+	t.Parallel()
+	env, continuer := pagedEnv(t, 250)
+	ev := lifecycle.CleanupEvent{EventID: "evt-1", DaysThreshold: 90, Budget: time.Nanosecond}
+	first := scheduled(t, env, ev)
+	calls := env.Plaid.CallCount("/item/get")
+
+	again := scheduled(t, env, ev)
+	if again.Action != "duplicate" || again.Result != nil {
+		t.Errorf("redelivery: %+v, want a duplicate that runs nothing", again)
+	}
+	if n := env.Plaid.CallCount("/item/get"); n != calls {
+		t.Errorf("redelivery made %d Plaid calls", n-calls)
+	}
+	run := finish(t, env, continuer, first.RunID, time.Nanosecond)
+	if run.Status != lifecycle.RunSucceeded || run.Statistics.TotalChecked != 250 {
+		t.Errorf("run %s checked %d, want succeeded with 250", run.Status, run.Statistics.TotalChecked)
+	}
+	// Every continuation delivered twice is a no-op the second time.
+	for _, id := range run.EventIDs {
+		if out := scheduled(t, env, lifecycle.CleanupEvent{EventID: id, ContinueRunID: run.ID}); out.Action != "finished" && out.Action != "duplicate" {
+			t.Errorf("late redelivery of %s: action %q", id, out.Action)
+		}
+	}
+}
+
+// While an invocation runs a segment, a duplicate delivery of its own
+// event neither runs the run a second time nor is dropped: it asks to be
+// retried, when the lease will say whether that invocation died.
+func TestScheduledRunDuplicateDeliveryWhileRunning(t *testing.T) {
+	t.Parallel()
+	env, _ := pagedEnv(t, 50)
+	ev := lifecycle.CleanupEvent{EventID: "evt-1", DaysThreshold: 90}
+	var once sync.Once
+	var dupOut *lifecycle.ScheduledOutcome
+	var dupErr error
+	env.Plaid.OnCall(func(string, string) {
+		once.Do(func() { dupOut, dupErr = env.Service.RunScheduledCleanup(context.Background(), ev) })
+	})
+	out := scheduled(t, env, ev)
+	if lifecycle.ErrorCode(dupErr) != lifecycle.CodeUnavailable || dupOut.Action != "in_progress" {
+		t.Errorf("duplicate during the run: %+v, %v; want in_progress with a retryable error", dupOut, dupErr)
+	}
+	if run := env.Run(t, out.RunID); run.Status != lifecycle.RunSucceeded || run.Invocations != 1 || run.Statistics.TotalChecked != 50 {
+		t.Errorf("run: %s, %d invocations, %d checked; want one invocation checking 50", run.Status, run.Invocations, run.Statistics.TotalChecked)
+	}
+	// Retried after the run finished: acknowledged.
+	if again := scheduled(t, env, ev); again.Action != "finished" {
+		t.Errorf("retry after the run: action %q, want finished", again.Action)
+	}
+}
+
+// killRun leaves a run as a killed process does: running, its lease
+// renewed for the last time at `at`, a cursor part of the way through.
+func killRun(t *testing.T, env *testenv.Env, continuer *testenv.Continuer, at time.Time) *lifecycle.RunRecord {
+	t.Helper()
+	continuer.FailNext(1) // checkpoint, then pretend the process died
+	out, _ := env.Service.RunScheduledCleanup(context.Background(), lifecycle.CleanupEvent{EventID: "evt-killed", DaysThreshold: 90, Budget: time.Nanosecond})
+	run := env.Run(t, out.RunID)
+	run.Status = lifecycle.RunRunning
+	run.LeaseUntil = at.Add(lifecycle.DefaultCleanupLeaseTTL)
+	if err := env.Runs.SaveRun(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	_, err := env.Client.Collection(lifecycle.LocksCollection).Doc("cleanup").Set(context.Background(), lifecycle.Lease{
+		Holder: run.ID, ExpiresAt: run.LeaseUntil, Trigger: run.Trigger, Actor: run.Actor, StartedAt: run.StartedAt,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// A dead run blocks others only while its lease holds, and the refusal says
+// which run, started by whom and when, until when, and how to take it over
+// (issue 10.6); an explicit take-over then works at once.
+func TestDeadRunRefusalSaysWhoAndTakeOver(t *testing.T) {
+	t.Parallel()
+	env, continuer := pagedEnv(t, 250)
+	dead := killRun(t, env, continuer, testenv.Now)
+
+	_, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops"})
+	var held *lifecycle.LeaseHeldError
+	if !errors.As(err, &held) || lifecycle.ErrorCode(err) != lifecycle.CodeConflict {
+		t.Fatalf("cleanup while a run holds the lease: %v, want a LeaseHeldError conflict", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{dead.ID, "cloud-scheduler", "schedule", testenv.Now.Format(time.RFC3339),
+		dead.LeaseUntil.Format(time.RFC3339), "--take-over " + dead.ID} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("refusal %q does not say %q", msg, want)
+		}
+	}
+
+	// Taking over a run that does not hold the lease is refused.
+	if _, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, TakeOver: "not-the-holder"}); lifecycle.ErrorCode(err) != lifecycle.CodeConflict {
+		t.Errorf("take-over of a run that holds nothing: %v, want conflict", err)
+	}
+	res, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops", TakeOver: dead.ID})
+	if err != nil {
+		t.Fatalf("take-over: %v", err)
+	}
+	// It checks what the dead run's segment did not remove.
+	if want := 250 - dead.Statistics.TotalCleaned; !res.Done || res.Statistics.TotalChecked != want {
+		t.Errorf("run after take-over: checked %d (want %d), done %v", res.Statistics.TotalChecked, want, res.Done)
+	}
+	old := env.Run(t, dead.ID)
+	if old.Status != lifecycle.RunAbandoned || old.SupersededBy != res.RunID || !strings.Contains(old.Failure, "cli:ops") {
+		t.Errorf("taken-over run = %s superseded by %q (%q), want abandoned by %s", old.Status, old.SupersededBy, old.Failure, res.RunID)
+	}
+	// The abandoned run's own invocations can no longer write its record.
+	old.Status = lifecycle.RunSucceeded
+	if err := env.Runs.SaveRun(context.Background(), old); !errors.Is(err, lifecycle.ErrLeaseLost) {
+		t.Errorf("saving an abandoned run: %v, want ErrLeaseLost", err)
+	}
+}
+
+// A scheduled event that finds a dead run's lease lapsed resumes that run
+// from its cursor rather than start over (DESIGN §12); an HTTP or CLI run
+// instead supersedes it.
+func TestLapsedRunResumedBySchedule(t *testing.T) {
+	t.Parallel()
+	env, continuer := pagedEnv(t, 250)
+	dead := killRun(t, env, continuer, testenv.Now)
+	checked := dead.Statistics.TotalChecked
+	if checked == 0 || dead.Cursor == "" {
+		t.Fatalf("killed run has checked %d tokens, cursor %q: want part of the way", checked, dead.Cursor)
+	}
+
+	// While the lease holds, the next day's event is skipped, saying why.
+	if out := scheduled(t, env, lifecycle.CleanupEvent{EventID: "evt-next", DaysThreshold: 90}); out.Action != "skipped" || out.RunID != dead.ID {
+		t.Errorf("event while the dead run's lease holds: %+v, want skipped naming %s", out, dead.ID)
+	}
+	env.Clock.Advance(lifecycle.DefaultCleanupLeaseTTL + time.Second)
+	out := scheduled(t, env, lifecycle.CleanupEvent{EventID: "evt-later", DaysThreshold: 90})
+	if out.Action != "resumed" || out.RunID != dead.ID {
+		t.Fatalf("event after the lease lapsed: %+v, want resumed %s", out, dead.ID)
+	}
+	run := env.Run(t, dead.ID)
+	if run.Status != lifecycle.RunSucceeded || run.Statistics.TotalChecked != 250 {
+		t.Errorf("resumed run: %s, %d checked; want succeeded, 250 in all (no token twice)", run.Status, run.Statistics.TotalChecked)
+	}
+}
+
+func TestLapsedRunSupersededByCLI(t *testing.T) {
+	t.Parallel()
+	env, continuer := pagedEnv(t, 150)
+	dead := killRun(t, env, continuer, testenv.Now)
+	env.Clock.Advance(lifecycle.DefaultCleanupLeaseTTL + time.Second)
+	res := cleanup(t, env, lifecycle.CleanupRequest{Trigger: lifecycle.TriggerCLI, Actor: "cli:ops"})
+	if !res.Done || res.RunID == dead.ID {
+		t.Fatalf("CLI run after the lease lapsed: %+v", res)
+	}
+	if old := env.Run(t, dead.ID); old.Status != lifecycle.RunAbandoned || old.SupersededBy != res.RunID {
+		t.Errorf("lapsed run = %s superseded by %q, want abandoned by %s", old.Status, old.SupersededBy, res.RunID)
+	}
+	// Its late continuation finds it abandoned and does nothing.
+	if out := scheduled(t, env, lifecycle.CleanupEvent{EventID: "late", ContinueRunID: dead.ID}); out.Action != "finished" {
+		t.Errorf("late continuation of the abandoned run: action %q, want finished", out.Action)
+	}
+}
+
+// An invocation that loses its lease to a take-over stops, and never
+// writes over the record of the run that took over.
+func TestRunStopsWhenItsLeaseIsTakenOver(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.WithConfig(func(c *lifecycle.Config) {
+		c.CleanupPageSize, c.CleanupConcurrency, c.CleanupLeaseTTL = 10, 1, 500*time.Millisecond
+	}))
+	env.Seed(t, mixedTokens(200)...)
+	env.Plaid.SetLatency(20 * time.Millisecond)
+	var once sync.Once
+	takeOver := make(chan *lifecycle.CleanupResult, 1)
+	env.Plaid.OnCall(func(string, string) {
+		once.Do(func() {
+			go func() {
+				// The first run holds the lease; an operator takes it over.
+				runs := env.CleanupRuns(t)
+				res, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI,
+					Actor: "cli:ops", TakeOver: runs[0].ID})
+				if err != nil {
+					t.Errorf("take-over: %v", err)
+				}
+				takeOver <- res
+			}()
+		})
+	})
+	_, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:first"})
+	if !errors.Is(err, lifecycle.ErrLeaseLost) {
+		t.Errorf("first run: %v, want ErrLeaseLost", err)
+	}
+	res := <-takeOver
+	if res == nil {
+		t.Fatal("take-over failed")
+	}
+	runs := env.CleanupRuns(t)
+	byID := map[string]*lifecycle.RunRecord{}
+	for _, r := range runs {
+		byID[r.ID] = r
+	}
+	if r := byID[res.RunID]; r == nil || r.Status != lifecycle.RunSucceeded {
+		t.Errorf("taking-over run = %+v, want succeeded", r)
+	}
+	for id, r := range byID {
+		if id != res.RunID && r.Status != lifecycle.RunAbandoned {
+			t.Errorf("first run %s = %s, want abandoned", id, r.Status)
+		}
+	}
+}

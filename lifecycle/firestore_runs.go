@@ -1,0 +1,327 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// FirestoreRunStore is the RunStore over this service's own collections:
+// plaid_token_runs, plaid_token_locks, plaid_token_events,
+// plaid_token_audit and plaid_token_analytics.
+type FirestoreRunStore struct {
+	client *firestore.Client
+}
+
+var _ RunStore = (*FirestoreRunStore)(nil)
+
+// NewFirestoreRunStore returns a RunStore over client.
+func NewFirestoreRunStore(client *firestore.Client) *FirestoreRunStore {
+	return &FirestoreRunStore{client: client}
+}
+
+// cleanupLeaseDoc is the one cleanup lease's document id in LocksCollection.
+const cleanupLeaseDoc = "cleanup"
+
+func (s *FirestoreRunStore) runRef(id string) *firestore.DocumentRef {
+	return s.client.Collection(RunsCollection).Doc(id)
+}
+
+func (s *FirestoreRunStore) leaseRef() *firestore.DocumentRef {
+	return s.client.Collection(LocksCollection).Doc(cleanupLeaseDoc)
+}
+
+// GetRun reads a run record.
+func (s *FirestoreRunStore) GetRun(ctx context.Context, id string) (*RunRecord, error) {
+	if !ValidItemID(id) { // run ids are document ids too
+		return nil, fmt.Errorf("reading run: %w", ErrNotFound)
+	}
+	snap, err := s.runRef(id).Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading run %s: %w", id, storeError(err))
+	}
+	return decodeRun(snap)
+}
+
+func decodeRun(snap *firestore.DocumentSnapshot) (*RunRecord, error) {
+	var run RunRecord
+	if err := snap.DataTo(&run); err != nil {
+		return nil, fmt.Errorf("decoding run %s: %w", snap.Ref.ID, err)
+	}
+	return &run, nil
+}
+
+// SaveRun writes the whole run record, in a transaction that first checks
+// the stored record is still this invocation's.
+func (s *FirestoreRunStore) SaveRun(ctx context.Context, run *RunRecord) error {
+	run.Errors = boundErrors(run.Errors)
+	ref := s.runRef(run.ID)
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			return err
+		default:
+			stored, err := decodeRun(snap)
+			if err != nil {
+				return err
+			}
+			if stored.Invocations != run.Invocations || (stored.Status == RunAbandoned && run.Status != RunAbandoned) {
+				return fmt.Errorf("run %s is %s at invocation %d: %w", run.ID, stored.Status, stored.Invocations, ErrLeaseLost)
+			}
+		}
+		return tx.Set(ref, run)
+	})
+	if err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return err
+		}
+		return fmt.Errorf("saving run %s: %w", run.ID, storeError(err))
+	}
+	return nil
+}
+
+// ClaimCleanup reads the event's record, the lease and the runs they and
+// runIDs name, and writes what decide says, in one transaction.
+func (s *FirestoreRunStore) ClaimCleanup(ctx context.Context, eventID string, runIDs []string, decide func(ClaimState) (ClaimWrites, error)) error {
+	eventRef := s.client.Collection(EventsCollection).Doc(eventDocID(eventKindCleanup, eventID))
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		st := ClaimState{Runs: map[string]*RunRecord{}}
+		ids := slices.Clone(runIDs)
+		if eventID != "" {
+			snap, err := tx.Get(eventRef)
+			switch {
+			case err == nil:
+				var ev EventRecord
+				if err := snap.DataTo(&ev); err != nil {
+					return fmt.Errorf("decoding event record %s: %w", eventID, err)
+				}
+				st.Event = &ev
+				ids = append(ids, ev.RunID)
+			case !isNotFound(err):
+				return err
+			}
+		}
+		snap, err := tx.Get(s.leaseRef())
+		switch {
+		case err == nil:
+			var l Lease
+			if err := snap.DataTo(&l); err != nil {
+				return fmt.Errorf("decoding the cleanup lease: %w", err)
+			}
+			st.Lease = &l
+			ids = append(ids, l.Holder)
+		case !isNotFound(err):
+			return err
+		}
+		var refs []*firestore.DocumentRef
+		for _, id := range ids {
+			if ValidItemID(id) && !slices.ContainsFunc(refs, func(r *firestore.DocumentRef) bool { return r.ID == id }) {
+				refs = append(refs, s.runRef(id))
+			}
+		}
+		if len(refs) > 0 {
+			snaps, err := tx.GetAll(refs)
+			if err != nil {
+				return err
+			}
+			for _, snap := range snaps {
+				if !snap.Exists() {
+					continue
+				}
+				run, err := decodeRun(snap)
+				if err != nil {
+					return err
+				}
+				st.Runs[snap.Ref.ID] = run
+			}
+		}
+
+		w, err := decide(st)
+		if err != nil {
+			return err
+		}
+		for _, run := range w.Runs {
+			run.Errors = boundErrors(run.Errors)
+			if err := tx.Set(s.runRef(run.ID), run); err != nil {
+				return err
+			}
+		}
+		if w.Lease != nil {
+			if err := tx.Set(s.leaseRef(), w.Lease); err != nil {
+				return err
+			}
+		}
+		if w.Event != nil && eventID != "" {
+			if err := tx.Create(eventRef, w.Event); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return err // decide's own verdict, e.g. the lease is held
+		}
+		return fmt.Errorf("claiming the cleanup lease: %w", storeError(err))
+	}
+	return nil
+}
+
+// RenewLease extends the run's hold to until: its record's lease_until
+// and, for an exclusive run, the cleanup lease, which must still be its own.
+func (s *FirestoreRunStore) RenewLease(ctx context.Context, runID string, exclusive bool, until time.Time) error {
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		if exclusive {
+			snap, err := tx.Get(s.leaseRef())
+			if isNotFound(err) {
+				return ErrLeaseLost
+			}
+			if err != nil {
+				return err
+			}
+			var l Lease
+			if err := snap.DataTo(&l); err != nil {
+				return err
+			}
+			if l.Holder != runID {
+				return fmt.Errorf("the lease is held by run %s: %w", l.Holder, ErrLeaseLost)
+			}
+			if err := tx.Update(s.leaseRef(), []firestore.Update{{Path: "expires_at", Value: until}}); err != nil {
+				return err
+			}
+		}
+		return tx.Update(s.runRef(runID), []firestore.Update{{Path: "lease_until", Value: until}})
+	})
+	if err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return err
+		}
+		return fmt.Errorf("renewing the lease of run %s: %w", runID, storeError(err))
+	}
+	return nil
+}
+
+// ReleaseLease frees the lease if holder still holds it.
+func (s *FirestoreRunStore) ReleaseLease(ctx context.Context, holder string) error {
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(s.leaseRef())
+		if isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var l Lease
+		if err := snap.DataTo(&l); err != nil {
+			return err
+		}
+		if l.Holder != holder {
+			return nil
+		}
+		return tx.Delete(s.leaseRef())
+	})
+	if err != nil {
+		return fmt.Errorf("releasing the cleanup lease: %w", storeError(err))
+	}
+	return nil
+}
+
+// Audit appends entries, several through a BulkWriter.
+func (s *FirestoreRunStore) Audit(ctx context.Context, entries ...AuditEntry) error {
+	col := s.client.Collection(AuditCollection)
+	switch len(entries) {
+	case 0:
+		return nil
+	case 1:
+		if _, _, err := col.Add(ctx, entries[0]); err != nil {
+			return fmt.Errorf("writing audit entry for %s: %w", entries[0].ItemID, storeError(err))
+		}
+		return nil
+	}
+	bw := s.client.BulkWriter(ctx)
+	jobs := make([]*firestore.BulkWriterJob, 0, len(entries))
+	var errs []error
+	for _, e := range entries {
+		job, err := bw.Create(col.NewDoc(), e)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		jobs = append(jobs, job)
+	}
+	bw.End()
+	for _, job := range jobs {
+		if _, err := job.Results(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("writing %d audit entries: %w", len(entries), storeError(err))
+	}
+	return nil
+}
+
+// SaveSnapshot stores snap under a document id derived from its event id,
+// so a redelivered event stores nothing more.
+func (s *FirestoreRunStore) SaveSnapshot(ctx context.Context, snap AnalyticsSnapshot) (bool, error) {
+	ref := s.client.Collection(SnapshotsCollection).Doc(eventDocID("analytics", snap.EventID))
+	_, err := ref.Create(ctx, snap)
+	if status.Code(err) == codes.AlreadyExists {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("saving analytics snapshot of event %s: %w", snap.EventID, storeError(err))
+	}
+	return true, nil
+}
+
+// Snapshots reads the newest n snapshots (single-field index on taken_at).
+func (s *FirestoreRunStore) Snapshots(ctx context.Context, n int) ([]AnalyticsSnapshot, error) {
+	iter := s.client.Collection(SnapshotsCollection).OrderBy("taken_at", firestore.Desc).Limit(n).Documents(ctx)
+	defer iter.Stop()
+	out := make([]AnalyticsSnapshot, 0, n)
+	for {
+		snap, err := iter.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, queryError("reading analytics history", err)
+		}
+		var a AnalyticsSnapshot
+		if err := snap.DataTo(&a); err != nil {
+			return nil, fmt.Errorf("decoding analytics snapshot %s: %w", snap.Ref.ID, err)
+		}
+		if a.Analytics.Institutions == nil {
+			a.Analytics.Institutions = map[string]int{}
+		}
+		if a.Analytics.Environments == nil {
+			a.Analytics.Environments = map[string]int{}
+		}
+		out = append(out, a)
+	}
+}
+
+// eventDocID is the document id of a handled event. CloudEvent ids are
+// Pub/Sub message ids (digits) in practice, but caller-controlled: one that
+// cannot be a document id is hashed.
+func eventDocID(kind, id string) string {
+	doc := kind + "-" + id
+	if !ValidItemID(doc) {
+		sum := sha256.Sum256([]byte(id))
+		doc = kind + "-sha256-" + hex.EncodeToString(sum[:])
+	}
+	return doc
+}

@@ -1,0 +1,278 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+)
+
+// FirestoreTokenStore is the TokenStore over the plaid_tokens collection.
+type FirestoreTokenStore struct {
+	client *firestore.Client
+	tokens *firestore.CollectionRef
+}
+
+var _ TokenStore = (*FirestoreTokenStore)(nil)
+
+// NewFirestoreTokenStore returns a store over client's plaid_tokens
+// collection.
+func NewFirestoreTokenStore(client *firestore.Client) *FirestoreTokenStore {
+	return &FirestoreTokenStore{client: client, tokens: client.Collection(TokensCollection)}
+}
+
+// Get returns the token with itemID.
+func (s *FirestoreTokenStore) Get(ctx context.Context, itemID string) (*Token, error) {
+	if !ValidItemID(itemID) {
+		return nil, fmt.Errorf("getting token: %w", ErrNotFound)
+	}
+	snap, err := s.tokens.Doc(itemID).Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("getting token %s: %w", itemID, storeError(err))
+	}
+	t, ok := tokenFromSnapshot(snap)
+	if !ok {
+		// The old service's per-user document: not a token (DESIGN §5).
+		return nil, fmt.Errorf("getting token %s: not a token document: %w", itemID, ErrNotFound)
+	}
+	return t, nil
+}
+
+// Create stores a new token document. It fails with ErrChanged if a
+// document with the same item id exists.
+func (s *FirestoreTokenStore) Create(ctx context.Context, t *Token) error {
+	if !ValidItemID(t.ItemID) {
+		return Errorf(CodeInvalid, "token has no valid item_id")
+	}
+	res, err := s.tokens.Doc(t.ItemID).Create(ctx, encodeToken(t))
+	if err != nil {
+		return fmt.Errorf("creating token %s: %w", t.ItemID, storeError(err))
+	}
+	t.Version = res.UpdateTime
+	return nil
+}
+
+// ListByUser returns every token of userID (uses the automatic single-field
+// index on user_id).
+func (s *FirestoreTokenStore) ListByUser(ctx context.Context, userID string) ([]*Token, error) {
+	iter := s.tokens.Where("user_id", "==", userID).Documents(ctx)
+	defer iter.Stop()
+	var out []*Token
+	for {
+		snap, err := iter.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing tokens of user %s: %w", userID, storeError(err))
+		}
+		if t, ok := tokenFromSnapshot(snap); ok {
+			out = append(out, t)
+		}
+	}
+}
+
+// Page returns the tokens among the next limit documents in item id order.
+func (s *FirestoreTokenStore) Page(ctx context.Context, after string, limit int) ([]*Token, string, error) {
+	q := s.tokens.OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
+	if after != "" {
+		q = q.StartAfter(after)
+	}
+	snaps, err := q.Documents(ctx).GetAll()
+	if err != nil {
+		return nil, "", fmt.Errorf("reading tokens after %q: %w", after, storeError(err))
+	}
+	out := make([]*Token, 0, len(snaps))
+	for _, snap := range snaps {
+		if t, ok := tokenFromSnapshot(snap); ok {
+			out = append(out, t)
+		}
+	}
+	next := ""
+	if len(snaps) == limit {
+		next = snaps[len(snaps)-1].Ref.ID
+	}
+	return out, next, nil
+}
+
+// Update applies p to the token, conditionally on ifVersion when set.
+func (s *FirestoreTokenStore) Update(ctx context.Context, itemID string, p Patch, ifVersion time.Time) (time.Time, error) {
+	if !ValidItemID(itemID) {
+		return time.Time{}, fmt.Errorf("updating token: %w", ErrNotFound)
+	}
+	updates := patchUpdates(p)
+	if len(updates) == 0 {
+		return ifVersion, nil
+	}
+	res, err := s.tokens.Doc(itemID).Update(ctx, updates, precondition(ifVersion)...)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("updating token %s: %w", itemID, storeError(err))
+	}
+	return res.UpdateTime, nil
+}
+
+// Delete removes the token document if it has not changed since ifVersion.
+func (s *FirestoreTokenStore) Delete(ctx context.Context, itemID string, ifVersion time.Time) error {
+	if ifVersion.IsZero() {
+		return Errorf(CodeInvalid, "deleting token %s: refusing an unconditional delete", itemID)
+	}
+	if !ValidItemID(itemID) {
+		return fmt.Errorf("deleting token: %w", ErrNotFound)
+	}
+	if _, err := s.tokens.Doc(itemID).Delete(ctx, firestore.LastUpdateTime(ifVersion)); err != nil {
+		return fmt.Errorf("deleting token %s: %w", itemID, storeError(err))
+	}
+	return nil
+}
+
+// Apply performs writes through a BulkWriter (parallel, batched, retried by
+// the client library).
+func (s *FirestoreTokenStore) Apply(ctx context.Context, writes []Write) []error {
+	errs := make([]error, len(writes))
+	if len(writes) == 0 {
+		return errs
+	}
+	bw := s.client.BulkWriter(ctx)
+	jobs := make([]*firestore.BulkWriterJob, len(writes))
+	for i, w := range writes {
+		doc := s.tokens.Doc(w.ItemID)
+		var err error
+		switch {
+		case !ValidItemID(w.ItemID):
+			err = ErrNotFound
+		case w.Delete && w.IfVersion.IsZero():
+			err = Errorf(CodeInvalid, "deleting token %s: refusing an unconditional delete", w.ItemID)
+		case w.Delete:
+			jobs[i], err = bw.Delete(doc, firestore.LastUpdateTime(w.IfVersion))
+		default:
+			jobs[i], err = bw.Update(doc, patchUpdates(w.Patch), precondition(w.IfVersion)...)
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("queueing write to token %s: %w", w.ItemID, storeError(err))
+		}
+	}
+	bw.End()
+	for i, job := range jobs {
+		if job == nil {
+			continue
+		}
+		if _, err := job.Results(); err != nil {
+			errs[i] = fmt.Errorf("writing token %s: %w", writes[i].ItemID, storeError(err))
+		}
+	}
+	return errs
+}
+
+// Summaries streams every token projected to the summary fields, so the
+// recount reads a fraction of each document and holds one at a time.
+func (s *FirestoreTokenStore) Summaries(ctx context.Context, visit func(*TokenSummary) error) error {
+	iter := s.tokens.Select(summaryFields...).Documents(ctx)
+	defer iter.Stop()
+	for {
+		snap, err := iter.Next()
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return queryError("reading token summaries", err)
+		}
+		if sum, ok := summaryFromData(snap.Ref.ID, snap.Data()); ok {
+			if err := visit(sum); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func tokenFromSnapshot(snap *firestore.DocumentSnapshot) (*Token, bool) {
+	t, ok := tokenFromData(snap.Ref.ID, snap.Data())
+	if ok {
+		t.Version = snap.UpdateTime
+	}
+	return t, ok
+}
+
+func precondition(ifVersion time.Time) []firestore.Precondition {
+	if ifVersion.IsZero() {
+		return nil // Update already requires the document to exist.
+	}
+	return []firestore.Precondition{firestore.LastUpdateTime(ifVersion)}
+}
+
+func patchUpdates(p Patch) []firestore.Update {
+	var u []firestore.Update
+	set := func(path string, v any) { u = append(u, firestore.Update{Path: path, Value: v}) }
+	if p.Status != nil {
+		set("status", string(*p.Status))
+	}
+	if p.ClearErrorCode {
+		set("error_code", firestore.Delete)
+	} else if p.ErrorCode != nil {
+		set("error_code", *p.ErrorCode)
+	}
+	if p.PlaidRemoved != nil {
+		set("plaid_removed", *p.PlaidRemoved)
+	}
+	if p.LastUsedAt != nil {
+		set("last_used_at", *p.LastUsedAt)
+	}
+	if p.LastValidatedAt != nil {
+		set("last_validated_at", *p.LastValidatedAt)
+	}
+	if p.UpdatedAt != nil {
+		set("updated_at", *p.UpdatedAt)
+	}
+	if p.AccessToken != nil {
+		set("access_token", *p.AccessToken)
+	}
+	if p.InstitutionID != nil {
+		set("institution_id", *p.InstitutionID)
+	}
+	if p.InstitutionName != nil {
+		set("institution_name", *p.InstitutionName)
+	}
+	if p.Environment != nil {
+		set("environment", *p.Environment)
+	}
+	if p.Metadata != nil {
+		set("metadata", metadataMap(*p.Metadata))
+	}
+	return u
+}
+
+func metadataMap(m Metadata) map[string]any {
+	return map[string]any{"name": m.Name, "url": m.URL, "primary_color": m.PrimaryColor, "logo": m.Logo}
+}
+
+// encodeToken is the document written when a token is created: the fields
+// of DESIGN §5, with unset timestamps stored as null rather than year 1.
+func encodeToken(t *Token) map[string]any {
+	ts := func(v time.Time) any {
+		if v.IsZero() {
+			return nil
+		}
+		return v
+	}
+	doc := map[string]any{
+		"user_id":           t.UserID,
+		"access_token":      t.AccessToken,
+		"item_id":           t.ItemID,
+		"institution_id":    t.InstitutionID,
+		"institution_name":  t.InstitutionName,
+		"status":            string(t.Status),
+		"environment":       t.Environment,
+		"created_at":        ts(t.CreatedAt),
+		"updated_at":        ts(t.UpdatedAt),
+		"last_used_at":      ts(t.LastUsedAt),
+		"last_validated_at": ts(t.LastValidatedAt),
+		"plaid_removed":     t.PlaidRemoved,
+		"metadata":          metadataMap(t.Metadata),
+	}
+	if t.ErrorCode != "" {
+		doc["error_code"] = t.ErrorCode
+	}
+	return doc
+}
