@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -306,8 +307,8 @@ func ParseCloudTraceContext(h string) (TraceContext, bool) {
 	}
 	tc := TraceContext{TraceID: traceID}
 	if hasSpan {
-		n, ok := parseDecimalUint64(spanID)
-		if !ok {
+		n, err := strconv.ParseUint(spanID, 10, 64) // digits only: no sign, no 0x
+		if err != nil {
 			return TraceContext{}, false
 		}
 		if n != 0 { // zero names no span
@@ -316,34 +317,13 @@ func ParseCloudTraceContext(h string) (TraceContext, bool) {
 	}
 	if hasOptions {
 		o, ok := strings.CutPrefix(options, "o=")
-		n, valid := parseDecimalUint64(o)
-		if !ok || !valid {
+		n, err := strconv.ParseUint(o, 10, 64)
+		if !ok || err != nil {
 			return TraceContext{}, false
 		}
 		tc.Sampled = n&1 == 1
 	}
 	return tc, true
-}
-
-// parseDecimalUint64 parses 1 to 20 decimal digits, nothing else (no sign,
-// no spaces, no underscores), as a uint64.
-func parseDecimalUint64(s string) (uint64, bool) {
-	if s == "" || len(s) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for i := range len(s) {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (1<<64-1-d)/10 {
-			return 0, false // overflows
-		}
-		n = n*10 + d
-	}
-	return n, true
 }
 
 func isLowerHex(s string) bool {
