@@ -7,7 +7,9 @@
 #      of the functions' go.mod): its tests, then every module, module call,
 #      resource, data source, attribute and block against the
 #      hashicorp/google schema kept in scripts/tfcheck/schema/ (extra
-#      arguments are passed to it);
+#      arguments are passed to it); its tests also load the module's Firestore
+#      security rules into the Firestore emulator ($FIRESTORE_EMULATOR_HOST, or
+#      one they start) and check that clients are refused;
 #   3. `terraform init -backend=false`, `terraform validate` and
 #      `terraform test` (terraform/tests/, mock provider, no credentials),
 #      only where the hashicorp/google provider of terraform/versions.tf is
