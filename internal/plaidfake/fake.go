@@ -3,8 +3,9 @@
 // service uses, /item/get, /item/remove and /webhook_verification_key/get,
 // checks API credentials the way Plaid does, injects faults (Plaid errors,
 // Items in an error state, rate limits, outages, dropped connections,
-// latency), records every call, and signs webhooks with ES256 keys it serves
-// as JWKs.
+// latency, and random faults at a rate, deterministic by seed:
+// random_faults.go), records every call and every removal, and signs
+// webhooks with ES256 keys it serves as JWKs.
 //
 // It is a normal package, not a _test.go file, so tests of any package and
 // the local development server (scripts/dev.sh) can use it. Every method is
@@ -85,6 +86,10 @@ type Server struct {
 	onCall     func(path, accessToken string)
 	calls      []Call
 	keys       map[string]*webhookKey
+
+	random    randomFaults    // SetRandomFaults (random_faults.go)
+	removals  []Removal       // successful /item/remove calls, in order
+	onRemoved func(r Removal) // OnRemoved
 }
 
 type item struct {
@@ -493,6 +498,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeFault(w, f, requestID)
 		return
 	}
+	if kind, ok := s.randomFault(path, body); ok {
+		switch kind {
+		case FaultTimeout:
+			// No answer until the client's timeout ends the request.
+			s.wait(r.Context(), maxTimeoutHold)
+			panic(http.ErrAbortHandler)
+		case FaultLostAnswer:
+			// The request takes effect; its answer is lost on the way.
+			s.answer(httptest.NewRecorder(), r, path, body, decodeErr, requestID)
+			s.writeFault(w, fault{status: 0}, requestID)
+		default:
+			s.writeFault(w, kind.fault(path), requestID)
+		}
+		return
+	}
+	s.answer(w, r, path, body, decodeErr, requestID)
+}
+
+// answer answers a request that met no injected fault.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, path string, body requestBody, decodeErr error, requestID string) {
 	if r.Method != http.MethodPost || !knownPath(path) {
 		writeError(w, http.StatusNotFound, newErrorBody("INVALID_REQUEST", "NOT_FOUND", requestID))
 		return
@@ -567,15 +592,21 @@ func (s *Server) itemGet(w http.ResponseWriter, accessToken, requestID string) {
 
 func (s *Server) itemRemove(w http.ResponseWriter, accessToken, requestID string) {
 	s.mu.Lock()
-	_, errCode, status, errBody := s.lookupItem(accessToken, requestID)
+	it, errCode, status, errBody := s.lookupItem(accessToken, requestID)
+	removal := Removal{AccessToken: accessToken, ItemID: it.itemID, Time: time.Now()}
 	if errCode == "" {
 		s.removed[accessToken] = true
 		s.removedSeq = append(s.removedSeq, accessToken)
+		s.removals = append(s.removals, removal)
 	}
+	hook := s.onRemoved
 	s.mu.Unlock()
 	if errCode != "" {
 		writeError(w, status, errBody)
 		return
+	}
+	if hook != nil {
+		hook(removal)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"request_id": requestID})
 }

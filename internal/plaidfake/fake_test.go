@@ -601,3 +601,238 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("recorded %d calls, want %d", n, 8*10*3)
 	}
 }
+
+// outcome is what a client saw of one call: the HTTP status and Plaid
+// error code, or "transport error" when no answer came.
+func outcome(t *testing.T, ctx context.Context, baseURL, path, token string) string {
+	t.Helper()
+	a, err := post(t, ctx, baseURL, path, map[string]string{"access_token": token}, creds)
+	if err != nil {
+		return "transport error"
+	}
+	code, _ := a.body["error_code"].(string)
+	return fmt.Sprintf("%d %s", a.status, code)
+}
+
+// randomFaultRun calls /item/get twice for each of n tokens, the tokens
+// concurrently when concurrent is set, and returns what each call saw, by
+// token and attempt.
+func randomFaultRun(t *testing.T, seed int64, n int, concurrent bool) (map[string]string, *plaidfake.Server) {
+	t.Helper()
+	fake := plaidfake.New(t)
+	for i := range n {
+		fake.AddItem(fmt.Sprintf("tok-%03d", i), fmt.Sprintf("item-%03d", i), "ins_1")
+	}
+	fake.SetRandomFaults(0.3, seed, plaidfake.FaultRateLimit, plaidfake.FaultServerError, plaidfake.FaultReset)
+	var mu sync.Mutex
+	got := make(map[string]string)
+	var wg sync.WaitGroup
+	for i := range n {
+		tok := fmt.Sprintf("tok-%03d", i)
+		call := func() {
+			for attempt := range 2 {
+				o := outcome(t, context.Background(), fake.URL(), "/item/get", tok)
+				mu.Lock()
+				got[fmt.Sprintf("%s#%d", tok, attempt)] = o
+				mu.Unlock()
+			}
+		}
+		if concurrent {
+			wg.Go(call)
+		} else {
+			call()
+		}
+	}
+	wg.Wait()
+	return got, fake
+}
+
+func TestRandomFaultsAreDeterministicBySeed(t *testing.T) {
+	t.Parallel()
+	const n = 100
+	first, fake := randomFaultRun(t, 7, n, false)
+	again, _ := randomFaultRun(t, 7, n, true) // another arrival order, same seed
+	if diff := cmp.Diff(first, again); diff != "" {
+		t.Errorf("same seed, concurrent arrival: outcomes differ (-sequential +concurrent):\n%s", diff)
+	}
+	other, _ := randomFaultRun(t, 8, n, false)
+	if cmp.Equal(first, other) {
+		t.Error("seeds 7 and 8 failed exactly the same calls")
+	}
+
+	failed := 0
+	kinds := map[string]bool{}
+	for _, o := range first {
+		if o != "200 " {
+			failed++
+			kinds[o] = true
+		}
+	}
+	// 200 calls at rate 0.3: 60 expected; the bounds are 5 standard deviations.
+	if failed < 28 || failed > 92 {
+		t.Errorf("%d of %d calls failed at rate 0.3", failed, 2*n)
+	}
+	if got := fake.FaultsInjected(); got != failed {
+		t.Errorf("FaultsInjected = %d, the client saw %d failed calls", got, failed)
+	}
+	for _, want := range []string{"429 ITEM_GET_LIMIT", "500 INTERNAL_SERVER_ERROR", "transport error"} {
+		if !kinds[want] {
+			t.Errorf("no call saw %q among the faults %v", want, kinds)
+		}
+	}
+	byKind := fake.InjectedFaults()
+	if byKind[plaidfake.FaultTimeout] != 0 || byKind[plaidfake.FaultLostAnswer] != 0 {
+		t.Errorf("kinds not asked for were injected: %v", byKind)
+	}
+}
+
+func TestRandomFaultKinds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		kind       plaidfake.FaultKind
+		get        string // what /item/get saw
+		remove     string // what /item/remove saw
+		removed    bool   // whether the Item was removed all the same
+		afterRetry string // a retried /item/remove once faults are off
+	}{
+		{plaidfake.FaultRateLimit, "429 ITEM_GET_LIMIT", "429 ITEM_REMOVE_LIMIT", false, "200 "},
+		{plaidfake.FaultServerError, "500 INTERNAL_SERVER_ERROR", "500 INTERNAL_SERVER_ERROR", false, "200 "},
+		{plaidfake.FaultReset, "transport error", "transport error", false, "200 "},
+		{plaidfake.FaultTimeout, "transport error", "transport error", false, "200 "},
+		{plaidfake.FaultLostAnswer, "transport error", "transport error", true, "400 ITEM_NOT_FOUND"},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			t.Parallel()
+			fake := plaidfake.New(t)
+			fake.AddItem("tok", "item-1", "ins_1")
+			fake.SetRandomFaults(1, 1, tc.kind)
+			call := func(path string) string {
+				// A timeout fault holds the request until the client gives up.
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				defer cancel()
+				return outcome(t, ctx, fake.URL(), path, "tok")
+			}
+			if got := call("/item/get"); got != tc.get {
+				t.Errorf("/item/get: %q, want %q", got, tc.get)
+			}
+			if got := call("/item/remove"); got != tc.remove {
+				t.Errorf("/item/remove: %q, want %q", got, tc.remove)
+			}
+			if fake.Removed("tok") != tc.removed {
+				t.Errorf("Removed = %v, want %v", fake.Removed("tok"), tc.removed)
+			}
+			if diff := cmp.Diff(map[plaidfake.FaultKind]int{tc.kind: 2}, fake.InjectedFaults()); diff != "" {
+				t.Errorf("InjectedFaults (-want +got):\n%s", diff)
+			}
+			fake.SetRandomFaults(0, 1)
+			if got := call("/item/remove"); got != tc.afterRetry {
+				t.Errorf("retried /item/remove with faults off: %q, want %q", got, tc.afterRetry)
+			}
+			if got := fake.FaultsInjected(); got != 2 {
+				t.Errorf("FaultsInjected = %d after turning faults off, want 2", got)
+			}
+		})
+	}
+}
+
+func TestQueuedFaultsComeBeforeRandomOnes(t *testing.T) {
+	t.Parallel()
+	fake := plaidfake.New(t)
+	fake.AddItem("tok", "item-1", "ins_1")
+	fake.SetRandomFaults(1, 3, plaidfake.FaultServerError)
+	fake.FailNext("/item/get", 1, 503, "API_ERROR", "PLANNED_MAINTENANCE")
+	ctx := context.Background()
+	if got := outcome(t, ctx, fake.URL(), "/item/get", "tok"); got != "503 PLANNED_MAINTENANCE" {
+		t.Errorf("first call: %q, want the queued fault", got)
+	}
+	if got := outcome(t, ctx, fake.URL(), "/item/get", "tok"); got != "500 INTERNAL_SERVER_ERROR" {
+		t.Errorf("second call: %q, want the random fault", got)
+	}
+	if got := fake.FaultsInjected(); got != 1 {
+		t.Errorf("FaultsInjected = %d, want 1 (queued faults are not random ones)", got)
+	}
+}
+
+func TestParseFaultKind(t *testing.T) {
+	t.Parallel()
+	for _, k := range plaidfake.AllFaultKinds {
+		got, err := plaidfake.ParseFaultKind(k.String())
+		if err != nil || got != k {
+			t.Errorf("ParseFaultKind(%q) = %v, %v; want %v", k.String(), got, err, k)
+		}
+	}
+	if _, err := plaidfake.ParseFaultKind("meteor"); err == nil {
+		t.Error("ParseFaultKind(meteor) succeeded")
+	}
+}
+
+func TestTimeoutFaultEndsWhenTheFakeCloses(t *testing.T) {
+	t.Parallel()
+	fake := plaidfake.NewServer("id", "secret")
+	fake.SetRandomFaults(1, 1, plaidfake.FaultTimeout)
+	done := make(chan error, 1)
+	go func() {
+		_, err := post(t, context.Background(), fake.URL(), "/item/get", map[string]string{"access_token": "tok"}, nil)
+		done <- err
+	}()
+	for fake.FaultsInjected() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	fake.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a held request got an answer")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end a request held by a timeout fault")
+	}
+}
+
+func TestRemovalsAndOnRemoved(t *testing.T) {
+	t.Parallel()
+	fake := plaidfake.New(t)
+	fake.AddItem("tok-a", "item-a", "ins_1")
+	fake.AddItem("tok-b", "item-b", "ins_1")
+	release := make(chan struct{})
+	hooked := make(chan plaidfake.Removal, 2)
+	fake.OnRemoved(func(r plaidfake.Removal) {
+		if !fake.Removed(r.AccessToken) {
+			t.Errorf("hook for %s ran before the Item was removed", r.AccessToken)
+		}
+		hooked <- r
+		<-release
+	})
+	before := time.Now()
+	answered := make(chan string, 1)
+	go func() { answered <- outcome(t, context.Background(), fake.URL(), "/item/remove", "tok-a") }()
+	r := <-hooked
+	select {
+	case o := <-answered:
+		t.Fatalf("the caller got %q while the OnRemoved hook was still running", o)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if o := <-answered; o != "200 " {
+		t.Errorf("removal answered %q", o)
+	}
+	if r.AccessToken != "tok-a" || r.ItemID != "item-a" || r.Time.Before(before) || r.Time.After(time.Now()) {
+		t.Errorf("hook got %+v", r)
+	}
+
+	// A removal that fails (already removed, never issued) is no removal.
+	fake.OnRemoved(nil)
+	for _, tok := range []string{"tok-a", "tok-unknown"} {
+		if o := outcome(t, context.Background(), fake.URL(), "/item/remove", tok); o == "200 " {
+			t.Errorf("removing %s again: %q", tok, o)
+		}
+	}
+	outcome(t, context.Background(), fake.URL(), "/item/remove", "tok-b")
+	var got []string
+	for _, rem := range fake.Removals() {
+		got = append(got, rem.AccessToken+" "+rem.ItemID)
+	}
+	if diff := cmp.Diff([]string{"tok-a item-a", "tok-b item-b"}, got); diff != "" {
+		t.Errorf("Removals (-want +got):\n%s", diff)
+	}
+}

@@ -5,6 +5,7 @@
 // Plaid credentials are configured.
 //
 //	go run ./scripts/fakeplaid -addr 127.0.0.1:8089 -sample
+//	go run ./scripts/fakeplaid -sample -fault-rate 0.2 -fault-seed 1 -fault-kinds rate_limit,server_error
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,7 +33,26 @@ func main() {
 	withSample := flag.Bool("sample", false, "answer for the sample token set")
 	bench := flag.Int("bench", 0, "answer for the benchmark dataset of this many tokens")
 	signAddr := flag.String("sign-addr", "", "if set, serve POST /sign here: signs the request body as a Plaid webhook (local development only)")
+	faultRate := flag.Float64("fault-rate", 0, "fail this fraction (0 to 1) of requests with random faults, to try the service under Plaid's failures")
+	faultSeed := flag.Int64("fault-seed", 1, "the seed deciding which requests fail (the same seed fails the same attempts)")
+	faultKinds := flag.String("fault-kinds", "", "comma-separated fault kinds: rate_limit, server_error, timeout, reset, lost_answer (default: all)")
 	flag.Parse()
+	if *faultRate < 0 || *faultRate > 1 {
+		fmt.Fprintln(os.Stderr, "fakeplaid: -fault-rate must be from 0 to 1")
+		os.Exit(2)
+	}
+	var kinds []plaidfake.FaultKind
+	for _, name := range strings.Split(*faultKinds, ",") {
+		if strings.TrimSpace(name) == "" {
+			continue
+		}
+		k, err := plaidfake.ParseFaultKind(name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fakeplaid:", err)
+			os.Exit(2)
+		}
+		kinds = append(kinds, k)
+	}
 
 	srv, err := plaidfake.Listen(*addr, *clientID, *secret, plaidfake.WithLatency(*latency))
 	if err != nil {
@@ -39,6 +60,10 @@ func main() {
 		os.Exit(1)
 	}
 	defer srv.Close()
+	if *faultRate > 0 {
+		srv.SetRandomFaults(*faultRate, *faultSeed, kinds...)
+		fmt.Fprintf(os.Stderr, "fakeplaid: failing %.0f%% of requests at random (seed %d)\n", *faultRate*100, *faultSeed)
+	}
 	now := time.Now().UTC()
 	if *withSample {
 		sample.Register(srv, sample.Tokens(now))
