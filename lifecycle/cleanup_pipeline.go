@@ -51,7 +51,7 @@ func (s *Service) runSegment(ctx context.Context, run *RunRecord, budget time.Du
 	pageSize := cmp.Or(s.Config.CleanupPageSize, DefaultCleanupPageSize)
 	workers := cmp.Or(s.Config.CleanupConcurrency, DefaultCleanupWorkers)
 	writeCtx := context.WithoutCancel(ctx)
-	ctx = WithPlaidPriority(ctx, PriorityBatch)
+	ctx = WithPlaidPriority(ctx, PriorityBatch) // the default; said here because it matters
 
 	tokens := make(chan *Token, pageSize)
 	outcomes := make(chan tokenOutcome, pageSize)

@@ -25,10 +25,7 @@ type Config struct {
 	EncryptionSalt        string   // TOKEN_ENCRYPTION_SALT
 	LegacyEncryptionKey   string   // LEGACY_TOKEN_ENCRYPTION_KEY
 
-	PlaidClientID string // PLAID_CLIENT_ID
-	PlaidSecret   string // PLAID_SECRET
-	PlaidEnv      string // PLAID_ENV: sandbox | production
-	PlaidBaseURL  string // PLAID_BASE_URL: overrides the host of PlaidEnv
+	PlaidSettings
 
 	AuthJWTSecret string   // AUTH_JWT_SECRET (HS256)
 	AuthJWKSURL   string   // AUTH_JWKS_URL (RS256/ES256)
@@ -37,8 +34,6 @@ type Config struct {
 	AdminUserIDs  []string // ADMIN_USER_IDS
 
 	StaleDays          int           // STALE_DAYS
-	ItemGetRPM         int           // PLAID_ITEM_GET_RPM
-	ItemRemoveRPM      int           // PLAID_ITEM_REMOVE_RPM
 	RunTimeBudget      time.Duration // RUN_TIME_BUDGET: event-driven cleanup invocations
 	HTTPRunTimeBudget  time.Duration // HTTP_RUN_TIME_BUDGET: a synchronous HTTP cleanup hands over after it
 	ValidationInterval time.Duration // VALIDATION_INTERVAL: an active token validated within it is not validated again
@@ -60,6 +55,20 @@ type Config struct {
 	// ServeRemoteEvents lets scripts/serve take /events/* from any address;
 	// by default only loopback callers may trigger scheduled runs.
 	ServeRemoteEvents bool // SERVE_REMOTE_EVENTS
+}
+
+// PlaidSettings are the PLAID_* variables: what the Plaid adapter is built
+// from (NewPlaidClient), part of Config.
+type PlaidSettings struct {
+	PlaidClientID string // PLAID_CLIENT_ID
+	PlaidSecret   string // PLAID_SECRET
+	PlaidEnv      string // PLAID_ENV: sandbox | production
+	PlaidBaseURL  string // PLAID_BASE_URL: overrides the host of PlaidEnv
+	// ItemGetRPM and ItemRemoveRPM are the most /item/get and /item/remove
+	// calls a minute the service makes, retries included, all its
+	// instances together (PLAID_ITEM_GET_RPM, PLAID_ITEM_REMOVE_RPM).
+	ItemGetRPM    int
+	ItemRemoveRPM int
 }
 
 // Defaults of DESIGN §6 and §8.
@@ -145,28 +154,30 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 		EncryptionKeyPrevious: splitList(get("TOKEN_ENCRYPTION_KEY_PREVIOUS")),
 		EncryptionSalt:        get("TOKEN_ENCRYPTION_SALT"),
 		LegacyEncryptionKey:   get("LEGACY_TOKEN_ENCRYPTION_KEY"),
-		PlaidClientID:         get("PLAID_CLIENT_ID"),
-		PlaidSecret:           get("PLAID_SECRET"),
-		PlaidEnv:              get("PLAID_ENV"),
-		PlaidBaseURL:          get("PLAID_BASE_URL"),
-		AuthJWTSecret:         get("AUTH_JWT_SECRET"),
-		AuthJWKSURL:           get("AUTH_JWKS_URL"),
-		AuthIssuer:            get("AUTH_ISSUER"),
-		AuthAudience:          get("AUTH_AUDIENCE"),
-		AdminUserIDs:          splitList(get("ADMIN_USER_IDS")),
-		StaleDays:             positive("STALE_DAYS", DefaultStaleDays),
-		ItemGetRPM:            positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
-		ItemRemoveRPM:         positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
-		RunTimeBudget:         duration("RUN_TIME_BUDGET", DefaultRunTimeBudget),
-		HTTPRunTimeBudget:     duration("HTTP_RUN_TIME_BUDGET", DefaultHTTPRunTimeBudget),
-		ValidationInterval:    DefaultValidationInterval,
-		CleanupPageSize:       positive("CLEANUP_PAGE_SIZE", 0),
-		CleanupConcurrency:    positive("CLEANUP_CONCURRENCY", 0),
-		CleanupLeaseTTL:       duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
-		CleanupTopic:          cmp.Or(get("CLEANUP_TOPIC"), DefaultCleanupTopic),
-		AnalyticsTopic:        cmp.Or(get("ANALYTICS_TOPIC"), DefaultAnalyticsTopic),
-		Host:                  cmp.Or(get("HOST"), DefaultHost),
-		Port:                  cmp.Or(get("PORT"), DefaultPort),
+		PlaidSettings: PlaidSettings{
+			PlaidClientID: get("PLAID_CLIENT_ID"),
+			PlaidSecret:   get("PLAID_SECRET"),
+			PlaidEnv:      get("PLAID_ENV"),
+			PlaidBaseURL:  get("PLAID_BASE_URL"),
+			ItemGetRPM:    positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
+			ItemRemoveRPM: positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
+		},
+		AuthJWTSecret:      get("AUTH_JWT_SECRET"),
+		AuthJWKSURL:        get("AUTH_JWKS_URL"),
+		AuthIssuer:         get("AUTH_ISSUER"),
+		AuthAudience:       get("AUTH_AUDIENCE"),
+		AdminUserIDs:       splitList(get("ADMIN_USER_IDS")),
+		StaleDays:          positive("STALE_DAYS", DefaultStaleDays),
+		RunTimeBudget:      duration("RUN_TIME_BUDGET", DefaultRunTimeBudget),
+		HTTPRunTimeBudget:  duration("HTTP_RUN_TIME_BUDGET", DefaultHTTPRunTimeBudget),
+		ValidationInterval: DefaultValidationInterval,
+		CleanupPageSize:    positive("CLEANUP_PAGE_SIZE", 0),
+		CleanupConcurrency: positive("CLEANUP_CONCURRENCY", 0),
+		CleanupLeaseTTL:    duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
+		CleanupTopic:       cmp.Or(get("CLEANUP_TOPIC"), DefaultCleanupTopic),
+		AnalyticsTopic:     cmp.Or(get("ANALYTICS_TOPIC"), DefaultAnalyticsTopic),
+		Host:               cmp.Or(get("HOST"), DefaultHost),
+		Port:               cmp.Or(get("PORT"), DefaultPort),
 	}
 	if c.FirestoreDatabase == "" {
 		c.FirestoreDatabase = DefaultFirestoreDatabase

@@ -54,7 +54,9 @@ func NewFirestoreClient(ctx context.Context, cfg Config) (*firestore.Client, err
 func NewFirestoreService(cfg Config, client *firestore.Client, continuer Continuer) (*Service, error) {
 	var plaid PlaidAPI = unconfiguredPlaid{}
 	if cfg.PlaidClientID != "" && cfg.PlaidSecret != "" {
-		p, err := NewPlaidClientFromConfig(cfg)
+		// Every instance paces its Plaid calls on one shared quota.
+		pacer := NewSharedPacer(NewFirestoreQuotaStore(client), cfg.PlaidSettings)
+		p, err := NewPlaidClient(PlaidClientConfig{PlaidSettings: cfg.PlaidSettings, Pacer: pacer})
 		if err != nil {
 			return nil, err
 		}

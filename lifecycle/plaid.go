@@ -84,10 +84,12 @@ type PlaidPriority int
 
 // Priorities of Plaid calls.
 const (
-	// PriorityInteractive: a user is waiting (revocation). The default.
-	PriorityInteractive PlaidPriority = iota
-	// PriorityBatch: cleanup and other background work.
-	PriorityBatch
+	// PriorityBatch: cleanup and other background work, which waits for
+	// the quota as long as it takes. The default.
+	PriorityBatch PlaidPriority = iota
+	// PriorityInteractive: a user is waiting (revocation): first in line,
+	// and never kept waiting past InteractiveMaxWait.
+	PriorityInteractive
 )
 
 type plaidPriorityKey struct{}

@@ -37,23 +37,26 @@ const (
 	plaidErrorMessageMaxChars = 300
 )
 
-// PlaidClientConfig configures NewPlaidClient. Zero values take the defaults
-// named after each field.
+// PlaidClientConfig configures NewPlaidClient: the PLAID_* settings of the
+// service's Config, and how the adapter behaves. Zero values take the
+// defaults named after each field.
 type PlaidClientConfig struct {
-	ClientID string // required
-	Secret   string // required
-	// Env is "sandbox" (the default) or "production". Plaid retired
-	// Development, so it is refused.
-	Env string
-	// BaseURL, when set, replaces Env's host (tests, proxies).
-	BaseURL string
+	// PlaidSettings: PlaidClientID and PlaidSecret are required; PlaidEnv is
+	// "sandbox" (the default) or "production" (Plaid retired Development,
+	// so it is refused); PlaidBaseURL, when set, replaces the environment's
+	// host (tests, proxies); ItemGetRPM and ItemRemoveRPM pace /item/get and
+	// /item/remove (DefaultItemGetRPM, DefaultItemRemoveRPM) unless Pacer
+	// does.
+	PlaidSettings
 
-	// ItemGetRPM and ItemRemoveRPM are the most calls a minute the client
-	// makes to /item/get and /item/remove, retries included
-	// (DefaultItemGetRPM, DefaultItemRemoveRPM). WebhookKeyRPM paces
-	// /webhook_verification_key/get (DefaultWebhookKeyRPM): keys are cached by
-	// kid, so a flood of key lookups means forged webhooks, not real work.
-	ItemGetRPM, ItemRemoveRPM, WebhookKeyRPM int
+	// Pacer paces /item/get and /item/remove; nil: a LocalPacer at the
+	// settings' rates (one process).
+	Pacer Pacer
+
+	// WebhookKeyRPM paces /webhook_verification_key/get
+	// (DefaultWebhookKeyRPM): keys are cached by kid, so a flood of key
+	// lookups means forged webhooks, not real work.
+	WebhookKeyRPM int
 
 	// HTTPClient makes the calls; nil means a client with a
 	// DefaultPlaidHTTPTimeout timeout per attempt.
@@ -79,7 +82,8 @@ type PlaidClient struct {
 	api    *plaid.APIClient
 	secret string // redacted from Plaid's messages, like access tokens
 
-	itemGetLimiter, itemRemoveLimiter, webhookKeyLimiter *rate.Limiter
+	pacer             Pacer
+	webhookKeyLimiter *rate.Limiter
 
 	maxAttempts  int
 	baseBackoff  time.Duration
@@ -89,45 +93,32 @@ type PlaidClient struct {
 
 var _ PlaidAPI = (*PlaidClient)(nil)
 
-// NewPlaidClientFromConfig returns the PlaidClient the service's
-// configuration describes (PLAID_* variables), with default retry settings.
-func NewPlaidClientFromConfig(c Config) (*PlaidClient, error) {
-	return NewPlaidClient(PlaidClientConfig{
-		ClientID:      c.PlaidClientID,
-		Secret:        c.PlaidSecret,
-		Env:           c.PlaidEnv,
-		BaseURL:       c.PlaidBaseURL,
-		ItemGetRPM:    c.ItemGetRPM,
-		ItemRemoveRPM: c.ItemRemoveRPM,
-	})
-}
-
 // NewPlaidClient validates cfg and returns a client. It makes no network
 // call, so it is cheap enough for a function's first request.
 func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 	var errs []error
-	if cfg.ClientID == "" {
-		errs = append(errs, errors.New("plaid client: ClientID is required"))
+	if cfg.PlaidClientID == "" {
+		errs = append(errs, errors.New("plaid client: PlaidClientID is required"))
 	}
-	if cfg.Secret == "" {
-		errs = append(errs, errors.New("plaid client: Secret is required"))
+	if cfg.PlaidSecret == "" {
+		errs = append(errs, errors.New("plaid client: PlaidSecret is required"))
 	}
 	var env plaid.Environment
-	switch cfg.Env {
+	switch cfg.PlaidEnv {
 	case "", "sandbox":
 		env = plaid.Sandbox
 	case "production":
 		env = plaid.Production
 	case "development":
-		errs = append(errs, errors.New(`plaid client: Env "development" was retired by Plaid; use sandbox or production`))
+		errs = append(errs, errors.New(`plaid client: PlaidEnv "development" was retired by Plaid; use sandbox or production`))
 	default:
-		errs = append(errs, fmt.Errorf("plaid client: Env must be sandbox or production, got %q", cfg.Env))
+		errs = append(errs, fmt.Errorf("plaid client: PlaidEnv must be sandbox or production, got %q", cfg.PlaidEnv))
 	}
-	if cfg.BaseURL != "" {
-		if !strings.HasPrefix(cfg.BaseURL, "http://") && !strings.HasPrefix(cfg.BaseURL, "https://") {
-			errs = append(errs, fmt.Errorf("plaid client: BaseURL must be an http(s) URL, got %q", cfg.BaseURL))
+	if cfg.PlaidBaseURL != "" {
+		if !strings.HasPrefix(cfg.PlaidBaseURL, "http://") && !strings.HasPrefix(cfg.PlaidBaseURL, "https://") {
+			errs = append(errs, fmt.Errorf("plaid client: PlaidBaseURL must be an http(s) URL, got %q", cfg.PlaidBaseURL))
 		}
-		env = plaid.Environment(strings.TrimRight(cfg.BaseURL, "/"))
+		env = plaid.Environment(strings.TrimRight(cfg.PlaidBaseURL, "/"))
 	}
 	for _, f := range []struct {
 		name string
@@ -141,6 +132,10 @@ func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 		return nil, errors.Join(errs...)
 	}
 
+	pacer := cfg.Pacer
+	if pacer == nil {
+		pacer = NewLocalPacer(cfg.PlaidSettings)
+	}
 	httpClient := cfg.HTTPClient
 	if httpClient == nil {
 		transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -152,15 +147,14 @@ func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 	pc := plaid.NewConfiguration()
 	pc.UseEnvironment(env)
 	pc.HTTPClient = httpClient
-	pc.AddDefaultHeader("PLAID-CLIENT-ID", cfg.ClientID)
-	pc.AddDefaultHeader("PLAID-SECRET", cfg.Secret)
+	pc.AddDefaultHeader("PLAID-CLIENT-ID", cfg.PlaidClientID)
+	pc.AddDefaultHeader("PLAID-SECRET", cfg.PlaidSecret)
 	pc.AddDefaultHeader("Plaid-Version", plaidAPIVersion)
 
 	return &PlaidClient{
 		api:               plaid.NewAPIClient(pc),
-		secret:            cfg.Secret,
-		itemGetLimiter:    newPerMinuteLimiter(orDefault(cfg.ItemGetRPM, DefaultItemGetRPM), 0),
-		itemRemoveLimiter: newPerMinuteLimiter(orDefault(cfg.ItemRemoveRPM, DefaultItemRemoveRPM), 0),
+		secret:            cfg.PlaidSecret,
+		pacer:             pacer,
 		webhookKeyLimiter: newPerMinuteLimiter(orDefault(cfg.WebhookKeyRPM, DefaultWebhookKeyRPM), webhookKeyBurst),
 		maxAttempts:       orDefault(cfg.MaxAttempts, DefaultPlaidMaxAttempts),
 		baseBackoff:       orDefault(cfg.BaseBackoff, DefaultPlaidBaseBackoff),
@@ -168,6 +162,11 @@ func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 		maxRetryTime:      orDefault(cfg.MaxRetryTime, DefaultPlaidMaxRetryTime),
 	}, nil
 }
+
+// limiterPacer paces every call of an endpoint on one limiter.
+type limiterPacer struct{ *rate.Limiter }
+
+func (l limiterPacer) Wait(ctx context.Context, _ string) error { return l.Limiter.Wait(ctx) }
 
 func orDefault[T int | time.Duration](v, def T) T {
 	if v <= 0 {
@@ -198,7 +197,7 @@ func newPerMinuteLimiter(rpm, burst int) *rate.Limiter {
 // *PlaidError with Status 0 and the class of its item.error code.
 func (c *PlaidClient) GetItem(ctx context.Context, accessToken string) (*Item, error) {
 	var resp plaid.ItemGetResponse
-	err := c.call(ctx, plaidEndpointItemGet, c.itemGetLimiter, accessToken, func(ctx context.Context) (*http.Response, error) {
+	err := c.call(ctx, plaidEndpointItemGet, c.pacer, accessToken, func(ctx context.Context) (*http.Response, error) {
 		var httpResp *http.Response
 		var err error
 		resp, httpResp, err = c.api.PlaidApi.ItemGet(ctx).ItemGetRequest(*plaid.NewItemGetRequest(accessToken)).Execute()
@@ -229,7 +228,7 @@ func (c *PlaidClient) GetItem(ctx context.Context, accessToken string) (*Item, e
 // so they return nil.
 func (c *PlaidClient) RemoveItem(ctx context.Context, accessToken string) error {
 	var resp plaid.ItemRemoveResponse
-	err := c.call(ctx, plaidEndpointItemRemove, c.itemRemoveLimiter, accessToken, func(ctx context.Context) (*http.Response, error) {
+	err := c.call(ctx, plaidEndpointItemRemove, c.pacer, accessToken, func(ctx context.Context) (*http.Response, error) {
 		var httpResp *http.Response
 		var err error
 		resp, httpResp, err = c.api.PlaidApi.ItemRemove(ctx).ItemRemoveRequest(*plaid.NewItemRemoveRequest(accessToken)).Execute()
@@ -252,7 +251,7 @@ func (c *PlaidClient) RemoveItem(ctx context.Context, accessToken string) error 
 // key id is an INVALID_INPUT error (ClassConfig): the webhook is unverified.
 func (c *PlaidClient) WebhookVerificationKey(ctx context.Context, keyID string) (*WebhookKey, error) {
 	var key *WebhookKey
-	err := c.call(ctx, plaidEndpointWebhookKey, c.webhookKeyLimiter, "", func(ctx context.Context) (*http.Response, error) {
+	err := c.call(ctx, plaidEndpointWebhookKey, limiterPacer{c.webhookKeyLimiter}, "", func(ctx context.Context) (*http.Response, error) {
 		resp, httpResp, err := c.api.PlaidApi.WebhookVerificationKeyGet(ctx).
 			WebhookVerificationKeyGetRequest(*plaid.NewWebhookVerificationKeyGetRequest(keyID)).Execute()
 		if err == nil {
@@ -283,12 +282,17 @@ func (c *PlaidClient) WebhookVerificationKey(ctx context.Context, keyID string) 
 // returns nil or a *PlaidError: the first non-transient one, or the last
 // transient one. accessToken is only used to redact it from Plaid's
 // messages.
-func (c *PlaidClient) call(ctx context.Context, endpoint string, limiter *rate.Limiter, accessToken string, attempt func(context.Context) (*http.Response, error)) error {
+func (c *PlaidClient) call(ctx context.Context, endpoint string, pacer Pacer, accessToken string, attempt func(context.Context) (*http.Response, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, c.maxRetryTime)
 	defer cancel()
 	pc := &plaidCall{endpoint: endpoint}
 	err := retry.Do(ctx, c.retryBackoff(ctx, pc), func(ctx context.Context) error {
-		if err := limiter.Wait(ctx); err != nil {
+		if err := pacer.Wait(ctx, endpoint); err != nil {
+			if errors.Is(err, errQuotaSaturated) {
+				// A user's call that found no room: no retry, the caller
+				// falls back (a revocation revokes locally).
+				return &PlaidError{Class: ClassTransient, Code: "QUOTA_SATURATED", Err: fmt.Errorf("plaid %s: %w", endpoint, err)}
+			}
 			return c.stopped(ctx, endpoint, "waiting for the rate limit", err)
 		}
 		pc.attempts++

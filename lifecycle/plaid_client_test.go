@@ -29,10 +29,12 @@ const plaidTestAttempts = 4
 func newPlaidTestClient(t *testing.T, fake *plaidfake.Server, mod func(*lifecycle.PlaidClientConfig)) *lifecycle.PlaidClient {
 	t.Helper()
 	cfg := lifecycle.PlaidClientConfig{
-		ClientID: fake.ClientID, Secret: fake.Secret, Env: "sandbox", BaseURL: fake.URL(),
-		ItemGetRPM: 600000, ItemRemoveRPM: 600000, WebhookKeyRPM: 600000,
-		MaxAttempts: plaidTestAttempts, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
-		MaxRetryTime: 10 * time.Second,
+		PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidEnv: "sandbox", PlaidBaseURL: fake.URL(), ItemGetRPM: 600000, ItemRemoveRPM: 600000},
+		WebhookKeyRPM: 600000,
+		MaxAttempts:   plaidTestAttempts,
+		BaseBackoff:   time.Millisecond,
+		MaxBackoff:    5 * time.Millisecond,
+		MaxRetryTime:  10 * time.Second,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -480,7 +482,7 @@ func TestPlaidClientWrongCredentials(t *testing.T) {
 	fake := plaidfake.New(t)
 	fake.AddItem("tok", "item-1", "ins_1")
 	kid := fake.NewWebhookKey()
-	client := newPlaidTestClient(t, fake, func(c *lifecycle.PlaidClientConfig) { c.Secret = "not-the-secret" })
+	client := newPlaidTestClient(t, fake, func(c *lifecycle.PlaidClientConfig) { c.PlaidSecret = "not-the-secret" })
 	ctx, logs := plaidTestContext(t)
 	want := plaidOutcome{lifecycle.ClassConfig, "INVALID_INPUT", "INVALID_API_KEYS", 400, 1}
 
@@ -621,15 +623,15 @@ func TestNewPlaidClient(t *testing.T) {
 		wantErr  string // substring; empty means success
 		wantHost string
 	}{
-		{name: "sandbox", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s", Env: "sandbox"}, wantHost: "sandbox.plaid.com"},
-		{name: "empty env is sandbox", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s"}, wantHost: "sandbox.plaid.com"},
-		{name: "production", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s", Env: "production"}, wantHost: "production.plaid.com"},
-		{name: "base URL override", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s", Env: "production", BaseURL: "http://127.0.0.1:9/"}, wantHost: "127.0.0.1:9"},
-		{name: "development is retired", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s", Env: "development"}, wantErr: "retired"},
-		{name: "unknown env", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s", Env: "staging"}, wantErr: "sandbox or production"},
-		{name: "missing credentials", cfg: lifecycle.PlaidClientConfig{}, wantErr: "ClientID is required"},
-		{name: "bad base URL", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s", BaseURL: "plaid.local"}, wantErr: "BaseURL"},
-		{name: "negative rpm", cfg: lifecycle.PlaidClientConfig{ClientID: "id", Secret: "s", ItemGetRPM: -1}, wantErr: "ItemGetRPM"},
+		{name: "sandbox", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "sandbox"}}, wantHost: "sandbox.plaid.com"},
+		{name: "empty env is sandbox", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s"}}, wantHost: "sandbox.plaid.com"},
+		{name: "production", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "production"}}, wantHost: "production.plaid.com"},
+		{name: "base URL override", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "production", PlaidBaseURL: "http://127.0.0.1:9/"}}, wantHost: "127.0.0.1:9"},
+		{name: "development is retired", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "development"}}, wantErr: "retired"},
+		{name: "unknown env", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "staging"}}, wantErr: "sandbox or production"},
+		{name: "missing credentials", cfg: lifecycle.PlaidClientConfig{}, wantErr: "PlaidClientID is required"},
+		{name: "bad base URL", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidBaseURL: "plaid.local"}}, wantErr: "PlaidBaseURL"},
+		{name: "negative rpm", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", ItemGetRPM: -1}}, wantErr: "ItemGetRPM"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -660,13 +662,13 @@ func TestNewPlaidClient(t *testing.T) {
 
 	t.Run("from Config", func(t *testing.T) {
 		t.Parallel()
-		cfg := lifecycle.Config{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "production", ItemGetRPM: 5000, ItemRemoveRPM: 2000}
-		if _, err := lifecycle.NewPlaidClientFromConfig(cfg); err != nil {
-			t.Errorf("NewPlaidClientFromConfig: %v", err)
+		cfg := lifecycle.Config{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "production", ItemGetRPM: 5000, ItemRemoveRPM: 2000}}
+		if _, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{PlaidSettings: cfg.PlaidSettings}); err != nil {
+			t.Errorf("NewPlaidClient: %v", err)
 		}
 		cfg.PlaidSecret = ""
-		if _, err := lifecycle.NewPlaidClientFromConfig(cfg); err == nil {
-			t.Error("NewPlaidClientFromConfig without a secret: no error")
+		if _, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{PlaidSettings: cfg.PlaidSettings}); err == nil {
+			t.Error("NewPlaidClient without a secret: no error")
 		}
 	})
 }

@@ -232,7 +232,9 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 // Item is removed. Any failure leaves that to cleanup: a revocation never
 // waits on Plaid.
 func (s *Service) removeForRevocation(ctx context.Context, tok *Token, log *slog.Logger) bool {
-	err := s.removeAtPlaid(ctx, tok)
+	// A user is waiting: first in line for the quota, and never kept
+	// waiting for it (a saturated quota fails at once).
+	err := s.removeAtPlaid(WithPlaidPriority(ctx, PriorityInteractive), tok)
 	if err == nil {
 		return true
 	}

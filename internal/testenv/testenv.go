@@ -104,9 +104,8 @@ func WithConfig(change func(*lifecycle.Config)) Option {
 
 // WithRPM sets the Plaid pacing.
 func WithRPM(itemGet, itemRemove int) Option {
-	return func(c *lifecycle.Config, p *lifecycle.PlaidClientConfig) {
+	return func(c *lifecycle.Config, _ *lifecycle.PlaidClientConfig) {
 		c.ItemGetRPM, c.ItemRemoveRPM = itemGet, itemRemove
-		p.ItemGetRPM, p.ItemRemoveRPM = itemGet, itemRemove
 	}
 }
 
@@ -122,21 +121,21 @@ func New(t testing.TB, opts ...Option) *Env {
 	cfg := lifecycle.Config{
 		Project: project, FirestoreDatabase: lifecycle.DefaultFirestoreDatabase,
 		EncryptionKey: EncryptionKey, EncryptionSalt: lifecycle.DefaultEncryptionSalt,
-		PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidEnv: "sandbox", PlaidBaseURL: fake.URL(),
+		PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidEnv: "sandbox",
+			PlaidBaseURL: fake.URL(), ItemGetRPM: 600000, ItemRemoveRPM: 600000},
 		AuthJWTSecret: "test-jwt-secret-0123456789abcdef0123456789", AdminUserIDs: []string{sample.AdminUser},
-		StaleDays: lifecycle.DefaultStaleDays, ItemGetRPM: 600000, ItemRemoveRPM: 600000,
+		StaleDays:     lifecycle.DefaultStaleDays,
 		RunTimeBudget: lifecycle.DefaultRunTimeBudget, HTTPRunTimeBudget: lifecycle.DefaultHTTPRunTimeBudget,
 		ValidationInterval: lifecycle.DefaultValidationInterval, CleanupLeaseTTL: lifecycle.DefaultCleanupLeaseTTL,
 		CleanupTopic: lifecycle.DefaultCleanupTopic, AnalyticsTopic: lifecycle.DefaultAnalyticsTopic,
 	}
 	pcfg := lifecycle.PlaidClientConfig{
-		ClientID: fake.ClientID, Secret: fake.Secret, BaseURL: fake.URL(),
-		ItemGetRPM: cfg.ItemGetRPM, ItemRemoveRPM: cfg.ItemRemoveRPM,
 		MaxAttempts: 3, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxRetryTime: 20 * time.Second,
 	}
 	for _, o := range opts {
 		o(&cfg, &pcfg)
 	}
+	pcfg.PlaidSettings = cfg.PlaidSettings
 	adapter, err := lifecycle.NewPlaidClient(pcfg)
 	if err != nil {
 		t.Fatalf("NewPlaidClient: %v", err)

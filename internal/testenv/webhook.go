@@ -79,9 +79,7 @@ func WebhookClaims(body []byte, iat time.Time) jwt.MapClaims {
 func NewWebhookPlaidClient(t testing.TB, fake *plaidfake.Server) *lifecycle.PlaidClient {
 	t.Helper()
 	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{
-		ClientID:      fake.ClientID,
-		Secret:        fake.Secret,
-		BaseURL:       fake.URL(),
+		PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidBaseURL: fake.URL()},
 		WebhookKeyRPM: 60000,
 		MaxAttempts:   1,
 	})

@@ -24,8 +24,9 @@ resource "google_firestore_database" "database" {
   depends_on = [google_project_service.api]
 }
 
-# Documents that only matter while an event may be redelivered: Firestore
-# deletes each one after its expire_at (within about a day of it). The audit
+# Documents that only matter for a while (an event that may be redelivered,
+# a quota window): Firestore deletes each one after its expire_at (within
+# about a day of it). The audit
 # and run collections have no TTL: they are the record.
 locals {
   ttl_fields = {
@@ -33,6 +34,9 @@ locals {
     events = "plaid_token_events"
     # Handled Firestore event ids of TokenStats (applied-once record, §12).
     stats_events = "plaid_token_stats_events"
+    # The fleet's Plaid call counters, one per endpoint and 2-second window
+    # (lifecycle.SharedPacer): worthless an hour later.
+    quota = "plaid_token_quota"
   }
 }
 

@@ -1,0 +1,246 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// One Plaid quota, many instances (DESIGN §12). Plaid limits /item/get and
+// /item/remove per client, per minute, whatever the number of processes
+// calling; the app shares the client too. PLAID_ITEM_GET_RPM and
+// PLAID_ITEM_REMOVE_RPM are this service's share, for all its instances
+// together. Within it:
+//
+//   - a user's call (revocation) goes first: it takes the next free slot,
+//     and batch work (cleanup) only takes slots nobody is waiting for;
+//   - the fleet keeps InteractiveReserve of each window for users' calls
+//     until late in the window, when batch work may use what is left, so
+//     batch work alone still reaches the whole rate;
+//   - a user's call waits at most InteractiveMaxWait for the quota; past
+//     that it fails fast as transient, and a revocation then revokes
+//     locally at once and leaves the removal at Plaid to cleanup
+//     (plaid_removed: false, DESIGN §7).
+//
+// A Pacer enforces that. LocalPacer does it for one process (the CLI, tests);
+// SharedPacer does it for the whole fleet through a QuotaStore (Firestore):
+// instances lease permits in small blocks from a counter per window.
+
+// Pacer decides when a Plaid call may go out.
+type Pacer interface {
+	// Wait returns when endpoint may be called once more. It fails when ctx
+	// ends first, and for an interactive call (PlaidPriorityFrom(ctx)) when
+	// the wait would pass InteractiveMaxWait.
+	Wait(ctx context.Context, endpoint string) error
+}
+
+const (
+	// InteractiveReserve is the share of each SharedPacer window kept for
+	// users' calls until reserveUntil of the window has passed.
+	InteractiveReserve = 0.2
+	reserveUntil       = 0.75
+	// InteractiveMaxWait bounds a user's wait for the quota: a revocation
+	// must answer within a second or two under any load.
+	InteractiveMaxWait = time.Second
+	// quotaWindow is the length of a SharedPacer window. Short windows keep
+	// calls spread over the minute; each costs a Firestore counter.
+	quotaWindow = 2 * time.Second
+	// batchPoll bounds how long a batch call sleeps before looking for a
+	// free slot again.
+	batchPoll = 20 * time.Millisecond
+)
+
+// errQuotaSaturated is what an interactive call gets when the quota has no
+// room within InteractiveMaxWait.
+var errQuotaSaturated = fmt.Errorf("the Plaid quota is saturated: no room within %s", InteractiveMaxWait)
+
+// LocalPacer paces one process, a limiter per endpoint at its rate. A
+// user's call reserves the next slot; a batch call takes a slot only when
+// one is free at once, else sleeps briefly and looks again, so it never
+// queues ahead of a user's call.
+type LocalPacer struct {
+	limits map[string]*rate.Limiter
+}
+
+// NewLocalPacer paces /item/get and /item/remove at the settings' rates.
+func NewLocalPacer(s PlaidSettings) *LocalPacer {
+	return &LocalPacer{limits: map[string]*rate.Limiter{
+		plaidEndpointItemGet:    newPerMinuteLimiter(orDefault(s.ItemGetRPM, DefaultItemGetRPM), 0),
+		plaidEndpointItemRemove: newPerMinuteLimiter(orDefault(s.ItemRemoveRPM, DefaultItemRemoveRPM), 0),
+	}}
+}
+
+// Wait implements Pacer.
+func (p *LocalPacer) Wait(ctx context.Context, endpoint string) error {
+	l, ok := p.limits[endpoint]
+	if !ok {
+		return nil
+	}
+	if PlaidPriorityFrom(ctx) == PriorityBatch {
+		for {
+			r := l.Reserve()
+			d := r.Delay()
+			if d == 0 {
+				return nil
+			}
+			r.Cancel() // the slot goes to whoever is ready first: a user's call
+			if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+				return fmt.Errorf("waiting %v for the rate limit would pass the deadline: %w", d, context.DeadlineExceeded)
+			}
+			if err := sleepCtx(ctx, min(d, batchPoll)); err != nil {
+				return err
+			}
+		}
+	}
+	r := l.Reserve()
+	if !r.OK() || r.Delay() > InteractiveMaxWait {
+		r.Cancel()
+		return errQuotaSaturated
+	}
+	if err := sleepCtx(ctx, r.Delay()); err != nil {
+		r.Cancel()
+		return err
+	}
+	return nil
+}
+
+// sleepCtx sleeps d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// QuotaStore keeps the fleet's count of Plaid calls per window.
+type QuotaStore interface {
+	// TakeQuota takes up to n permits of endpoint's window so that the
+	// window's total stays at or below limit, and returns how many it took
+	// (0 when the window is full).
+	TakeQuota(ctx context.Context, endpoint string, window int64, n, limit int) (int, error)
+}
+
+// SharedPacer paces every instance together: each window of quotaWindow
+// has a fleet-wide cap, counted in the QuotaStore, from which instances
+// lease small blocks of permits. Caps are set so that no 60-second span
+// (which covers parts of 60/W+1 windows) holds more than the endpoint's
+// rate.
+type SharedPacer struct {
+	store  QuotaStore
+	now    func() time.Time
+	rpm    map[string]int
+	mu     sync.Mutex
+	leases map[string]*quotaLease
+}
+
+// quotaLease is what one process holds of one endpoint's current window.
+type quotaLease struct {
+	mu                 sync.Mutex
+	window             int64
+	batch, interactive int // permits leased and not used yet
+}
+
+// NewSharedPacer paces /item/get and /item/remove at the settings' rates
+// for every process sharing store.
+func NewSharedPacer(store QuotaStore, s PlaidSettings) *SharedPacer {
+	return &SharedPacer{
+		store: store,
+		now:   time.Now,
+		rpm: map[string]int{
+			plaidEndpointItemGet:    orDefault(s.ItemGetRPM, DefaultItemGetRPM),
+			plaidEndpointItemRemove: orDefault(s.ItemRemoveRPM, DefaultItemRemoveRPM),
+		},
+		leases: map[string]*quotaLease{},
+	}
+}
+
+// windowCap is the fleet-wide cap of window w for rpm: on average
+// rpm·W/(60+W), spread so the caps of any run of windows add up exactly.
+func windowCap(rpm int, w int64) int {
+	perWindow := float64(rpm) * quotaWindow.Seconds() / (60 + quotaWindow.Seconds())
+	return int(float64(w+1)*perWindow) - int(float64(w)*perWindow)
+}
+
+// Wait implements Pacer.
+func (p *SharedPacer) Wait(ctx context.Context, endpoint string) error {
+	rpm, ok := p.rpm[endpoint]
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	l := p.leases[endpoint]
+	if l == nil {
+		l = &quotaLease{}
+		p.leases[endpoint] = l
+	}
+	p.mu.Unlock()
+
+	interactive := PlaidPriorityFrom(ctx) == PriorityInteractive
+	giveUp := p.now().Add(InteractiveMaxWait)
+	for {
+		now := p.now()
+		w := now.UnixNano() / int64(quotaWindow)
+		lateInWindow := now.UnixNano()%int64(quotaWindow) >= int64(reserveUntil*float64(quotaWindow))
+		taken, err := l.take(ctx, p.store, endpoint, w, rpm, interactive || lateInWindow, interactive)
+		if err != nil || taken {
+			return err
+		}
+		// No room for this call in the window (yet): a batch call looks
+		// again when the reserve opens up, then at the next window.
+		start := time.Unix(0, w*int64(quotaWindow))
+		next := start.Add(quotaWindow)
+		if reserve := start.Add(time.Duration(reserveUntil * float64(quotaWindow))); !interactive && now.Before(reserve) {
+			next = reserve
+		}
+		if interactive && next.After(giveUp) {
+			return errQuotaSaturated
+		}
+		if err := sleepCtx(ctx, next.Sub(now)); err != nil {
+			return err
+		}
+	}
+}
+
+// take uses a leased permit of window w, leasing a block when none is left;
+// false when the window has no room. Without wholeWindow, the reserve of
+// users' calls is not room.
+func (l *quotaLease) take(ctx context.Context, store QuotaStore, endpoint string, w int64, rpm int, wholeWindow, interactive bool) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.window != w {
+		// Permits do not carry over: a window's count is final.
+		l.window, l.batch, l.interactive = w, 0, 0
+	}
+	pool := &l.batch
+	if interactive {
+		pool = &l.interactive
+	}
+	if *pool > 0 {
+		*pool--
+		return true, nil
+	}
+	limit := windowCap(rpm, w)
+	if !wholeWindow {
+		limit -= int(float64(limit)*InteractiveReserve + 0.5)
+	}
+	block := max(1, windowCap(rpm, w)/4)
+	if interactive {
+		block = 1 // users' calls are few; never hold permits batch work could use
+	}
+	n, err := store.TakeQuota(ctx, endpoint, w, block, limit)
+	if err != nil {
+		return false, fmt.Errorf("taking Plaid quota: %w", err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	*pool = n - 1
+	return true, nil
+}
