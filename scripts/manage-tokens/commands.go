@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
@@ -52,10 +53,30 @@ Runs the token cleanup now, with the rules of the daily scheduled run:
 expired and revoked tokens, and active tokens unused for more than --days
 days, are removed at Plaid (/item/remove) first and then deleted; active
 tokens that Plaid says are gone are marked expired; tokens that need their
-user get an error code. Only one cleanup runs at a time.`,
-		flags: []flagDef{daysFlag, dryRunFlag, jsonFlag},
+user get an error code. Only one cleanup runs at a time: while another run
+holds the lease, this one is refused with the holder's run id, who started
+it and until when its lease holds. A run whose process died holds the lease
+until it lapses (CLEANUP_LEASE_TTL, 5m); --take-over <run_id> takes it
+from that run at once (it is marked abandoned) and starts this one.`,
+		flags: []flagDef{daysFlag, dryRunFlag, takeOverFlag, jsonFlag},
 		needs: lifecycle.Needs{Store: true, Vault: true, Plaid: true},
 		exec:  (*cli).cleanup,
+	},
+	{
+		name:    "run",
+		summary: "report a cleanup run by its id; --follow waits until it finishes",
+		about: `
+Prints a cleanup run's record: its status (running, checkpointed, succeeded,
+failed, abandoned), trigger, actor, start and end, invocations and
+statistics. The run ids come from the TokenCleanup function's answers (202
+run_id and status_url), from refusals naming the lease holder, and from
+the logs. With --follow it reports again every few seconds until the run
+has finished, and exits 1 if it failed or was abandoned.`,
+		flags: []flagDef{followFlag, jsonFlag},
+		args: []argDef{{name: "run_id", usage: "the cleanup run",
+			bind: func(inv *invocation) *string { return &inv.runID }}},
+		needs: lifecycle.Needs{Store: true},
+		exec:  (*cli).run,
 	},
 	{
 		name:    "analytics",
@@ -151,6 +172,12 @@ var (
 	dryRunFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.dryRun, "dry-run", false, "report what would be done, change nothing")
 	}
+	takeOverFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+		fs.StringVar(&inv.takeOver, "take-over", "", "take the cleanup lease from the dead run `RUN_ID`, which is marked abandoned")
+	}
+	followFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+		fs.BoolVar(&inv.follow, "follow", false, "report until the run has finished")
+	}
 	jsonFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.json, "json", false, "print one JSON object on stdout instead of the report")
 	}
@@ -192,6 +219,7 @@ func (c *cli) cleanup(ctx context.Context, inv invocation) int {
 	bar := c.progressBar(ctx, "cleanup")
 	res, err := c.svc.Cleanup(ctx, lifecycle.CleanupRequest{
 		DaysThreshold: days, DryRun: inv.dryRun, Trigger: lifecycle.TriggerCLI, Actor: c.actor,
+		TakeOver: inv.takeOver,
 		Progress: func(st lifecycle.Statistics) { bar.update(st.TotalChecked) },
 	})
 	bar.finish()
@@ -219,6 +247,67 @@ func (c *cli) cleanup(ctx context.Context, inv invocation) int {
 		fmt.Fprintln(w, dryRunLine)
 	}
 	return exitOK
+}
+
+// followEvery spaces the reports of run --follow.
+var followEvery = 3 * time.Second
+
+func (c *cli) run(ctx context.Context, inv invocation) int {
+	for {
+		run, err := c.svc.CleanupRun(ctx, inv.runID)
+		if err != nil {
+			return fail(c.stderr, err)
+		}
+		if !inv.follow || run.Status.Finished() {
+			if inv.json {
+				if code := c.printJSON(run); code != exitOK {
+					return code
+				}
+			} else {
+				c.printRun(run)
+			}
+			if run.Status == lifecycle.RunFailed || run.Status == lifecycle.RunAbandoned {
+				return exitFailure
+			}
+			return exitOK
+		}
+		if c.status != nil {
+			c.status.show(fmt.Sprintf("run %s: %s, %d tokens checked, invocation %d", run.ID, run.Status,
+				run.Statistics.TotalChecked, run.Invocations))
+		}
+		select {
+		case <-ctx.Done():
+			return fail(c.stderr, ctx.Err())
+		case <-time.After(followEvery):
+		}
+	}
+}
+
+// printRun prints a run record the way the cleanup report reads.
+func (c *cli) printRun(run *lifecycle.RunRecord) {
+	if c.status != nil {
+		c.status.clear()
+	}
+	st := run.Statistics
+	w := c.report("🧹 Cleanup Run " + run.ID + ":")
+	fmt.Fprintf(w, "%sStatus: %s\n", indent, run.Status)
+	fmt.Fprintf(w, "%sStarted: %s by %s (%s)\n", indent, run.StartedAt.UTC().Format(time.RFC3339), run.Actor, run.Trigger)
+	if !run.EndedAt.IsZero() {
+		fmt.Fprintf(w, "%sEnded: %s\n", indent, run.EndedAt.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "%sInvocations: %d\n", indent, run.Invocations)
+	fmt.Fprintf(w, "%sTotal tokens checked: %d\n", indent, st.TotalChecked)
+	fmt.Fprintf(w, "%sExpired tokens removed: %d\n", indent, st.ExpiredRemoved)
+	fmt.Fprintf(w, "%sStale tokens removed: %d\n", indent, st.StaleRemoved)
+	fmt.Fprintf(w, "%sInvalid tokens marked: %d\n", indent, st.InvalidMarked)
+	fmt.Fprintf(w, "%sRevoked tokens removed: %d\n", indent, st.RevokedRemoved)
+	fmt.Fprintf(w, "%sTotal cleaned: %d\n", indent, st.TotalCleaned)
+	if run.Failure != "" {
+		fmt.Fprintf(w, "%sFailure: %s\n", indent, run.Failure)
+	}
+	if run.DryRun {
+		fmt.Fprintln(w, dryRunLine)
+	}
 }
 
 func (c *cli) analytics(ctx context.Context, inv invocation) int {

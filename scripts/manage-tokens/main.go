@@ -2,7 +2,8 @@
 // analytics, revocation, the legacy migration and key rotation, on the same
 // service the functions run, configured by the same environment variables.
 //
-//	go run ./scripts/manage-tokens cleanup [--days N] [--dry-run] [--json]
+//	go run ./scripts/manage-tokens cleanup [--days N] [--dry-run] [--take-over RUN_ID] [--json]
+//	go run ./scripts/manage-tokens run [--follow] [--json] <run_id>
 //	go run ./scripts/manage-tokens analytics [--json]
 //	go run ./scripts/manage-tokens revoke [--dry-run] [--json] <user_id>
 //	go run ./scripts/manage-tokens migrate-legacy [--dry-run] [--json]
@@ -68,10 +69,13 @@ type console struct {
 
 // invocation is one parsed command line.
 type invocation struct {
-	days   int // cleanup; 0: STALE_DAYS
-	userID string
-	dryRun bool
-	json   bool
+	days     int // cleanup; 0: STALE_DAYS
+	userID   string
+	runID    string
+	takeOver string // cleanup: the dead run whose lease to take
+	follow   bool   // run: until it finishes
+	dryRun   bool
+	json     bool
 }
 
 // cli is one run's service and outputs.

@@ -292,10 +292,11 @@ func TestCommandHelp(t *testing.T) {
 	// One example in full, as an operator sees it.
 	cleanup, _ := lookupCommand("cleanup")
 	for _, line := range []string{
-		"usage: manage-tokens cleanup [--days N] [--dry-run] [--json]\n",
-		"  --days N     an active token unused for more than N days is stale; N is 1 to 3650\n",
-		"               (default: STALE_DAYS, or 90)\n",
-		"  --dry-run    report what would be done, change nothing\n",
+		"usage: manage-tokens cleanup [--days N] [--dry-run] [--json] [--take-over RUN_ID]\n",
+		"  --days N             an active token unused for more than N days is stale; N is 1 to 3650\n",
+		"                       (default: STALE_DAYS, or 90)\n",
+		"  --dry-run            report what would be done, change nothing\n",
+		"  --take-over RUN_ID   take the cleanup lease from the dead run RUN_ID, which is marked abandoned\n",
 	} {
 		if !strings.Contains(cleanup.help(), line) {
 			t.Errorf("cleanup help has no line %q:\n%s", line, cleanup.help())
