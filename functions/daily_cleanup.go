@@ -3,6 +3,7 @@ package functions
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -19,14 +20,36 @@ type cleanupMessage struct {
 	ContinueRunID string `json:"continue_run_id"`
 }
 
-// parseCleanupMessage decodes the body of a DailyCleanup message.
+// parseCleanupMessage decodes the body of a DailyCleanup message, reading
+// its keys by their exact names (encoding/json into a struct would also take
+// "Continue_Run_Id"). Other keys are ignored.
 func parseCleanupMessage(body []byte) (cleanupMessage, error) {
 	var msg cleanupMessage
 	if len(body) == 0 {
 		return msg, nil
 	}
-	err := json.Unmarshal(body, &msg)
-	return msg, err
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return msg, err
+	}
+	if v, ok := fields["days_threshold"]; ok {
+		var n int
+		if err := json.Unmarshal(v, &n); err != nil {
+			return msg, fmt.Errorf("days_threshold: %w", err)
+		}
+		msg.DaysThreshold = &n
+	}
+	if v, ok := fields["dry_run"]; ok {
+		if err := json.Unmarshal(v, &msg.DryRun); err != nil {
+			return msg, fmt.Errorf("dry_run: %w", err)
+		}
+	}
+	if v, ok := fields["continue_run_id"]; ok {
+		if err := json.Unmarshal(v, &msg.ContinueRunID); err != nil {
+			return msg, fmt.Errorf("continue_run_id: %w", err)
+		}
+	}
+	return msg, nil
 }
 
 // DailyCleanup handles the scheduler's daily message and continuation
