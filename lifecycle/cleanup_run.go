@@ -442,7 +442,7 @@ func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time
 	case end == segmentBudget:
 		run.Status = RunCheckpointed
 		run.LeaseUntil = now.Add(s.leaseTTL()) // held for the continuation
-		if err := s.Runs.RenewLease(saveCtx, run.ID, !run.DryRun, run.LeaseUntil); err != nil {
+		if err := s.Runs.RenewLease(saveCtx, run, run.LeaseUntil); err != nil {
 			log.WarnContext(ctx, "extending the lease of a checkpointed run failed", slog.String("error", err.Error()))
 		}
 	default:
@@ -507,11 +507,12 @@ func (s *Service) keepLease(ctx context.Context, run *RunRecord, cancel context.
 				return
 			case <-tick.C:
 			}
+			// The renewal lives in the store only: run is the pipeline's to
+			// write meanwhile, and SaveRun keeps the later lease_until.
 			until := s.Clock.Now().Add(ttl)
-			err := s.Runs.RenewLease(context.WithoutCancel(ctx), run.ID, !run.DryRun, until)
+			err := s.Runs.RenewLease(context.WithoutCancel(ctx), run, until)
 			switch {
 			case err == nil:
-				run.LeaseUntil = until
 			case errors.Is(err, ErrLeaseLost):
 				cancel(ErrLeaseLost)
 				return

@@ -300,3 +300,23 @@ func TestRunStopsWhenItsLeaseIsTakenOver(t *testing.T) {
 		}
 	}
 }
+
+// An invocation that stalled past its lease, while a redelivery resumed its
+// run elsewhere, cannot renew the lease when it wakes: two invocations never
+// work on one run for longer than a renewal period.
+func TestStalledInvocationCannotRenew(t *testing.T) {
+	t.Parallel()
+	env, continuer := pagedEnv(t, 250)
+	dead := killRun(t, env, continuer, testenv.Now)
+	stalled := *dead // what the stalled invocation holds in memory
+	env.Clock.Advance(lifecycle.DefaultCleanupLeaseTTL + time.Second)
+	if out := scheduled(t, env, lifecycle.CleanupEvent{EventID: "evt-killed", DaysThreshold: 90}); out.Action != "resumed" {
+		t.Fatalf("redelivery after the lease lapsed: action %q, want resumed", out.Action)
+	}
+	if err := env.Runs.RenewLease(context.Background(), &stalled, testenv.Now.Add(time.Hour)); !errors.Is(err, lifecycle.ErrLeaseLost) {
+		t.Errorf("the stalled invocation renewed: %v, want ErrLeaseLost", err)
+	}
+	if err := env.Runs.SaveRun(context.Background(), &stalled); !errors.Is(err, lifecycle.ErrLeaseLost) {
+		t.Errorf("the stalled invocation saved its record: %v, want ErrLeaseLost", err)
+	}
+}

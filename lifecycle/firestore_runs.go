@@ -61,7 +61,8 @@ func decodeRun(snap *firestore.DocumentSnapshot) (*RunRecord, error) {
 }
 
 // SaveRun writes the whole run record, in a transaction that first checks
-// the stored record is still this invocation's.
+// the stored record is still this invocation's, keeping the later of the
+// stored and the given lease_until.
 func (s *FirestoreRunStore) SaveRun(ctx context.Context, run *RunRecord) error {
 	run.Errors = boundErrors(run.Errors)
 	ref := s.runRef(run.ID)
@@ -78,6 +79,10 @@ func (s *FirestoreRunStore) SaveRun(ctx context.Context, run *RunRecord) error {
 			}
 			if stored.Invocations != run.Invocations || (stored.Status == RunAbandoned && run.Status != RunAbandoned) {
 				return fmt.Errorf("run %s is %s at invocation %d: %w", run.ID, stored.Status, stored.Invocations, ErrLeaseLost)
+			}
+			// The lease keeper renews lease_until in the store alone.
+			if stored.LeaseUntil.After(run.LeaseUntil) {
+				run.LeaseUntil = stored.LeaseUntil
 			}
 		}
 		return tx.Set(ref, run)
@@ -179,11 +184,22 @@ func (s *FirestoreRunStore) ClaimCleanup(ctx context.Context, eventID string, ru
 	return nil
 }
 
-// RenewLease extends the run's hold to until: its record's lease_until
-// and, for an exclusive run, the cleanup lease, which must still be its own.
-func (s *FirestoreRunStore) RenewLease(ctx context.Context, runID string, exclusive bool, until time.Time) error {
+// RenewLease extends the hold of run's invocation to until, in a
+// transaction that checks the run record and the lease are still its own.
+func (s *FirestoreRunStore) RenewLease(ctx context.Context, run *RunRecord, until time.Time) error {
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		if exclusive {
+		snap, err := tx.Get(s.runRef(run.ID))
+		if err != nil {
+			return err
+		}
+		stored, err := decodeRun(snap)
+		if err != nil {
+			return err
+		}
+		if stored.Invocations != run.Invocations || stored.Status == RunAbandoned {
+			return fmt.Errorf("run %s is %s at invocation %d: %w", run.ID, stored.Status, stored.Invocations, ErrLeaseLost)
+		}
+		if !run.DryRun {
 			snap, err := tx.Get(s.leaseRef())
 			if isNotFound(err) {
 				return ErrLeaseLost
@@ -195,20 +211,20 @@ func (s *FirestoreRunStore) RenewLease(ctx context.Context, runID string, exclus
 			if err := snap.DataTo(&l); err != nil {
 				return err
 			}
-			if l.Holder != runID {
+			if l.Holder != run.ID {
 				return fmt.Errorf("the lease is held by run %s: %w", l.Holder, ErrLeaseLost)
 			}
 			if err := tx.Update(s.leaseRef(), []firestore.Update{{Path: "expires_at", Value: until}}); err != nil {
 				return err
 			}
 		}
-		return tx.Update(s.runRef(runID), []firestore.Update{{Path: "lease_until", Value: until}})
+		return tx.Update(s.runRef(run.ID), []firestore.Update{{Path: "lease_until", Value: until}})
 	})
 	if err != nil {
 		if errors.Is(err, ErrLeaseLost) {
 			return err
 		}
-		return fmt.Errorf("renewing the lease of run %s: %w", runID, storeError(err))
+		return fmt.Errorf("renewing the lease of run %s: %w", run.ID, storeError(err))
 	}
 	return nil
 }
@@ -238,14 +254,16 @@ func (s *FirestoreRunStore) ReleaseLease(ctx context.Context, holder string) err
 	return nil
 }
 
-// Audit appends entries, several through a BulkWriter.
+// Audit appends entries, several through a BulkWriter. An entry is created
+// under its own document id (chosen here); a retry of a write whose answer
+// was lost finds it there (AlreadyExists), which is success.
 func (s *FirestoreRunStore) Audit(ctx context.Context, entries ...AuditEntry) error {
 	col := s.client.Collection(AuditCollection)
 	switch len(entries) {
 	case 0:
 		return nil
 	case 1:
-		if _, _, err := col.Add(ctx, entries[0]); err != nil {
+		if _, err := col.NewDoc().Create(ctx, entries[0]); err != nil && status.Code(err) != codes.AlreadyExists {
 			return fmt.Errorf("writing audit entry for %s: %w", entries[0].ItemID, storeError(err))
 		}
 		return nil
@@ -263,7 +281,7 @@ func (s *FirestoreRunStore) Audit(ctx context.Context, entries ...AuditEntry) er
 	}
 	bw.End()
 	for _, job := range jobs {
-		if _, err := job.Results(); err != nil {
+		if _, err := job.Results(); err != nil && status.Code(err) != codes.AlreadyExists {
 			errs = append(errs, err)
 		}
 	}

@@ -70,10 +70,13 @@ type RunStore interface {
 	// it atomically with those reads. decide may run more than once when
 	// the transaction is retried; its error aborts without writing.
 	ClaimCleanup(ctx context.Context, eventID string, runIDs []string, decide func(ClaimState) (ClaimWrites, error)) error
-	// RenewLease extends the run's hold to until: its record's LeaseUntil
-	// and, when exclusive (not a dry run), the cleanup lease. It fails with
-	// an error wrapping ErrLeaseLost when another run holds the lease.
-	RenewLease(ctx context.Context, runID string, exclusive bool, until time.Time) error
+	// RenewLease extends the hold of the invocation of run that claimed it
+	// (its Invocations count then) to until: the record's LeaseUntil and,
+	// for a run that is not a dry run, the cleanup lease. It fails with an
+	// error wrapping ErrLeaseLost when another run holds the lease or
+	// another invocation has taken the run since (a stalled invocation
+	// whose lease lapsed and was resumed elsewhere must stop).
+	RenewLease(ctx context.Context, run *RunRecord, until time.Time) error
 	// ReleaseLease frees the cleanup lease if holder still holds it.
 	ReleaseLease(ctx context.Context, holder string) error
 	// Audit appends audit entries.
