@@ -18,4 +18,5 @@ func init() {
 	ff.HTTP("PlaidWebhook", functions.PlaidWebhook)
 	ff.CloudEvent("DailyCleanup", functions.DailyCleanup)
 	ff.CloudEvent("WeeklyAnalytics", functions.WeeklyAnalytics)
+	ff.CloudEvent("TokenStats", functions.TokenStats)
 }

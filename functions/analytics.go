@@ -1,21 +1,37 @@
 package functions
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
 // analyticsResponse is TokenAnalytics' success body (DESIGN §4). History is
-// there only when ?history=N asked for it (then [] when there is none).
+// there only when ?history=N asked for it (then [] when there is none),
+// Exact only with ?exact=true. RepairRequested says a repair was asked of
+// WeeklyAnalytics (the counters drifted, or were never initialized).
 type analyticsResponse struct {
-	Analytics *lifecycle.Analytics          `json:"analytics"`
-	History   []lifecycle.AnalyticsSnapshot `json:"history,omitzero"`
+	Analytics       *lifecycle.Analytics          `json:"analytics"`
+	History         []lifecycle.AnalyticsSnapshot `json:"history,omitzero"`
+	Exact           *exactReport                  `json:"exact,omitempty"`
+	RepairRequested bool                          `json:"repair_requested,omitempty"`
+}
+
+// exactReport is what ?exact=true adds: the counters compared with the
+// recount as of its read time (analytics.as_of).
+type exactReport struct {
+	Drift               lifecycle.Counters `json:"drift"`
+	UsersDrifted        int                `json:"users_drifted"`
+	CountersInitialized bool               `json:"counters_initialized"`
 }
 
 // handleAnalytics reports token health: GET /api/v1/plaid/tokens/analytics
-// (admin), with ?history=N (1..52) adding the newest N weekly snapshots.
+// (admin), from the counters; ?exact=true recounts every token and compares
+// (reading only); ?history=N (1..52) adds the newest N weekly snapshots.
 func (s *Server) handleAnalytics() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		history, err := parseHistory(r)
@@ -23,20 +39,59 @@ func (s *Server) handleAnalytics() http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		a, err := s.svc.Analytics(r.Context())
+		exact, err := boolParam(r.URL.Query(), "exact")
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		resp := analyticsResponse{Analytics: a}
+		ctx := r.Context()
+		var resp analyticsResponse
+		var needsRepair bool
+		if exact {
+			res, err := s.svc.ExactAnalytics(ctx, lifecycle.ExactOptions{Trigger: lifecycle.TriggerHTTP})
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			resp.Analytics = res.Analytics
+			resp.Exact = &exactReport{Drift: res.Drift, UsersDrifted: res.UsersDrifted, CountersInitialized: res.CountersInitialized}
+			needsRepair = !res.Exact()
+		} else {
+			if resp.Analytics, err = s.svc.Analytics(ctx); err != nil {
+				writeError(w, r, err)
+				return
+			}
+			needsRepair = resp.Analytics.Source == lifecycle.SourceRecount
+		}
+		if needsRepair {
+			resp.RepairRequested = s.requestRepair(ctx)
+		}
 		if history > 0 {
-			if resp.History, err = s.svc.AnalyticsHistory(r.Context(), history); err != nil {
+			if resp.History, err = s.svc.AnalyticsHistory(ctx, history); err != nil {
 				writeError(w, r, err)
 				return
 			}
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
+}
+
+// repairRequestTimeout bounds the publishing of a repair request: the
+// caller's answer does not wait on Pub/Sub longer than this.
+const repairRequestTimeout = 10 * time.Second
+
+// requestRepair asks WeeklyAnalytics for a repair; a failure is logged,
+// not the caller's: the weekly run repairs anyway.
+func (s *Server) requestRepair(ctx context.Context) bool {
+	log := lifecycle.Logger(ctx)
+	ctx, cancel := context.WithTimeout(ctx, repairRequestTimeout)
+	defer cancel()
+	if err := s.repairRequester().RequestAnalyticsRepair(ctx); err != nil {
+		log.ErrorContext(ctx, "requesting an analytics repair failed", slog.String("error", err.Error()))
+		return false
+	}
+	log.InfoContext(ctx, "analytics repair requested")
+	return true
 }
 
 // parseHistory reads ?history=N; 0 when absent.

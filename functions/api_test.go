@@ -4,17 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
@@ -401,12 +407,39 @@ func TestAPIRevokeAll(t *testing.T) {
 	}
 }
 
+// analyticsFixture is an API fixture whose service takes repair requests
+// (counted) instead of publishing them.
+func analyticsFixture(t *testing.T) (*apiFixture, *testenv.Repairs) {
+	t.Helper()
+	f := newAPIFixture(t)
+	repairs := &testenv.Repairs{}
+	f.env.Service.Continuer = repairs
+	return f, repairs
+}
+
+// countsOf returns the analytics object of a body without the keys that
+// vary (as_of, source, trend), checking that as_of is a time.
+func countsOf(t *testing.T, body map[string]any) map[string]any {
+	t.Helper()
+	a, ok := body["analytics"].(map[string]any)
+	if !ok {
+		t.Fatalf("no analytics object in %v", body)
+	}
+	out := maps.Clone(a)
+	if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(out["as_of"])); err != nil {
+		t.Errorf("as_of = %v, want a time", out["as_of"])
+	}
+	for _, k := range []string{"as_of", "source", "trend"} {
+		delete(out, k)
+	}
+	return out
+}
+
 func TestAPIAnalytics(t *testing.T) {
 	t.Parallel()
-	f := newAPIFixture(t)
+	f, repairs := analyticsFixture(t)
 	env := f.env
 	env.SeedSample(t)
-	want := apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON()}}
 
 	for _, tt := range []struct{ name, authorization string }{
 		{"HS256 admin by ADMIN_USER_IDS", env.Bearer(t, sample.AdminUser)},
@@ -414,18 +447,152 @@ func TestAPIAnalytics(t *testing.T) {
 		{"RS256 admin claim", "Bearer " + f.jwks.Sign(t, testenv.WithClaims(f.jwks.Claims("firebase-ops"), map[string]any{"admin": true}))},
 	} {
 		got := f.call(t, http.MethodGet, apiAnalyze, tt.authorization, nil)
-		if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+		if got.Status != http.StatusOK {
+			t.Fatalf("%s: HTTP %d %v", tt.name, got.Status, got.Body)
+		}
+		if diff := cmp.Diff(sampleAnalyticsJSON(), countsOf(t, got.Body)); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
 		}
+		// The counters were never initialized: counted from every token,
+		// and a repair (the backfill) is asked of WeeklyAnalytics.
+		if a := got.Body["analytics"].(map[string]any); a["source"] != "recount" || got.Body["repair_requested"] != true {
+			t.Errorf("%s: source %v, repair_requested %v; want recount, true", tt.name, a["source"], got.Body["repair_requested"])
+		}
+	}
+	if n := repairs.Requests(); n != 3 {
+		t.Errorf("%d repair requests, want 3", n)
+	}
+
+	// Once a repair has backfilled them, analytics read the counters.
+	if _, err := env.Service.ExactAnalytics(t.Context(), lifecycle.ExactOptions{Repair: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.call(t, http.MethodGet, apiAnalyze, env.Bearer(t, sample.AdminUser), nil)
+	if diff := cmp.Diff(sampleAnalyticsJSON(), countsOf(t, got.Body)); diff != "" {
+		t.Errorf("from the counters (-want +got):\n%s", diff)
+	}
+	a := got.Body["analytics"].(map[string]any)
+	trend, _ := a["trend"].([]any)
+	if a["source"] != "counters" || len(trend) != lifecycle.TrendDays || got.Body["repair_requested"] != nil {
+		t.Errorf("source %v, %d trend days, repair_requested %v; want counters, %d, absent", a["source"], len(trend), got.Body["repair_requested"], lifecycle.TrendDays)
+	}
+	if last := trend[len(trend)-1].(map[string]any); last["date"] != testenv.Now.Format(time.DateOnly) {
+		t.Errorf("the trend ends on %v, want today %s", last["date"], testenv.Now.Format(time.DateOnly))
+	}
+	if n := repairs.Requests(); n != 3 {
+		t.Errorf("%d repair requests after the backfill, want still 3", n)
 	}
 	if n := len(env.Plaid.Calls()); n != 0 {
 		t.Errorf("analytics made %d Plaid calls", n)
 	}
 }
 
-func TestAPIAnalyticsHistory(t *testing.T) {
+// ?exact=true recounts every token, compares with the counters and writes
+// nothing (TokenAnalytics only reads Firestore): drift found asks
+// WeeklyAnalytics for a repair.
+func TestAPIAnalyticsExact(t *testing.T) {
+	t.Parallel()
+	f, repairs := analyticsFixture(t)
+	env := f.env
+	env.SeedSample(t)
+	admin := env.Bearer(t, sample.AdminUser)
+	if _, err := env.Service.ExactAnalytics(t.Context(), lifecycle.ExactOptions{Repair: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	got := f.call(t, http.MethodGet, apiAnalyze+"?exact=true", admin, nil)
+	if diff := cmp.Diff(sampleAnalyticsJSON(), countsOf(t, got.Body)); diff != "" {
+		t.Errorf("exact analytics (-want +got):\n%s", diff)
+	}
+	wantExact := map[string]any{"drift": map[string]any{}, "users_drifted": 0.0, "counters_initialized": true}
+	if diff := cmp.Diff(wantExact, got.Body["exact"]); diff != "" || got.Body["repair_requested"] != nil {
+		t.Errorf("exact report (-want +got):\n%s\nrepair_requested %v", diff, got.Body["repair_requested"])
+	}
+
+	// A writer's token whose event never reached TokenStats.
+	w := testenv.NewTokenWriter(env.Client)
+	w.Set(t, "item-lost-event", testenv.TokenData(testenv.ActiveToken("item-lost-event", sample.Alice, 0).Token))
+	got = f.call(t, http.MethodGet, apiAnalyze+"?exact=true", admin, nil)
+	if n := countsOf(t, got.Body)["total_tokens"]; n != 16.0 {
+		t.Errorf("exact total_tokens %v, want 16", n)
+	}
+	wantDrift := map[string]any{
+		"tokens": map[string]any{"total": 1.0}, "status": map[string]any{"active": 1.0},
+		"institutions": map[string]any{"Chase Bank": 1.0}, "environments": map[string]any{"sandbox": 1.0},
+		"activity": map[string]any{testenv.Now.Format(time.DateOnly): 1.0},
+	}
+	wantExact = map[string]any{"drift": wantDrift, "users_drifted": 1.0, "counters_initialized": true}
+	if diff := cmp.Diff(wantExact, got.Body["exact"]); diff != "" || got.Body["repair_requested"] != true {
+		t.Errorf("exact report with a lost event (-want +got):\n%s\nrepair_requested %v", diff, got.Body["repair_requested"])
+	}
+	if repairs.Requests() != 1 {
+		t.Errorf("%d repair requests, want 1", repairs.Requests())
+	}
+	// Nothing was written: the counters still miss the token.
+	if n := countsOf(t, f.call(t, http.MethodGet, apiAnalyze, admin, nil).Body)["total_tokens"]; n != 15.0 {
+		t.Errorf("counters' total_tokens %v after a read-only recount, want 15", n)
+	}
+
+	for _, bad := range []string{"yes", "", "1&exact=0"} {
+		got := f.call(t, http.MethodGet, apiAnalyze+"?exact="+bad, admin, nil)
+		want := apiResult{Status: http.StatusBadRequest, Body: errorJSON("exact must be true or false", lifecycle.CodeInvalid)}
+		if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+			t.Errorf("exact=%s (-want +got):\n%s", bad, diff)
+		}
+	}
+}
+
+// pubsubTopicNamed creates topic and an Eventarc-like subscription sub on
+// it in the Pub/Sub emulator, for project.
+func pubsubTopicNamed(t *testing.T, project, topic, sub string) (client *pubsub.Client, topicName, subName string) {
+	t.Helper()
+	emulator.PubSubHost(t)
+	ctx := context.Background()
+	client, err := pubsub.NewClient(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	topicName = "projects/" + project + "/topics/" + topic
+	subName = "projects/" + project + "/subscriptions/" + sub
+	if _, err := client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topicName}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: subName, Topic: topicName, AckDeadlineSeconds: 60}); err != nil {
+		t.Fatal(err)
+	}
+	return client, topicName, subName
+}
+
+// A repair request goes to the analytics topic on the real Pub/Sub
+// emulator, as {"repair": true}.
+func TestAnalyticsRepairRequestPublished(t *testing.T) {
 	t.Parallel()
 	f := newAPIFixture(t)
+	project := f.env.Project
+	client, _, sub := pubsubTopicNamed(t, project, lifecycle.DefaultAnalyticsTopic, "eventarc-weekly-analytics")
+	f.env.SeedSample(t) // counters never initialized: analytics asks for the backfill
+	s, err := New(t.Context(), f.env.Config, Deps{Service: f.env.Service, Logger: lifecycle.NewJSONLogger(f.logs, slog.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := apiCall(t, s.Routes(), http.MethodGet, apiAnalyze, f.env.Bearer(t, sample.AdminUser), nil)
+	if got.Body["repair_requested"] != true {
+		t.Fatalf("repair_requested %v, want true; logs:\n%s", got.Body["repair_requested"], f.logs.String())
+	}
+	resp, err := client.SubscriptionAdminClient.Pull(t.Context(), &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.ReceivedMessages) != 1 || string(resp.ReceivedMessages[0].Message.Data) != `{"repair":true}` {
+		t.Errorf("messages on the analytics topic: %v, want one {\"repair\":true}", resp.ReceivedMessages)
+	}
+}
+
+func TestAPIAnalyticsHistory(t *testing.T) {
+	t.Parallel()
+	f, _ := analyticsFixture(t)
 	env := f.env
 	env.SeedSample(t)
 	ctx := context.Background()
@@ -433,9 +600,8 @@ func TestAPIAnalyticsHistory(t *testing.T) {
 
 	// No snapshot yet: an empty history, not a missing key.
 	got := f.call(t, http.MethodGet, apiAnalyze+"?history=1", admin, nil)
-	want := apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON(), "history": []any{}}}
-	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
-		t.Errorf("history of nothing (-want +got):\n%s", diff)
+	if h, ok := got.Body["history"].([]any); got.Status != http.StatusOK || !ok || len(h) != 0 {
+		t.Errorf("history of nothing: HTTP %d, history %v; want 200 and []", got.Status, got.Body["history"])
 	}
 
 	// Three weekly snapshots.
@@ -447,7 +613,7 @@ func TestAPIAnalyticsHistory(t *testing.T) {
 	for i, id := range []string{"w1", "w2", "w3"} {
 		env.Clock.Set(testenv.Now.Add(time.Duration(i) * week))
 		a.TotalTokens = 15 + i
-		if _, err := env.Service.SaveAnalyticsSnapshot(ctx, id, a); err != nil {
+		if _, err := env.Service.SaveAnalyticsSnapshot(ctx, id, a, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -458,10 +624,12 @@ func TestAPIAnalyticsHistory(t *testing.T) {
 		return map[string]any{"taken_at": at.Format(time.RFC3339), "analytics": an}
 	}
 	got = f.call(t, http.MethodGet, apiAnalyze+"?history=2", admin, nil)
-	want = apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON(), "history": []any{
-		snapshot(testenv.Now.Add(2*week), 17), snapshot(testenv.Now.Add(week), 16),
-	}}}
-	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
+	var history []any
+	for _, h := range got.Body["history"].([]any) {
+		h := h.(map[string]any)
+		history = append(history, map[string]any{"taken_at": h["taken_at"], "analytics": countsOf(t, h)})
+	}
+	if diff := cmp.Diff([]any{snapshot(testenv.Now.Add(2*week), 17), snapshot(testenv.Now.Add(week), 16)}, history); diff != "" {
 		t.Errorf("history=2 (-want +got):\n%s", diff)
 	}
 	got = f.call(t, http.MethodGet, apiAnalyze+"?history=52", admin, nil)
@@ -494,12 +662,15 @@ func snapshotCount(t *testing.T, env *testenv.Env) int {
 	return int(c.N)
 }
 
+// The weekly run recounts, repairs the counters (the first run backfills
+// them), logs the counts and the drift, and stores a snapshot; a
+// redelivery stores no second one.
 func TestWeeklyAnalyticsEvent(t *testing.T) {
 	t.Parallel()
 	f := newAPIFixture(t)
 	env := f.env
 	env.SeedSample(t)
-	e := testenv.PubSubEvent(t, "1", "plaid-token-weekly-analytics", []byte(`{"source":"cloud-scheduler"}`))
+	e := testenv.PubSubEvent(t, "1", "plaid-token-weekly-analytics", []byte(`{"days_threshold":90,"dry_run":false}`))
 
 	for range 2 { // a redelivery
 		if err := f.server.WeeklyAnalytics(context.Background(), e); err != nil {
@@ -515,6 +686,8 @@ func TestWeeklyAnalyticsEvent(t *testing.T) {
 		"error_tokens": 1.0, "unique_users": 5.0, "stale_tokens_30_days": 4.0, "stale_tokens_90_days": 2.0,
 		"institutions": map[string]any{"Chase Bank": 5.0, "Bank of America": 3.0, "Wells Fargo": 3.0, "Citi": 3.0, "Unknown": 1.0},
 		"environments": map[string]any{"sandbox": 11.0, "production": 4.0},
+		// The first run backfilled the counters: every key drifted.
+		"trigger": "schedule", "counters_initialized": false, "drift_keys": 23.0, "users_drifted": 5.0,
 	}}
 	if diff := cmp.Diff(wantLog, f.logs.Entries(t, "weekly analytics")); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
@@ -522,14 +695,26 @@ func TestWeeklyAnalyticsEvent(t *testing.T) {
 	if n := len(f.logs.Entries(t, "event already handled; redelivery acknowledged")); n != 1 {
 		t.Errorf("redelivery logged %d times, want 1", n)
 	}
+	if n := len(f.logs.Entries(t, "analytics institution")); n != 5 {
+		t.Errorf("%d institution lines, want 5", n)
+	}
+	// The redelivery's repair found the counters exact.
+	if n := len(f.logs.Entries(t, "analytics counters exact")); n != 1 {
+		t.Errorf("%d \"analytics counters exact\" lines, want 1 (the redelivery's)", n)
+	}
 
-	// The snapshot is what ?history=1 shows.
+	// The snapshot is what ?history=1 shows, with the repair it made.
 	got := f.call(t, http.MethodGet, apiAnalyze+"?history=1", env.Bearer(t, sample.AdminUser), nil)
-	want := apiResult{Status: http.StatusOK, Body: map[string]any{"analytics": sampleAnalyticsJSON(), "history": []any{
-		map[string]any{"taken_at": testenv.Now.Format(time.RFC3339), "analytics": sampleAnalyticsJSON()},
-	}}}
-	if diff := cmp.Diff(want, got, cmpStatusBody); diff != "" {
-		t.Errorf("history after the weekly run (-want +got):\n%s", diff)
+	h := got.Body["history"].([]any)[0].(map[string]any)
+	if diff := cmp.Diff(sampleAnalyticsJSON(), countsOf(t, h)); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
+	}
+	if h["taken_at"] != testenv.Now.Format(time.RFC3339) || h["repair"].(map[string]any)["trigger"] != "schedule" {
+		t.Errorf("snapshot taken_at %v repair %v", h["taken_at"], h["repair"])
+	}
+	// The counters now answer analytics.
+	if src := got.Body["analytics"].(map[string]any)["source"]; src != "counters" {
+		t.Errorf("analytics source %v after the weekly run, want counters", src)
 	}
 
 	// A new event id a week later is a new snapshot.
@@ -542,6 +727,45 @@ func TestWeeklyAnalyticsEvent(t *testing.T) {
 	}
 	if n := len(env.Plaid.Calls()); n != 0 {
 		t.Errorf("weekly analytics made %d Plaid calls", n)
+	}
+}
+
+// {"repair": true} repairs now; a request published before a repair that
+// recounted after it is answered already and does nothing.
+func TestWeeklyAnalyticsRepairRequest(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	env := f.env
+	env.SeedSample(t)
+	request := func(id string, published time.Time) event.Event {
+		e := testenv.PubSubEvent(t, id, "plaid-token-weekly-analytics", []byte(`{"repair":true}`))
+		e.SetTime(published)
+		return e
+	}
+	if err := f.server.WeeklyAnalytics(t.Context(), request("r1", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if n := snapshotCount(t, env); n != 1 {
+		t.Errorf("%d snapshots after a repair request, want 1", n)
+	}
+	logs := f.logs.Entries(t, "weekly analytics")
+	if len(logs) != 1 || logs[0]["trigger"] != "repair_request" {
+		t.Errorf("weekly analytics log %v, want one of trigger repair_request", logs)
+	}
+	// Published before the repair above recounted: answered already.
+	if err := f.server.WeeklyAnalytics(t.Context(), request("r0", time.Now().Add(-time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if n := snapshotCount(t, env); n != 1 || len(f.logs.Entries(t, "analytics repair already done")) != 1 {
+		t.Errorf("%d snapshots, %d \"already done\" lines; want 1 and 1", n, len(f.logs.Entries(t, "analytics repair already done")))
+	}
+
+	// While another repair holds the lease, the event asks for a retry.
+	if err := env.Stats.ClaimRepair(t.Context(), "another", testenv.Now, testenv.Now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.server.WeeklyAnalytics(t.Context(), request("r2", time.Now())); err == nil {
+		t.Error("a repair request while another repair runs: nil, want an error (retry later)")
 	}
 }
 

@@ -1,44 +1,69 @@
 package functions
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// WeeklyAnalytics handles the scheduler's weekly message: it computes the
-// analytics, logs every count as a field and stores a dated snapshot. A
-// redelivered event (same CloudEvent id) does nothing more. It returns an
-// error only when Pub/Sub's retry could help.
+// dashboardInstitutions is how many institutions the weekly run logs one
+// line for (the dashboard's institution chart); the rest are summed under
+// otherInstitutions.
+const (
+	dashboardInstitutions = 20
+	otherInstitutions     = "(other institutions)"
+)
+
+// WeeklyAnalytics handles the analytics topic: the scheduler's weekly
+// message and TokenAnalytics' repair requests ({"repair": true}). Both
+// recount every token, repair the counters (DESIGN §12: the drift found is
+// recorded, it should be none; the first run on existing data backfills
+// them), log the counts as fields and store a dated snapshot. A repair
+// request that a repair since already answered does nothing. A
+// redelivered event repairs again (harmless) but stores no second
+// snapshot. It returns an error only when Pub/Sub's retry could help,
+// including while another repair holds the lease.
 func (s *Server) WeeklyAnalytics(ctx context.Context, e event.Event) error {
 	log := s.eventLogger(e, "WeeklyAnalytics")
 	ctx = lifecycle.WithLogger(ctx, log)
 
-	// The message body carries nothing the run needs; an event that is not
-	// a Pub/Sub message is still refused, as a retry would fail the same way.
-	if _, err := pubSubMessage(e); err != nil {
+	// An event that is not a Pub/Sub message is refused, as a retry would
+	// fail the same way.
+	body, err := pubSubMessage(e)
+	if err != nil {
 		log.ErrorContext(ctx, "malformed WeeklyAnalytics event; dropped", slog.String("error", err.Error()))
 		return nil
 	}
-	// No claim record: the snapshot itself is keyed by the event id, so a
-	// redelivery recomputes (read-only) and stores nothing new, and a run
-	// that died before storing its snapshot is retried in full.
+	opts := lifecycle.ExactOptions{Repair: true, Trigger: lifecycle.TriggerSchedule}
+	if isRepairRequest(body) {
+		opts.Trigger, opts.UnlessRepairedSince = lifecycle.TriggerRepairRequest, e.Time()
+	}
 	fail := func(what string, err error) error {
-		log.ErrorContext(ctx, what, slog.String("error", err.Error()), slog.Bool("retry", retryable(err)))
-		if !retryable(err) {
+		retry := retryable(err) || lifecycle.IsCode(err, lifecycle.CodeConflict)
+		log.ErrorContext(ctx, what, slog.String("error", err.Error()), slog.Bool("retry", retry))
+		if !retry {
 			return nil
 		}
 		return err
 	}
 
-	a, err := s.svc.Analytics(ctx)
+	res, err := s.svc.ExactAnalytics(ctx, opts)
 	if err != nil {
+		// A conflict: another repair holds the lease; Pub/Sub brings this
+		// event back once it is done (a request it answered then skips).
 		return fail("weekly analytics failed", err)
 	}
-	saved, err := s.svc.SaveAnalyticsSnapshot(ctx, e.ID(), a)
+	if res.Skipped {
+		return nil
+	}
+	saved, err := s.svc.SaveAnalyticsSnapshot(ctx, e.ID(), res.Analytics, res.Repair)
 	if err != nil {
 		return fail("saving the weekly analytics snapshot failed", err)
 	}
@@ -46,6 +71,38 @@ func (s *Server) WeeklyAnalytics(ctx context.Context, e event.Event) error {
 		log.InfoContext(ctx, "event already handled; redelivery acknowledged")
 		return nil
 	}
-	log.LogAttrs(ctx, slog.LevelInfo, "weekly analytics", a.LogAttrs()...)
+	a := res.Analytics
+	attrs := append(a.LogAttrs(), slog.String("trigger", opts.Trigger), slog.Bool("counters_initialized", res.CountersInitialized),
+		slog.Int("drift_keys", res.Drift.Keys()), slog.Int("users_drifted", res.UsersDrifted))
+	log.LogAttrs(ctx, slog.LevelInfo, "weekly analytics", attrs...)
+	logInstitutions(ctx, log.With(slog.String("trigger", opts.Trigger)), a.Institutions)
 	return nil
+}
+
+// isRepairRequest reports whether a message body is {"repair": true}; the
+// scheduler's body ({"days_threshold": ...}) and anything else is not.
+func isRepairRequest(body []byte) bool {
+	var msg repairMessage
+	return json.Unmarshal(body, &msg) == nil && msg.Repair
+}
+
+// logInstitutions logs the largest institutions' token counts, one line
+// each ("analytics institution", fields institution and tokens): the
+// dashboard charts the distribution from the weekly run's (trigger
+// schedule).
+func logInstitutions(ctx context.Context, log *slog.Logger, counts map[string]int) {
+	names := slices.SortedFunc(maps.Keys(counts), func(a, b string) int {
+		return cmp.Or(cmp.Compare(counts[b], counts[a]), cmp.Compare(a, b))
+	})
+	other := 0
+	for i, name := range names {
+		if i >= dashboardInstitutions {
+			other += counts[name]
+			continue
+		}
+		log.LogAttrs(ctx, slog.LevelInfo, "analytics institution", slog.String("institution", name), slog.Int("tokens", counts[name]))
+	}
+	if other > 0 {
+		log.LogAttrs(ctx, slog.LevelInfo, "analytics institution", slog.String("institution", otherInstitutions), slog.Int("tokens", other))
+	}
 }

@@ -1,11 +1,9 @@
 package lifecycle
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 )
 
@@ -30,19 +28,33 @@ type Analytics struct {
 	// Environments counts every token by environment, a missing one as
 	// UnknownEnvironment.
 	Environments map[string]int `json:"environments" firestore:"environments"`
+
+	// AsOf is the time the counts are exact for: the read time of the
+	// counters, or of the recount.
+	AsOf time.Time `json:"as_of,omitzero" firestore:"as_of,omitempty"`
+	// Source says where the counts come from: SourceCounters, or
+	// SourceRecount (every token was read).
+	Source string `json:"source,omitempty" firestore:"source,omitempty"`
+	// Trend is the last TrendDays UTC days, oldest first, of tokens
+	// created, used and removed, from the counters.
+	Trend []TrendDay `json:"trend,omitempty" firestore:"trend,omitempty"`
 }
+
+// Sources of the analytics.
+const (
+	// SourceCounters: read from TokenStats' counters (a handful of
+	// documents, whatever the number of tokens).
+	SourceCounters = "counters"
+	// SourceRecount: counted from every token, because an exact recount
+	// was asked for, or because the counters were never initialized (a
+	// first deploy on existing data: a repair backfills them).
+	SourceRecount = "recount"
+)
 
 // Keys for tokens without an institution name or an environment.
 const (
 	UnknownInstitution = "Unknown"
 	UnknownEnvironment = "unknown"
-)
-
-// Stale windows of the analytics (fixed by their keys, whatever STALE_DAYS
-// says about cleanup).
-const (
-	staleWindow30 = 30 * 24 * time.Hour
-	staleWindow90 = 90 * 24 * time.Hour
 )
 
 // LogAttrs returns every count as a log field (DESIGN §11: statistics are
@@ -64,46 +76,64 @@ func (a *Analytics) LogAttrs() []slog.Attr {
 	}
 }
 
-// Analytics reports the tokens' health, counted from one stream of every
-// token projected to the fields it needs (TokenStore.Summaries): memory
-// holds only the set of user ids and the two maps whatever the size of the
-// collection. It never calls Plaid.
+// Analytics reports the tokens' health from the counters TokenStats keeps
+// (DESIGN §12): it reads statsShards+1 documents, never the tokens. Until
+// a repair has initialized the counters (a first deploy on existing data),
+// it recounts every token instead and says so (Source SourceRecount): the
+// caller then asks for a repair, which backfills them. It never calls
+// Plaid.
 func (s *Service) Analytics(ctx context.Context) (*Analytics, error) {
-	now := s.Clock.Now()
-	a := &Analytics{Institutions: map[string]int{}, Environments: map[string]int{}}
-	users := map[string]struct{}{}
+	if s.Stats == nil {
+		return s.streamedAnalytics(ctx)
+	}
+	r, err := s.Stats.ReadStats(ctx, StatsRead{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the analytics counters: %w", err)
+	}
+	if r.State.InitializedAt.IsZero() {
+		rc, t0, err := s.recount(ctx, time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		a := analyticsFrom(rc.Finish(), s.Clock.Now(), 0)
+		a.AsOf, a.Source = t0, SourceRecount
+		Logger(ctx).WarnContext(ctx, "analytics counters are not initialized; counted every token instead (a repair backfills them)")
+		return a, nil
+	}
+	a := analyticsFrom(r.Counters, s.Clock.Now(), TrendDays)
+	a.AsOf, a.Source = r.ReadTime, SourceCounters
+	return a, nil
+}
+
+// streamedAnalytics counts every token of the token store, for a service
+// built without a stats store: the same counters and rules, from one
+// stream of every token projected to the fields it needs.
+func (s *Service) streamedAnalytics(ctx context.Context) (*Analytics, error) {
+	rc := NewRecount()
 	err := s.Tokens.Summaries(ctx, func(t *TokenSummary) error {
-		a.TotalTokens++
-		switch t.Status {
-		case StatusActive:
-			a.ActiveTokens++
-			if t.ErrorCode != "" {
-				a.ErrorTokens++
-			}
-			idle := now.Sub(t.LastActivity())
-			if idle > staleWindow30 {
-				a.StaleTokens30Days++
-			}
-			if idle > staleWindow90 {
-				a.StaleTokens90Days++
-			}
-		case StatusExpired:
-			a.ExpiredTokens++
-		case StatusRevoked:
-			a.RevokedTokens++
-		}
-		a.Institutions[cmp.Or(strings.TrimSpace(t.InstitutionName), UnknownInstitution)]++
-		a.Environments[cmp.Or(strings.TrimSpace(t.Environment), UnknownEnvironment)]++
-		if t.UserID != "" {
-			users[t.UserID] = struct{}{}
-		}
+		rc.Add(t)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("computing analytics: %w", err)
 	}
-	a.UniqueUsers = len(users)
+	a := analyticsFrom(rc.Finish(), s.Clock.Now(), 0)
+	a.AsOf, a.Source = s.Clock.Now(), SourceRecount
 	return a, nil
+}
+
+// recount counts every token as of one read time, no earlier than
+// notBefore, and returns the recount and its read time.
+func (s *Service) recount(ctx context.Context, notBefore time.Time) (*Recount, time.Time, error) {
+	rc := NewRecount()
+	t0, err := s.Stats.RecountTokens(ctx, notBefore, func(t *TokenSummary) error {
+		rc.Add(t)
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("recounting the tokens: %w", err)
+	}
+	return rc, t0, nil
 }
 
 // AnalyticsSnapshot is a dated copy of the analytics, one per weekly run,
@@ -112,20 +142,24 @@ type AnalyticsSnapshot struct {
 	TakenAt   time.Time `json:"taken_at" firestore:"taken_at"`
 	EventID   string    `json:"-" firestore:"event_id"`
 	Analytics Analytics `json:"analytics" firestore:"analytics"`
+	// Repair is the repair of the counters the snapshot's recount made,
+	// with the drift it found (it should be none).
+	Repair *StatsRepair `json:"repair,omitempty" firestore:"repair,omitempty"`
 }
 
 // MaxAnalyticsHistory is the most snapshots AnalyticsHistory returns: a
 // year of weekly runs.
 const MaxAnalyticsHistory = 52
 
-// SaveAnalyticsSnapshot stores a as the snapshot of the CloudEvent eventID,
-// taken now. The document id derives from the event id, so a redelivered
-// event stores nothing more: it returns false then.
-func (s *Service) SaveAnalyticsSnapshot(ctx context.Context, eventID string, a *Analytics) (bool, error) {
+// SaveAnalyticsSnapshot stores a, and the repair that counted it if any,
+// as the snapshot of the CloudEvent eventID, taken now. The document id
+// derives from the event id, so a redelivered event stores nothing more: it
+// returns false then.
+func (s *Service) SaveAnalyticsSnapshot(ctx context.Context, eventID string, a *Analytics, repair *StatsRepair) (bool, error) {
 	if eventID == "" {
 		return false, Errorf(CodeInvalid, "an analytics snapshot needs the event id")
 	}
-	snap := AnalyticsSnapshot{TakenAt: s.Clock.Now(), EventID: eventID, Analytics: *a}
+	snap := AnalyticsSnapshot{TakenAt: s.Clock.Now(), EventID: eventID, Analytics: *a, Repair: repair}
 	return s.Runs.SaveSnapshot(ctx, snap)
 }
 

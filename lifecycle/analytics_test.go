@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
@@ -47,12 +48,22 @@ func analytics(t *testing.T, env *testenv.Env) *lifecycle.Analytics {
 	return a
 }
 
+// countsOnly compares analytics by their counts: DESIGN §4's keys.
+var countsOnly = cmpopts.IgnoreFields(lifecycle.Analytics{}, "AsOf", "Source", "Trend")
+
 func TestAnalyticsSampleDataset(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	env.SeedSample(t)
-	if diff := cmp.Diff(sampleAnalytics(), analytics(t, env)); diff != "" {
+	before := time.Now()
+	got := analytics(t, env)
+	if diff := cmp.Diff(sampleAnalytics(), got, countsOnly); diff != "" {
 		t.Errorf("analytics (-want +got):\n%s", diff)
+	}
+	// Counters never initialized (the tokens were stored without events):
+	// counted from every token, as of a read time after the seeding.
+	if got.Source != lifecycle.SourceRecount || got.AsOf.Before(before) {
+		t.Errorf("source %q as of %v, want a recount as of %v or later", got.Source, got.AsOf, before)
 	}
 	if n := len(env.Plaid.Calls()); n != 0 {
 		t.Errorf("analytics made %d Plaid calls, want none", n)
@@ -85,20 +96,29 @@ func TestAnalyticsEmpty(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	want := &lifecycle.Analytics{Institutions: map[string]int{}, Environments: map[string]int{}}
-	if diff := cmp.Diff(want, analytics(t, env)); diff != "" {
+	if diff := cmp.Diff(want, analytics(t, env), countsOnly); diff != "" {
 		t.Errorf("analytics of no tokens (-want +got):\n%s", diff)
 	}
 }
 
 // Extra tokens on top of the sample pin the edges: error_tokens counts
-// active tokens only; staleness is strictly more than 30 / 90 days of
-// last activity (last_used_at, else updated_at, else created_at) and only
-// for active tokens; "Unknown" and "unknown" collect missing names.
+// active tokens only; staleness counts whole UTC days of last activity
+// (last_used_at, else updated_at, else created_at), only for active
+// tokens: at testenv.Now (2026-11-28 02:00 UTC) a token is stale for 30
+// days when it was last active on 2026-10-28 or before, and for 90 days on
+// 2026-08-29 or before; "Unknown" and "unknown" collect missing names.
 func TestAnalyticsEdges(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	env.SeedSample(t)
 	day := 24 * time.Hour
+	at := func(date string, clock string) time.Time {
+		v, err := time.Parse(time.DateTime, date+" "+clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
 	tok := func(item, user string, status lifecycle.Status, mutate func(*lifecycle.Token)) sample.Token {
 		st := testenv.ActiveToken(item, user, 1)
 		st.Status = status
@@ -112,12 +132,15 @@ func TestAnalyticsEdges(t *testing.T) {
 		// error does not.
 		tok("x-pending", "user-x1", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.ErrorCode = "PENDING_EXPIRATION" }),
 		tok("x-expired-error", "user-x1", lifecycle.StatusExpired, func(tk *lifecycle.Token) { tk.ErrorCode = "ITEM_NOT_FOUND" }),
-		// Exactly 30 days idle: not stale; a second more: stale 30.
-		tok("x-30d", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = testenv.Now.Add(-30 * day) }),
-		tok("x-30d1s", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = testenv.Now.Add(-30*day - time.Second) }),
-		// Exactly 90 days: stale 30 only; a second more: both.
-		tok("x-90d", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = testenv.Now.Add(-90 * day) }),
-		tok("x-90d1s", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = testenv.Now.Add(-90*day - time.Second) }),
+		// 2026-10-29, the day 30 days before today, at its first second: not
+		// stale (although more than 30 times 24 hours ago); the last
+		// second of the day before: stale 30.
+		tok("x-30d", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = at("2026-10-29", "00:00:00") }),
+		tok("x-31d", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = at("2026-10-28", "23:59:59") }),
+		// The day 90 days before, 2026-08-30: stale 30 only; the day
+		// before: both.
+		tok("x-90d", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = at("2026-08-30", "00:00:00") }),
+		tok("x-91d", "user-x2", lifecycle.StatusActive, func(tk *lifecycle.Token) { tk.LastUsedAt = at("2026-08-29", "23:59:59") }),
 		// Never used, updated recently although created long ago: updated_at
 		// counts, not stale.
 		tok("x-updated", "user-x3", lifecycle.StatusActive, func(tk *lifecycle.Token) {
@@ -140,14 +163,25 @@ func TestAnalyticsEdges(t *testing.T) {
 	want.RevokedTokens++
 	want.ErrorTokens++          // x-pending
 	want.UniqueUsers += 4       // user-x1..x4
-	want.StaleTokens30Days += 4 // x-30d1s, x-90d, x-90d1s, x-created
-	want.StaleTokens90Days += 2 // x-90d1s, x-created
+	want.StaleTokens30Days += 4 // x-31d, x-90d, x-91d, x-created
+	want.StaleTokens90Days += 2 // x-91d, x-created
 	want.Institutions["Chase Bank"] += 9
 	want.Institutions["Unknown"]++
 	want.Environments["sandbox"] += 9
 	want.Environments["unknown"] = 1
-	if diff := cmp.Diff(want, analytics(t, env)); diff != "" {
-		t.Errorf("analytics (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, analytics(t, env), countsOnly); diff != "" {
+		t.Errorf("analytics recounted (-want +got):\n%s", diff)
+	}
+	// The counters, backfilled by a repair, apply the very same rule.
+	if _, err := env.Service.ExactAnalytics(context.Background(), lifecycle.ExactOptions{Repair: true, Trigger: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	got := analytics(t, env)
+	if diff := cmp.Diff(want, got, countsOnly); diff != "" {
+		t.Errorf("analytics from the counters (-want +got):\n%s", diff)
+	}
+	if got.Source != lifecycle.SourceCounters {
+		t.Errorf("source %q, want counters", got.Source)
 	}
 }
 
@@ -174,7 +208,7 @@ func TestAnalyticsToleratesOddDocuments(t *testing.T) {
 		StaleTokens30Days: 3, StaleTokens90Days: 3,
 		Institutions: map[string]int{"Unknown": 4}, Environments: map[string]int{"unknown": 4},
 	}
-	if diff := cmp.Diff(want, analytics(t, env)); diff != "" {
+	if diff := cmp.Diff(want, analytics(t, env), countsOnly); diff != "" {
 		t.Errorf("analytics (-want +got):\n%s", diff)
 	}
 }
@@ -190,14 +224,14 @@ func TestAnalyticsSnapshots(t *testing.T) {
 	for week := range 4 {
 		env.Clock.Set(testenv.Now.Add(time.Duration(week) * 7 * 24 * time.Hour))
 		a.TotalTokens = 15 + week
-		saved, err := env.Service.SaveAnalyticsSnapshot(ctx, fmt.Sprintf("event-%d", week), a)
+		saved, err := env.Service.SaveAnalyticsSnapshot(ctx, fmt.Sprintf("event-%d", week), a, nil)
 		if err != nil || !saved {
 			t.Fatalf("SaveAnalyticsSnapshot week %d = %v, %v; want saved", week, saved, err)
 		}
 	}
 	env.Clock.Advance(time.Hour)
 	a.TotalTokens = 99
-	saved, err := env.Service.SaveAnalyticsSnapshot(ctx, "event-3", a)
+	saved, err := env.Service.SaveAnalyticsSnapshot(ctx, "event-3", a, nil)
 	if err != nil || saved {
 		t.Fatalf("redelivered SaveAnalyticsSnapshot = %v, %v; want not saved, no error", saved, err)
 	}
@@ -245,7 +279,7 @@ func TestAnalyticsSnapshots(t *testing.T) {
 			t.Errorf("AnalyticsHistory(%d): err = %v, want invalid", bad, err)
 		}
 	}
-	if _, err := env.Service.SaveAnalyticsSnapshot(ctx, "", a); !lifecycle.IsCode(err, lifecycle.CodeInvalid) {
+	if _, err := env.Service.SaveAnalyticsSnapshot(ctx, "", a, nil); !lifecycle.IsCode(err, lifecycle.CodeInvalid) {
 		t.Errorf("SaveAnalyticsSnapshot without an event id: err = %v, want invalid", err)
 	}
 }

@@ -19,6 +19,17 @@ const (
 	// LegacyArchiveCollection keeps the old service's per-user documents
 	// the migration carried over (DESIGN §5).
 	LegacyArchiveCollection = "plaid_token_legacy_archive"
+	// StatsCollection holds the analytics counters (DESIGN §12): the
+	// counter shards shard-00 .. shard-15 and the "state" document
+	// (initialized, the repair horizon and lease, the last repair).
+	StatsCollection = "plaid_token_stats"
+	// StatsUsersCollection holds each user's token count (for unique
+	// users), one document per user with tokens.
+	StatsUsersCollection = "plaid_token_stats_users"
+	// StatsEventsCollection records every applied change: its event id
+	// (the document id derives from it), commit time and delta; deleted
+	// eight days later by a TTL on expire_at.
+	StatsEventsCollection = "plaid_token_stats_events"
 )
 
 // IndexField is one field of a composite index.

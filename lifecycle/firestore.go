@@ -16,6 +16,7 @@ type FirestoreStores struct {
 	Tokens      *FirestoreTokenStore
 	Runs        *FirestoreRunStore
 	Legacy      *FirestoreLegacyStore
+	Stats       *FirestoreStatsStore
 	WebhookKeys *FirestoreWebhookKeyStore
 }
 
@@ -25,6 +26,7 @@ func NewFirestoreStores(client *firestore.Client) FirestoreStores {
 		Tokens:      NewFirestoreTokenStore(client),
 		Runs:        NewFirestoreRunStore(client),
 		Legacy:      &FirestoreLegacyStore{client: client},
+		Stats:       NewFirestoreStatsStore(client),
 		WebhookKeys: NewFirestoreWebhookKeyStore(client),
 	}
 }
@@ -72,7 +74,7 @@ func NewFirestoreService(cfg Config, client *firestore.Client, continuer Continu
 	}
 	stores := NewFirestoreStores(client)
 	return NewService(cfg, Deps{
-		Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy,
+		Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy, Stats: stores.Stats,
 		Plaid: plaid, Cipher: cipher, Continuer: continuer,
 	})
 }

@@ -23,6 +23,7 @@ type Deps struct {
 	Tokens    TokenStore  // required
 	Runs      RunStore    // required
 	Legacy    LegacyStore // for the legacy migration (and revoke-all of a user who has a legacy document)
+	Stats     StatsStore  // the analytics counters; nil: analytics count every token
 	Plaid     PlaidAPI    // required
 	Cipher    TokenCipher // required
 	Clock     Clock       // nil: the system clock
@@ -36,6 +37,7 @@ type Service struct {
 	Tokens    TokenStore
 	Runs      RunStore
 	Legacy    LegacyStore
+	Stats     StatsStore
 	Plaid     PlaidAPI
 	Cipher    TokenCipher
 	Clock     Clock
@@ -64,7 +66,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("building lifecycle service: %w", err)
 	}
-	return &Service{Tokens: d.Tokens, Runs: d.Runs, Legacy: d.Legacy, Plaid: d.Plaid, Cipher: d.Cipher,
+	return &Service{Tokens: d.Tokens, Runs: d.Runs, Legacy: d.Legacy, Stats: d.Stats, Plaid: d.Plaid, Cipher: d.Cipher,
 		Clock: d.Clock, Continuer: d.Continuer, Config: cfg}, nil
 }
 

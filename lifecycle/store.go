@@ -107,3 +107,44 @@ type LegacyStore interface {
 // LegacyPlanner turns a legacy document's data into the item documents it
 // becomes (DESIGN §5). It is called inside the migration's transaction.
 type LegacyPlanner func(userID string, data map[string]any) *LegacyMigration
+
+// StatsStore keeps the analytics counters (DESIGN §12; stats.go): counter
+// shards, each user's token count, the record of every applied change, and
+// the state of the repairs that keep them exact.
+type StatsStore interface {
+	// ApplyTokenChanges applies at most MaxTokenChangesPerCall changes in
+	// one transaction: it skips the changes whose event id is recorded
+	// already (a redelivery) and those a repair's recount already covered
+	// (committed at or before its horizon), and for the others adds their
+	// ChangeDelta to the counters, updates the users' counts (moving the
+	// unique users count when one crosses between 0 and more) and records
+	// the event id, with its commit time and delta, in the same atomic
+	// write. It returns what it did with each change, in order.
+	ApplyTokenChanges(ctx context.Context, changes []TokenChange) ([]ChangeOutcome, error)
+	// ReadStats reads the counters and their state at one read time; with
+	// opts, also every user's count and the applied changes committed after
+	// opts.ChangesAfter, at the same read time.
+	ReadStats(ctx context.Context, opts StatsRead) (*StatsReading, error)
+	// RecountTokens calls visit with the summary of every token as of one
+	// read time, which it chooses no earlier than notBefore and returns:
+	// a whole second minus a microsecond, so that a commit time known only
+	// to the second (the Firestore emulator's event times) still compares
+	// exactly with it.
+	RecountTokens(ctx context.Context, notBefore time.Time, visit func(*TokenSummary) error) (time.Time, error)
+	// ClaimRepair takes the one repair lease for repairID until until. A
+	// live lease of another repair refuses it with an error of
+	// CodeConflict.
+	ClaimRepair(ctx context.Context, repairID string, now, until time.Time) error
+	// RaiseHorizon sets the repair horizon to t0 (never lowering it), while
+	// repairID holds the lease: from then on a change committed at or
+	// before t0 that was not applied yet is counted by the repair's recount,
+	// and ApplyTokenChanges skips it.
+	RaiseHorizon(ctx context.Context, repairID string, t0, now time.Time) error
+	// ApplyRepair adds counters (at most MaxRepairKeysPerCall keys) and
+	// users' count changes (at most MaxRepairUsersPerCall users) in one
+	// transaction, while repairID holds the lease (else ErrRepairLeaseLost).
+	ApplyRepair(ctx context.Context, repairID string, now time.Time, counters Counters, users map[string]int64) error
+	// EndRepair frees repairID's lease; with rec, it records the finished
+	// repair and marks the counters initialized.
+	EndRepair(ctx context.Context, repairID string, rec *StatsRepair) error
+}

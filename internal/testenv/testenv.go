@@ -73,6 +73,7 @@ type Env struct {
 	Tokens      *lifecycle.FirestoreTokenStore
 	Runs        *lifecycle.FirestoreRunStore
 	Legacy      *lifecycle.FirestoreLegacyStore
+	Stats       *lifecycle.FirestoreStatsStore
 	WebhookKeys *lifecycle.FirestoreWebhookKeyStore
 	Plaid       *plaidfake.Server
 	Adapter     *lifecycle.PlaidClient
@@ -148,14 +149,14 @@ func New(t testing.TB, opts ...Option) *Env {
 	stores := lifecycle.NewFirestoreStores(client)
 	clock := NewClock(Now)
 	svc, err := lifecycle.NewService(cfg, lifecycle.Deps{
-		Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy,
+		Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy, Stats: stores.Stats,
 		Plaid: adapter, Cipher: vault, Clock: clock,
 	})
 	if err != nil {
 		t.Fatalf("NewService: %v", err)
 	}
 	return &Env{Project: project, Config: cfg, Client: client, Tokens: stores.Tokens, Runs: stores.Runs,
-		Legacy: stores.Legacy, WebhookKeys: stores.WebhookKeys,
+		Legacy: stores.Legacy, Stats: stores.Stats, WebhookKeys: stores.WebhookKeys,
 		Plaid: fake, Adapter: adapter, Vault: vault, Clock: clock, Service: svc}
 }
 
