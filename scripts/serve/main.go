@@ -2,20 +2,26 @@
 // at their API paths and the CloudEvent functions at /events/<Target>. It
 // serves the same handlers that are deployed, built from the same
 // environment variables (DESIGN §8). A checkpointed cleanup run continues
-// by posting to its own /events/DailyCleanup.
+// by posting to its own /events/DailyCleanup, and an analytics repair
+// request to its own /events/WeeklyAnalytics. It keeps the analytics
+// counters as TokenStats does (stats.go): from a listener on plaid_tokens,
+// or, with -token-stats=trigger, from the Firestore emulator's trigger
+// deliveries at /functions/projects/{project}/triggers/{trigger}.
 //
-//	PORT=8080 go run ./scripts/serve
+//	PORT=8080 go run ./scripts/serve [-token-stats listener|trigger|off]
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +37,17 @@ func main() {
 }
 
 func run() error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	mode := fs.String("token-stats", statsListener,
+		"where the analytics counters' changes come from: listener (a snapshot listener on plaid_tokens), "+
+			"trigger (the Firestore emulator's trigger deliveries; for large collections) or off")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	statsMode, err := parseStatsMode(*mode)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -43,18 +60,53 @@ func run() error {
 	// HOST defaults to 127.0.0.1: local development never listens on every
 	// interface unless told to.
 	addr := net.JoinHostPort(cfg.Host, cfg.Port)
-	continuer := &functions.HTTPContinuer{URL: "http://" + addr + "/events/DailyCleanup", Logger: logger}
+	// Continuations and repair requests come back to this server, as
+	// Pub/Sub would deliver them to the deployed functions.
+	continuer := &localDelivery{
+		HTTPContinuer:       functions.HTTPContinuer{URL: "http://" + addr + "/events/DailyCleanup", Logger: logger},
+		HTTPRepairRequester: functions.HTTPRepairRequester{URL: "http://" + addr + "/events/WeeklyAnalytics", Logger: logger},
+	}
 
 	server, err := functions.NewFromConfig(ctx, cfg, continuer)
 	if err != nil {
 		return err
 	}
+	feeder := newStatsFeeder(server, logger)
+	stopFeeder := feeder.start(ctx)
+	defer stopFeeder()
+	triggers := server.EmulatorTriggerHandler(func(ctx context.Context, c lifecycle.TokenChange) error {
+		if statsMode != statsTrigger {
+			return lifecycle.Errorf(lifecycle.CodeConflict,
+				"serve counts token changes from its %s (-token-stats=%s); start it with -token-stats=trigger to take the emulator's deliveries", statsMode, statsMode)
+		}
+		return feeder.add(ctx, c)
+	})
+	routes := server.Routes()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, functions.PathEmulatorTriggers) {
+			triggers.ServeHTTP(w, r)
+			return
+		}
+		routes.ServeHTTP(w, r)
+	})
+	switch statsMode {
+	case statsListener:
+		client, err := lifecycle.NewFirestoreClient(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		go listen(ctx, lifecycle.NewFirestoreStatsStore(client), server, feeder, logger)
+	case statsTrigger:
+		go repairUntilDone(ctx, server, logger, time.Time{})
+	}
+
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           server.Routes(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -63,7 +115,7 @@ func run() error {
 		events = "any caller (SERVE_REMOTE_EVENTS=true)"
 	}
 	logger.Info("serving all functions", slog.String("addr", "http://"+ln.Addr().String()),
-		slog.String("events", "/events/* take scheduled runs from "+events))
+		slog.String("events", "/events/* take scheduled runs from "+events), slog.String("token_stats", statsMode))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -77,4 +129,11 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// localDelivery delivers a checkpointed run's continuation and an analytics
+// repair request to this server's own /events/* endpoints.
+type localDelivery struct {
+	functions.HTTPContinuer
+	functions.HTTPRepairRequester
 }
