@@ -82,10 +82,20 @@ has finished, and exits 1 if it failed or was abandoned.`,
 		name:    "analytics",
 		summary: "count tokens by status, user, age, institution and environment",
 		about: `
-Prints token analytics, as the TokenAnalytics function answers them. Needs
-only GOOGLE_CLOUD_PROJECT (and FIRESTORE_DATABASE): no encryption key, no
-Plaid credentials.`,
-		flags: []flagDef{jsonFlag},
+Prints token analytics, as the TokenAnalytics function answers them: from
+the counters TokenStats keeps (a handful of documents, whatever the number
+of tokens), with the trend of tokens created, used and removed per day.
+Until a repair has initialized the counters (a first deploy on existing
+data) they are counted from every token instead, and a note says so.
+
+With --exact it recounts every token, compares the counters with the
+recount as of the same time, prints the drift per key (it should be none)
+and repairs the counters: the drift is added to them and recorded. The
+first --exact run backfills counters that were never initialized.
+
+Needs only GOOGLE_CLOUD_PROJECT (and FIRESTORE_DATABASE): no encryption
+key, no Plaid credentials.`,
+		flags: []flagDef{exactFlag, jsonFlag},
 		needs: lifecycle.Needs{Store: true},
 		exec:  (*cli).analytics,
 	},
@@ -177,6 +187,11 @@ var (
 	}
 	followFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.follow, "follow", false, "report until the run has finished")
+	}
+	// exactFlag is analytics' --exact. The invocation (main.go) has no
+	// field of its own for it: it shares follow's, which only run reads.
+	exactFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+		fs.BoolVar(&inv.follow, "exact", false, "recount every token, print the counters' drift and repair them")
 	}
 	jsonFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.json, "json", false, "print one JSON object on stdout instead of the report")
@@ -311,15 +326,40 @@ func (c *cli) printRun(run *lifecycle.RunRecord) {
 }
 
 func (c *cli) analytics(ctx context.Context, inv invocation) int {
-	a, err := c.svc.Analytics(ctx)
-	if err != nil {
-		return fail(c.stderr, err)
+	exact := inv.follow // --exact
+	var a *lifecycle.Analytics
+	var res *lifecycle.ExactResult
+	if exact {
+		var err error
+		if res, err = c.svc.ExactAnalytics(ctx, lifecycle.ExactOptions{Repair: true, Trigger: lifecycle.TriggerCLI}); err != nil {
+			return fail(c.stderr, err)
+		}
+		a = res.Analytics
+	} else {
+		var err error
+		if a, err = c.svc.Analytics(ctx); err != nil {
+			return fail(c.stderr, err)
+		}
+		if a.Source == lifecycle.SourceRecount {
+			fmt.Fprintf(c.stderr, "%s: the analytics counters are not initialized: counted every token instead; "+
+				"run `%s analytics --exact` to backfill them\n", program, program)
+		}
 	}
 	if inv.json {
-		// TokenAnalytics's HTTP body (DESIGN §4).
-		return c.printJSON(struct {
+		// TokenAnalytics's HTTP body (DESIGN §4), and with --exact what the
+		// recount found and did.
+		out := struct {
 			Analytics *lifecycle.Analytics `json:"analytics"`
-		}{a})
+			Exact     *cliExactReport      `json:"exact,omitempty"`
+		}{Analytics: a}
+		if res != nil {
+			out.Exact = &cliExactReport{Drift: res.Drift, UsersDrifted: res.UsersDrifted,
+				CountersInitialized: res.CountersInitialized, Repaired: res.Repaired}
+			if res.Repair != nil {
+				out.Exact.RepairID = res.Repair.ID
+			}
+		}
+		return c.printJSON(out)
 	}
 	w := c.report("📊 Token Analytics:")
 	fmt.Fprintf(w, "%sTotal tokens: %d\n", indent, a.TotalTokens)
@@ -332,7 +372,51 @@ func (c *cli) analytics(ctx context.Context, inv invocation) int {
 	fmt.Fprintf(w, "%sStale tokens (90+ days): %d\n", indent, a.StaleTokens90Days)
 	printCounts(w, "Institutions:", a.Institutions)
 	printCounts(w, "Environments:", a.Environments)
+	if len(a.Trend) > 0 {
+		fmt.Fprintf(w, "%sLast %d days (created / used / removed):\n", indent, trendLines)
+		for _, d := range a.Trend[max(0, len(a.Trend)-trendLines):] {
+			fmt.Fprintf(w, "%s%s: %d / %d / %d\n", listIndent, d.Date, d.Created, d.Used, d.Removed)
+		}
+	}
+	from := "the counters"
+	if a.Source == lifecycle.SourceRecount {
+		from = "a recount of every token"
+	}
+	fmt.Fprintf(w, "%sAs of: %s (%s)\n", indent, a.AsOf.UTC().Format(time.RFC3339), from)
+	if res != nil {
+		fmt.Fprintln(w, "🔎 Counters compared with the recount:")
+		if !res.CountersInitialized {
+			fmt.Fprintf(w, "%sCounters were not initialized: this run backfilled them\n", indent)
+		}
+		if len(res.Drift) == 0 {
+			fmt.Fprintf(w, "%sDrift: none\n", indent)
+		} else {
+			fmt.Fprintf(w, "%sDrift (recount minus counters):\n", indent)
+			for _, g := range slices.Sorted(maps.Keys(res.Drift)) {
+				for _, k := range slices.Sorted(maps.Keys(res.Drift[g])) {
+					fmt.Fprintf(w, "%s%s %s: %+d\n", listIndent, g, k, res.Drift[g][k])
+				}
+			}
+		}
+		fmt.Fprintf(w, "%sUsers whose token count drifted: %d\n", indent, res.UsersDrifted)
+		if res.Repaired {
+			fmt.Fprintf(w, "%sRepaired: the drift was added to the counters and recorded (repair %s)\n", indent, res.Repair.ID)
+		}
+	}
 	return exitOK
+}
+
+// trendLines is how many days of trend the text report prints (--json has
+// all of them).
+const trendLines = 7
+
+// cliExactReport is what analytics --exact found and did, in --json.
+type cliExactReport struct {
+	Drift               lifecycle.Counters `json:"drift"`
+	UsersDrifted        int                `json:"users_drifted"`
+	CountersInitialized bool               `json:"counters_initialized"`
+	Repaired            bool               `json:"repaired"`
+	RepairID            string             `json:"repair_id,omitempty"`
 }
 
 // printCounts prints a count map, largest first, then by name.

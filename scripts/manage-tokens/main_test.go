@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
@@ -421,8 +422,12 @@ func TestAnalytics(t *testing.T) {
 		Institutions: map[string]int{"Chase Bank": 5, "Bank of America": 3, "Wells Fargo": 3, "Citi": 3, "Unknown": 1},
 		Environments: map[string]int{"sandbox": 11, "production": 4},
 	}
-	if diff := cmp.Diff(want, body.Analytics); diff != "" {
+	if diff := cmp.Diff(want, body.Analytics, cmpopts.IgnoreFields(lifecycle.Analytics{}, "AsOf", "Source", "Trend")); diff != "" {
 		t.Errorf("analytics (-want +got):\n%s", diff)
+	}
+	// The counters were never initialized: a recount, and a note on stderr.
+	if body.Analytics.Source != lifecycle.SourceRecount || !strings.Contains(res.stderr, "analytics --exact") {
+		t.Errorf("source %q, stderr %q; want a recount and a note naming analytics --exact", body.Analytics.Source, res.stderr)
 	}
 
 	res = runCLI(t, getenv, "analytics")
@@ -447,9 +452,56 @@ func TestAnalytics(t *testing.T) {
    Environments:
       sandbox: 11
       production: 4
+   As of: TIME (a recount of every token)
 `
-	if diff := cmp.Diff(wantText, res.stdout); diff != "" {
+	if diff := cmp.Diff(wantText, asOfTime.ReplaceAllString(res.stdout, "As of: TIME")); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
+	}
+}
+
+var asOfTime = regexp.MustCompile(`As of: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+
+// analytics --exact recounts, prints the drift and repairs: the first run
+// backfills counters never initialized, the next finds no drift, and plain
+// analytics then reads the counters, with the trend.
+func TestAnalyticsExact(t *testing.T) {
+	t.Parallel()
+	env := newCLIEnv(t, true)
+	getenv := func(k string) (string, bool) {
+		if k == "GOOGLE_CLOUD_PROJECT" {
+			return env.Project, true
+		}
+		return "", false
+	}
+
+	res := runCLI(t, getenv, "analytics", "--exact")
+	res.mustSucceed(t)
+	for _, want := range []string{"Total tokens: 15", "Counters were not initialized: this run backfilled them",
+		"tokens total: +15", "tokens unique_users: +5", "Users whose token count drifted: 5", "Repaired: the drift was added"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, res.stdout)
+		}
+	}
+
+	res = runCLI(t, getenv, "analytics", "--exact", "--json")
+	res.mustSucceed(t)
+	var body struct {
+		Analytics lifecycle.Analytics `json:"analytics"`
+		Exact     map[string]any      `json:"exact"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &body); err != nil {
+		t.Fatalf("stdout: %v\n%s", err, res.stdout)
+	}
+	delete(body.Exact, "repair_id")
+	wantExact := map[string]any{"drift": map[string]any{}, "users_drifted": 0.0, "counters_initialized": true, "repaired": true}
+	if diff := cmp.Diff(wantExact, body.Exact); diff != "" || body.Analytics.TotalTokens != 15 {
+		t.Errorf("second --exact (-want +got):\n%s\ntotal %d", diff, body.Analytics.TotalTokens)
+	}
+
+	res = runCLI(t, getenv, "analytics")
+	res.mustSucceed(t)
+	if !strings.Contains(res.stdout, "(the counters)") || !strings.Contains(res.stdout, "Last 7 days (created / used / removed):") || res.stderr != "" {
+		t.Errorf("analytics after the backfill: stdout\n%s\nstderr %q", res.stdout, res.stderr)
 	}
 }
 
