@@ -10,6 +10,14 @@
 #     dry_run (true for dry runs, which are left out of the token counts).
 #   message "plaid call failed": every failed Plaid call, with
 #     plaid_error_class (gone | needs_user | transient | configuration).
+#   message "token activity": TokenStats, for each write to plaid_tokens it
+#     counted that created, used or removed tokens: created, used, removed
+#     (tokens; "used" = last_used_at moved to a later UTC day). The analytics
+#     counters live in Firestore, not in Cloud Monitoring: these lines are
+#     how the dashboard sees the same trend.
+#   message "analytics institution": WeeklyAnalytics, once per run and
+#     institution (the 20 largest, then "(other institutions)"):
+#     institution, tokens, trigger ("schedule" for the weekly run).
 
 locals {
   log_filter = format(
@@ -29,6 +37,19 @@ locals {
   # PromQL names of the log-based metrics (logging.googleapis.com/user/NAME).
   promql_invalid_marked = "logging_googleapis_com:user_${google_logging_metric.invalid_marked.name}_sum{monitored_resource=\"cloud_run_revision\"}"
   promql_total_checked  = "logging_googleapis_com:user_${google_logging_metric.total_checked.name}_sum{monitored_resource=\"cloud_run_revision\"}"
+  promql_token_activity = {
+    for k, m in google_logging_metric.token_activity :
+    k => "logging_googleapis_com:user_${m.name}_sum{monitored_resource=\"cloud_run_revision\"}"
+  }
+  promql_institution_tokens = "logging_googleapis_com:user_${google_logging_metric.institution_tokens.name}_sum{monitored_resource=\"cloud_run_revision\"}"
+
+  # The trend TokenStats logs: tokens created, used (on a later day than
+  # before) and removed.
+  token_activity = {
+    created = "Tokens created (linked, or written by any writer)"
+    used    = "Tokens used (last_used_at moved to a later day)"
+    removed = "Tokens removed (deleted, by cleanup or any writer)"
+  }
 }
 
 # --- Log-based metrics -------------------------------------------------------
@@ -132,6 +153,69 @@ resource "google_logging_metric" "plaid_errors" {
 
   label_extractors = {
     error_class = "EXTRACT(jsonPayload.plaid_error_class)"
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_logging_metric" "token_activity" {
+  for_each = local.token_activity
+
+  project     = var.project_id
+  name        = "${local.metric_prefix}plaid_token_${each.key}"
+  description = "${each.value}: the ${each.key} field of TokenStats' \"token activity\" entries, the same trend the analytics counters keep per day."
+  filter      = "${local.log_filter} AND jsonPayload.message=\"token activity\" AND jsonPayload.${each.key}>0"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = each.value
+  }
+
+  value_extractor = "EXTRACT(jsonPayload.${each.key})"
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 16
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_logging_metric" "institution_tokens" {
+  project     = var.project_id
+  name        = "${local.metric_prefix}plaid_token_institution_tokens"
+  description = "Tokens per institution, from the weekly recount (WeeklyAnalytics' \"analytics institution\" entries: the 20 largest institutions and the rest together)."
+  filter      = "${local.log_filter} AND jsonPayload.message=\"analytics institution\" AND jsonPayload.trigger=\"schedule\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "Plaid tokens per institution (weekly)"
+
+    labels {
+      key         = "institution"
+      value_type  = "STRING"
+      description = "institution_name (Unknown when missing)"
+    }
+  }
+
+  value_extractor = "EXTRACT(jsonPayload.tokens)"
+  label_extractors = {
+    institution = "EXTRACT(jsonPayload.institution)"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
   }
 
   depends_on = [google_project_service.api]
@@ -313,6 +397,32 @@ locals {
               timeSeriesQuery = { prometheusQuery = "sum(increase(${local.promql_invalid_marked}[1h]))" }
             },
           ]
+        }
+      }
+    },
+    {
+      title = "Tokens created, used and removed (per day)"
+      widget = {
+        xyChart = {
+          dataSets = [
+            for k in keys(local.token_activity) : {
+              plotType        = "LINE"
+              legendTemplate  = k
+              timeSeriesQuery = { prometheusQuery = "sum(increase(${local.promql_token_activity[k]}[1d]))" }
+            }
+          ]
+        }
+      }
+    },
+    {
+      title = "Tokens by institution (weekly recount)"
+      widget = {
+        xyChart = {
+          dataSets = [{
+            plotType        = "STACKED_BAR"
+            legendTemplate  = "{{institution}}"
+            timeSeriesQuery = { prometheusQuery = "sum by (institution) (increase(${local.promql_institution_tokens}[7d]))" }
+          }]
         }
       }
     },
