@@ -59,6 +59,8 @@ type Call struct {
 	KeyID        string    // key_id of the body (webhook key requests)
 	PlaidVersion string    // the Plaid-Version header
 	Time         time.Time // when the request arrived
+	// RateLimited: the per-client limit (SetClientRateLimit) refused it.
+	RateLimited bool
 }
 
 // Server is a running fake Plaid API. Create it with New (tests) or
@@ -87,9 +89,10 @@ type Server struct {
 	calls      []Call
 	keys       map[string]*webhookKey
 
-	random    randomFaults    // SetRandomFaults (random_faults.go)
-	removals  []Removal       // successful /item/remove calls, in order
-	onRemoved func(r Removal) // OnRemoved
+	random       randomFaults            // SetRandomFaults (random_faults.go)
+	clientLimits map[string]*clientLimit // SetClientRateLimit (client_limit.go)
+	removals     []Removal               // successful /item/remove calls, in order
+	onRemoved    func(r Removal)         // OnRemoved
 }
 
 type item struct {
@@ -473,12 +476,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	now := time.Now()
+	limited := s.overClientLimit(path, now)
 	s.calls = append(s.calls, Call{
 		Path:         path,
 		AccessToken:  body.AccessToken,
 		KeyID:        body.KeyID,
 		PlaidVersion: r.Header.Get("Plaid-Version"),
-		Time:         time.Now(),
+		Time:         now,
+		RateLimited:  limited,
 	})
 	hook, latency := s.onCall, s.latency
 	s.mu.Unlock()
@@ -494,6 +500,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	requestID := randomID(15)
+	if limited {
+		s.writeFault(w, FaultRateLimit.fault(path), requestID)
+		return
+	}
 	if f, ok := s.takeFault(path); ok {
 		s.writeFault(w, f, requestID)
 		return

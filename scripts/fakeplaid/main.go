@@ -6,6 +6,12 @@
 //
 //	go run ./scripts/fakeplaid -addr 127.0.0.1:8089 -sample
 //	go run ./scripts/fakeplaid -sample -fault-rate 0.2 -fault-seed 1 -fault-kinds rate_limit,server_error
+//	go run ./scripts/fakeplaid -bench 10000 -latency 20ms -client-rpm 600
+//
+// -client-rpm enforces one per-client limit on /item/get and on
+// /item/remove (each counted on its own over a sliding 60 s, whoever
+// calls), answering 429 RATE_LIMIT_EXCEEDED past it, as Plaid does; on exit
+// the stand-in prints how many calls each endpoint answered and refused.
 package main
 
 import (
@@ -36,6 +42,7 @@ func main() {
 	faultRate := flag.Float64("fault-rate", 0, "fail this fraction (0 to 1) of requests with random faults, to try the service under Plaid's failures")
 	faultSeed := flag.Int64("fault-seed", 1, "the seed deciding which requests fail (the same seed fails the same attempts)")
 	faultKinds := flag.String("fault-kinds", "", "comma-separated fault kinds: rate_limit, server_error, timeout, reset, lost_answer (default: all)")
+	clientRPM := flag.Int("client-rpm", 0, "if set, a per-client limit of this many calls a minute on /item/get and on /item/remove (429 past it)")
 	flag.Parse()
 	if *faultRate < 0 || *faultRate > 1 {
 		fmt.Fprintln(os.Stderr, "fakeplaid: -fault-rate must be from 0 to 1")
@@ -60,6 +67,11 @@ func main() {
 		os.Exit(1)
 	}
 	defer srv.Close()
+	if *clientRPM > 0 {
+		srv.SetClientRateLimit(plaidfake.PathItemGet, *clientRPM)
+		srv.SetClientRateLimit(plaidfake.PathItemRemove, *clientRPM)
+		fmt.Fprintf(os.Stderr, "fakeplaid: per-client limit of %d calls a minute on %s and on %s\n", *clientRPM, plaidfake.PathItemGet, plaidfake.PathItemRemove)
+	}
 	if *faultRate > 0 {
 		srv.SetRandomFaults(*faultRate, *faultSeed, kinds...)
 		fmt.Fprintf(os.Stderr, "fakeplaid: failing %.0f%% of requests at random (seed %d)\n", *faultRate*100, *faultSeed)
@@ -82,6 +94,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
+	if *clientRPM > 0 {
+		for _, p := range []string{plaidfake.PathItemGet, plaidfake.PathItemRemove} {
+			refused := srv.RateLimited(p)
+			fmt.Fprintf(os.Stderr, "fakeplaid: %s: %d calls, %d refused by the per-client limit\n", p, srv.CallCount(p), refused)
+		}
+	}
 }
 
 // serveSigner answers POST /sign with a Plaid-Verification JWT for the
