@@ -14,9 +14,18 @@ import (
 // Cleanup tuning. Pages bound memory; workers bound concurrent Plaid calls
 // (the per-endpoint limiters bound their rate).
 const (
-	DefaultCleanupPageSize = 1000
+	// DefaultCleanupPageSize is how many documents one query reads. Every
+	// query costs a round trip and, on the emulator, a scan of the whole
+	// collection (measured: 1.2 s per query at 100,000 documents, whatever
+	// its limit), so pages are large; what waits for a worker and how
+	// often the budget is checked are bounded by cleanupBatch instead.
+	DefaultCleanupPageSize = 10000
 	DefaultCleanupWorkers  = 128
-	cleanupWriters         = 3
+	// cleanupBatch bounds the tokens read and waiting for a worker, and
+	// how many are sent to workers between two looks at the budget: what a
+	// segment still has to finish once its budget is spent.
+	cleanupBatch   = 1000
+	cleanupWriters = 3
 	// maxWriteBatch bounds one BulkWriter batch of token writes.
 	maxWriteBatch = 250
 	// writeTimeout bounds one batch of writes. Writes run detached from the
@@ -32,18 +41,19 @@ type segmentEnd int
 
 const (
 	segmentFinished segmentEnd = iota // the last page was read
-	segmentBudget                     // the time budget was spent at a page boundary
+	segmentBudget                     // the time budget was spent, between two batches
 )
 
 // runSegment runs the rules over the collection from the run's cursor as a
-// pipeline: one reader streams pages, workers make the Plaid calls the
-// rules need, and a few writers apply their writes in BulkWriter batches, so
-// reading, Plaid latency and writing overlap. Memory is bounded by the
+// pipeline: a reader reads pages (the next while the current one is sent
+// to workers), workers make the Plaid calls the rules need, and a few
+// writers apply their writes in BulkWriter batches, so reading, Plaid
+// latency and writing overlap. Memory is bounded by two pages and the
 // channels, whatever the collection size. When the budget is spent the
-// reader stops at a page boundary, everything in flight drains, and the run
-// checkpoints with the cursor after that page. Cancelling ctx (the lease was
-// lost, the caller stopped) stops reading and Plaid calls; what was decided
-// is still written.
+// sender stops after a batch, everything in flight drains, and the run
+// checkpoints with the cursor after the last token sent. Cancelling ctx
+// (the lease was lost, the caller stopped) stops reading and Plaid calls;
+// what was decided is still written.
 func (s *Service) runSegment(ctx context.Context, run *RunRecord, budget time.Duration, progress func(Statistics), log *slog.Logger) (segmentEnd, error) {
 	started := time.Now() // the budget is wall time, whatever the domain clock says
 	rules := tokenRun{id: run.ID, actor: run.Actor, dryRun: run.DryRun,
@@ -53,40 +63,78 @@ func (s *Service) runSegment(ctx context.Context, run *RunRecord, budget time.Du
 	writeCtx := context.WithoutCancel(ctx)
 	ctx = WithPlaidPriority(ctx, PriorityBatch) // the default; said here because it matters
 
-	tokens := make(chan *Token, pageSize)
-	outcomes := make(chan tokenOutcome, pageSize)
+	batch := min(pageSize, cleanupBatch)
+	tokens := make(chan *Token, batch)
+	outcomes := make(chan tokenOutcome, batch)
 	var (
-		cursor = run.Cursor // after the last page read; read after Wait
+		cursor = run.Cursor // after the last token sent to a worker; read after Wait
 		end    = segmentFinished
 	)
 	g, gctx := errgroup.WithContext(ctx)
+	budgetSpent := func() bool { return budget > 0 && time.Since(started) >= budget }
 
-	g.Go(func() error { // reader
-		defer close(tokens)
+	// The page reader reads the next page while the sender hands the
+	// current one to workers, so that a query's latency overlaps work.
+	// The sender stops it when the budget is spent.
+	type tokenPage struct {
+		tokens []*Token
+		next   string
+	}
+	pages := make(chan tokenPage)
+	readCtx, stopReading := context.WithCancel(gctx)
+	defer stopReading()
+	g.Go(func() error { // page reader
+		defer close(pages)
+		after := run.Cursor
 		for {
-			page, next, err := s.Tokens.Page(gctx, cursor, pageSize)
+			page, next, err := s.Tokens.Page(readCtx, after, pageSize)
 			if err != nil {
+				if readCtx.Err() != nil && gctx.Err() == nil {
+					return nil // the sender stopped at the budget
+				}
 				return err
 			}
-			for _, t := range page {
+			select {
+			case pages <- tokenPage{page, next}:
+			case <-readCtx.Done():
+				return nil // the sender stopped; a cancelled segment's error is the sender's
+			}
+			if next == "" {
+				return nil
+			}
+			after = next
+		}
+	})
+	g.Go(func() error { // sender
+		defer close(tokens)
+		defer stopReading()
+		sent := 0
+		for p := range pages {
+			for i, t := range p.tokens {
 				select {
 				case tokens <- t:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
-			}
-			if next == "" {
-				if len(page) > 0 {
-					cursor = page[len(page)-1].ItemID
+				p.tokens[i] = nil // the page no longer holds it: memory is one page, not two
+				cursor = t.ItemID
+				sent++
+				more := i < len(p.tokens)-1 || p.next != ""
+				if sent%batch == 0 && more && budgetSpent() {
+					end = segmentBudget
+					return nil
 				}
+			}
+			if p.next == "" {
 				return nil
 			}
-			cursor = next
-			if budget > 0 && time.Since(started) >= budget {
+			cursor = p.next // past the page's documents that are not tokens
+			if budgetSpent() {
 				end = segmentBudget
 				return nil
 			}
 		}
+		return gctx.Err() // the page reader failed, or the segment was cancelled
 	})
 
 	g.Go(func() error { // workers

@@ -76,24 +76,33 @@ func (s *FirestoreTokenStore) ListByUser(ctx context.Context, userID string) ([]
 }
 
 // Page returns the tokens among the next limit documents in item id order.
+// Snapshots are decoded as they stream in and dropped, so a large page holds
+// its tokens only.
 func (s *FirestoreTokenStore) Page(ctx context.Context, after string, limit int) ([]*Token, string, error) {
 	q := s.tokens.OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit)
 	if after != "" {
 		q = q.StartAfter(after)
 	}
-	snaps, err := q.Documents(ctx).GetAll()
-	if err != nil {
-		return nil, "", fmt.Errorf("reading tokens after %q: %w", after, storeError(err))
-	}
-	out := make([]*Token, 0, len(snaps))
-	for _, snap := range snaps {
+	iter := q.Documents(ctx)
+	defer iter.Stop()
+	out := make([]*Token, 0, min(limit, 1024))
+	read, last := 0, ""
+	for {
+		snap, err := iter.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("reading tokens after %q: %w", after, storeError(err))
+		}
+		read, last = read+1, snap.Ref.ID
 		if t, ok := tokenFromSnapshot(snap); ok {
 			out = append(out, t)
 		}
 	}
 	next := ""
-	if len(snaps) == limit {
-		next = snaps[len(snaps)-1].Ref.ID
+	if read == limit {
+		next = last
 	}
 	return out, next, nil
 }
