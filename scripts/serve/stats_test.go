@@ -227,7 +227,8 @@ func TestServeKeepsAnalyticsExactUnderOtherWriters(t *testing.T) {
 // With -token-stats=trigger serve takes the Firestore emulator's own
 // trigger deliveries (Eventarc's protobuf events, base64 in the body) and
 // keeps the counters exact from them; writes made before it started are
-// brought in by its recount with repair on start.
+// brought in by its recount with repair on start. Not parallel: it points
+// this process's FIRESTORE_EMULATOR_HOST at an emulator of its own.
 func TestServeCountsEmulatorTriggerDeliveries(t *testing.T) {
 	env := testenv.New(t)
 	port := freePort(t)
