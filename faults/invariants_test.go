@@ -51,9 +51,6 @@ type finalRun struct {
 // invariantOptions says what a scenario did that the invariants allow.
 type invariantOptions struct {
 	final *finalRun
-	// unauditedWhy explains, in a failure, how the scenario could leave a
-	// deletion without its audit entry.
-	unauditedWhy string
 }
 
 // invariant runs one named check: each violation fails the test, and the
@@ -195,11 +192,7 @@ func (w *world) checkInvariants(opts invariantOptions) {
 		}
 		for _, id := range ids {
 			if _, present := docs[id]; !present && !facts[id].writerDeleted && !audited[id] {
-				why := ""
-				if opts.unauditedWhy != "" {
-					why = " (" + opts.unauditedWhy + ")"
-				}
-				violate("%s (%s) was deleted without an audit entry%s", id, facts[id].class, why)
+				violate("%s (%s) was deleted without an audit entry", id, facts[id].class)
 			}
 		}
 		if opts.final != nil {

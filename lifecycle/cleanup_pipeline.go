@@ -244,17 +244,13 @@ func (s *Service) writeOutcomes(ctx context.Context, run *RunRecord, batch []tok
 		}
 	}
 
-	var audits []AuditEntry
 	var repairs []Write
 	now := s.Clock.Now()
 	for j, err := range s.Tokens.Apply(ctx, writes) {
 		o := &batch[written[j]]
 		switch {
-		case err == nil:
+		case err == nil: // a delete landed with its audit entry
 			o.count(&stats)
-			if o.audit != nil {
-				audits = append(audits, *o.audit)
-			}
 		case errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound):
 			// Changed (the app used the token) or removed by someone else
 			// meanwhile: left as it is now.
@@ -278,11 +274,6 @@ func (s *Service) writeOutcomes(ctx context.Context, run *RunRecord, batch []tok
 			runErrs = append(runErrs, RunError{ItemID: repairs[j].ItemID, Stage: "firestore_repair", Error: err.Error()})
 			log.ErrorContext(ctx, "recording a Plaid removal failed", slog.String("item_id", repairs[j].ItemID), slog.String("error", err.Error()))
 		}
-	}
-	if err := s.Runs.Audit(ctx, audits...); err != nil {
-		// The removals happened; losing their audit entries is worth an
-		// ERROR but not a failed run.
-		log.ErrorContext(ctx, "writing audit entries failed", slog.Int("entries", len(audits)), slog.String("error", err.Error()))
 	}
 	return stats, runErrs
 }

@@ -41,8 +41,6 @@ type tokenOutcome struct {
 	// count counts the outcome once the write landed (or at once when
 	// there is no write).
 	count func(*Statistics)
-	// audit is recorded after a successful delete.
-	audit *AuditEntry
 	// removedAtPlaid: /item/remove succeeded in this run. If the delete is
 	// then refused because the app touched the document, the document must
 	// still say the Item is gone.
@@ -77,7 +75,7 @@ func (s *Service) decideToken(ctx context.Context, t *Token, run tokenRun, log *
 		return o
 	}
 	skipChanged := func() tokenOutcome {
-		o.write, o.audit = nil, nil
+		o.write = nil
 		o.count = func(st *Statistics) { st.SkippedChanged++ }
 		return o
 	}
@@ -98,14 +96,12 @@ func (s *Service) decideToken(ctx context.Context, t *Token, run tokenRun, log *
 			}
 			o.removedAtPlaid = true
 		}
-		o.write = &Write{ItemID: t.ItemID, Delete: true, IfVersion: t.Version}
-		o.audit = s.auditEntry(t, reason, run)
+		o.write = &Write{ItemID: t.ItemID, Delete: true, IfVersion: t.Version, Audit: s.auditEntry(t, reason, run)}
 		return o
 
 	case t.Status == StatusActive && now.Sub(t.LastActivity()) > run.threshold: // rule 2
 		o.count = func(st *Statistics) { st.StaleRemoved++ }
-		o.write = &Write{ItemID: t.ItemID, Delete: true, IfVersion: t.Version}
-		o.audit = s.auditEntry(t, "stale", run)
+		o.write = &Write{ItemID: t.ItemID, Delete: true, IfVersion: t.Version, Audit: s.auditEntry(t, "stale", run)}
 		if run.dryRun {
 			return o
 		}

@@ -244,3 +244,73 @@ func TestStoreApplyBulk(t *testing.T) {
 		t.Errorf("item-2 = %+v, want status expired", got)
 	}
 }
+
+// A cleanup's delete and its audit entry land together or not at all, and a
+// delete retried after its first answer was lost (it landed) is a success,
+// not "changed by someone else".
+func TestStoreAuditedDeleteLandsWithItsEntry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := emulator.NewClient(t)
+	s := lifecycle.NewFirestoreTokenStore(client)
+	versions := map[string]time.Time{}
+	for _, id := range []string{"item-a", "item-b", "item-c"} {
+		tok := sampleToken(id, "u")
+		if err := s.Create(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		versions[id] = tok.Version
+	}
+	// The app uses item-c after the cleanup read it.
+	if _, err := s.Update(ctx, "item-c", lifecycle.Patch{LastUsedAt: lifecycle.Ptr(time.Now())}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	audited := func(runID, id, reason string) lifecycle.Write {
+		return lifecycle.Write{ItemID: id, Delete: true, IfVersion: versions[id], Audit: &lifecycle.AuditEntry{
+			ItemID: id, UserID: "u", Reason: reason, Actor: "scheduler", RunID: runID, At: time.Now().UTC(), PlaidRemoved: true}}
+	}
+	entries := func() map[string]string { // item id → run id/reason
+		t.Helper()
+		snaps, err := client.Collection(lifecycle.AuditCollection).Documents(ctx).GetAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, snap := range snaps {
+			var e lifecycle.AuditEntry
+			if err := snap.DataTo(&e); err != nil {
+				t.Fatal(err)
+			}
+			if _, dup := out[e.ItemID]; dup {
+				t.Errorf("two audit entries for %s", e.ItemID)
+			}
+			out[e.ItemID] = e.RunID + "/" + e.Reason
+		}
+		return out
+	}
+
+	errs := s.Apply(ctx, []lifecycle.Write{audited("run-1", "item-a", "expired"), audited("run-1", "item-b", "stale"), audited("run-1", "item-c", "stale")})
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], lifecycle.ErrChanged) {
+		t.Fatalf("Apply = %v; want nil, nil, ErrChanged", errs)
+	}
+	want := map[string]string{"item-a": "run-1/expired", "item-b": "run-1/stale"}
+	if diff := cmp.Diff(want, entries()); diff != "" {
+		t.Errorf("audit entries after the deletes (-want +got):\n%s", diff)
+	}
+	if _, err := s.Get(ctx, "item-c"); err != nil {
+		t.Errorf("item-c, used meanwhile, is gone: %v", err)
+	}
+
+	// The same delete again, as when its first answer was lost: it finds
+	// its own entry.
+	if errs := s.Apply(ctx, []lifecycle.Write{audited("run-1", "item-a", "expired")}); errs[0] != nil {
+		t.Errorf("retried delete of item-a = %v, want success (its entry is there)", errs[0])
+	}
+	// Another run finds the document gone and records nothing.
+	if errs := s.Apply(ctx, []lifecycle.Write{audited("run-2", "item-b", "stale")}); !errors.Is(errs[0], lifecycle.ErrChanged) && !errors.Is(errs[0], lifecycle.ErrNotFound) {
+		t.Errorf("another run's delete of the deleted item-b = %v, want ErrNotFound or ErrChanged", errs[0])
+	}
+	if diff := cmp.Diff(want, entries()); diff != "" {
+		t.Errorf("audit entries after the retries (-want +got):\n%s", diff)
+	}
+}

@@ -51,6 +51,12 @@ type Write struct {
 	Delete    bool
 	Patch     Patch
 	IfVersion time.Time // required for deletes
+	// Audit, on a delete, is the audit entry recorded with it: both land
+	// or neither, so no document is ever gone without its entry. (It needs
+	// a RunID: the entry's identity is the run, the item and IfVersion, so
+	// that a retried delete whose first answer was lost finds its own entry
+	// and reports success rather than ErrChanged.)
+	Audit *AuditEntry
 }
 
 // RunStore keeps what the service records beside the tokens: run records,
