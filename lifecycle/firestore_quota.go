@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/sethvargo/go-retry"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // FirestoreQuotaStore is the QuotaStore over plaid_token_quota: one small
@@ -32,6 +35,28 @@ func (s *FirestoreQuotaStore) TakeQuota(ctx context.Context, endpoint string, wi
 	id := strings.ReplaceAll(strings.Trim(endpoint, "/"), "/", "_") + "-" + strconv.FormatInt(window, 10)
 	ref := s.client.Collection(QuotaCollection).Doc(id)
 	var took int
+	// Every instance counts in the same document: under contention a
+	// transaction can abort more often than the client library retries it
+	// (its five attempts back to back). Contention passes; back off, with
+	// jitter, and try again.
+	backoff := retry.WithMaxRetries(6, retry.WithJitterPercent(50, retry.WithCappedDuration(time.Second, retry.NewExponential(20*time.Millisecond))))
+	err := retry.Do(ctx, backoff, func(ctx context.Context) error {
+		var err error
+		took, err = s.takeQuota(ctx, ref, window, n, limit)
+		if status.Code(err) == codes.Aborted {
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("taking quota of %s: %w", endpoint, storeError(err))
+	}
+	return took, nil
+}
+
+// takeQuota is one attempt of TakeQuota.
+func (s *FirestoreQuotaStore) takeQuota(ctx context.Context, ref *firestore.DocumentRef, window int64, n, limit int) (int, error) {
+	var took int
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		took = 0
 		used := 0
@@ -51,8 +76,5 @@ func (s *FirestoreQuotaStore) TakeQuota(ctx context.Context, endpoint string, wi
 		windowEnd := time.Unix(0, (window+1)*int64(quotaWindow))
 		return tx.Set(ref, map[string]any{"used": used + took, "expire_at": windowEnd.Add(quotaTTL)})
 	})
-	if err != nil {
-		return 0, fmt.Errorf("taking quota of %s: %w", endpoint, storeError(err))
-	}
-	return took, nil
+	return took, err
 }

@@ -80,20 +80,21 @@ func (p *LocalPacer) Wait(ctx context.Context, endpoint string) error {
 		return nil
 	}
 	if PlaidPriorityFrom(ctx) == PriorityBatch {
-		for {
-			r := l.Reserve()
-			d := r.Delay()
-			if d == 0 {
-				return nil
-			}
-			r.Cancel() // the slot goes to whoever is ready first: a user's call
+		// Take a slot only when one is free now; never reserve one and
+		// cancel it (under contention the limiter does not give a
+		// cancelled reservation's time back exactly, and batch callers
+		// polling that way starved each other).
+		for !l.Allow() {
+			// Until the next slot, unless users' calls take it first.
+			d := time.Duration((1 - l.Tokens()) / float64(l.Limit()) * float64(time.Second))
 			if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
 				return fmt.Errorf("waiting %v for the rate limit would pass the deadline: %w", d, context.DeadlineExceeded)
 			}
-			if err := sleepCtx(ctx, min(d, batchPoll)); err != nil {
+			if err := sleepCtx(ctx, max(min(d, batchPoll), time.Millisecond)); err != nil {
 				return err
 			}
 		}
+		return nil
 	}
 	r := l.Reserve()
 	if !r.OK() || r.Delay() > InteractiveMaxWait {
