@@ -86,7 +86,7 @@ func (s *Server) requestRepair(ctx context.Context) bool {
 	log := lifecycle.Logger(ctx)
 	ctx, cancel := context.WithTimeout(ctx, repairRequestTimeout)
 	defer cancel()
-	if err := s.repairRequester().RequestAnalyticsRepair(ctx); err != nil {
+	if err := s.repairs.RequestAnalyticsRepair(ctx); err != nil {
 		log.ErrorContext(ctx, "requesting an analytics repair failed", slog.String("error", err.Error()))
 		return false
 	}

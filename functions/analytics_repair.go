@@ -104,14 +104,8 @@ func (h *HTTPRepairRequester) RequestAnalyticsRepair(ctx context.Context) error 
 // kept for the life of the instance.
 var repairRequesters sync.Map // "project/topic" -> *PubSubRepairRequester
 
-// repairRequester is how s asks for a repair: through its continuer when
-// that delivers events locally too (scripts/serve passes one that does),
-// else by publishing to ANALYTICS_TOPIC.
-func (s *Server) repairRequester() AnalyticsRepairRequester {
-	if r, ok := s.svc.Continuer.(AnalyticsRepairRequester); ok {
-		return r
-	}
-	key := s.cfg.Project + "/" + s.cfg.AnalyticsTopic
-	r, _ := repairRequesters.LoadOrStore(key, &PubSubRepairRequester{Project: s.cfg.Project, Topic: s.cfg.AnalyticsTopic})
+// pubSubRepairRequester returns the instance's publisher to topic.
+func pubSubRepairRequester(project, topic string) *PubSubRepairRequester {
+	r, _ := repairRequesters.LoadOrStore(project+"/"+topic, &PubSubRepairRequester{Project: project, Topic: topic})
 	return r.(*PubSubRepairRequester)
 }

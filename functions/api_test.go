@@ -38,11 +38,18 @@ type apiFixture struct {
 
 func newAPIFixture(t *testing.T) *apiFixture {
 	t.Helper()
+	return newAPIFixtureWith(t, nil)
+}
+
+// newAPIFixtureWith is newAPIFixture whose server sends repair requests to
+// repairs (nil: publishes them).
+func newAPIFixtureWith(t *testing.T, repairs AnalyticsRepairRequester) *apiFixture {
+	t.Helper()
 	env := testenv.New(t)
 	jwks := testenv.NewJWKS(t)
 	logs := &testenv.LogBuffer{}
 	s, err := New(t.Context(), jwks.Configure(env.Config), Deps{Service: env.Service,
-		Logger: lifecycle.NewJSONLogger(logs, slog.LevelInfo)})
+		AnalyticsRepairs: repairs, Logger: lifecycle.NewJSONLogger(logs, slog.LevelInfo)})
 	if err != nil {
 		t.Fatalf("functions.New: %v", err)
 	}
@@ -407,14 +414,12 @@ func TestAPIRevokeAll(t *testing.T) {
 	}
 }
 
-// analyticsFixture is an API fixture whose service takes repair requests
+// analyticsFixture is an API fixture whose server takes repair requests
 // (counted) instead of publishing them.
 func analyticsFixture(t *testing.T) (*apiFixture, *testenv.Repairs) {
 	t.Helper()
-	f := newAPIFixture(t)
 	repairs := &testenv.Repairs{}
-	f.env.Service.Continuer = repairs
-	return f, repairs
+	return newAPIFixtureWith(t, repairs), repairs
 }
 
 // countsOf returns the analytics object of a body without the keys that

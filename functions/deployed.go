@@ -28,25 +28,35 @@ var TargetNeeds = map[string]lifecycle.Needs{
 	"TokenStats":      {Store: true},
 }
 
+// Delivery is where a server sends what Pub/Sub carries for the deployed
+// functions: a checkpointed cleanup's continuation and an analytics repair
+// request. A nil field publishes to CLEANUP_TOPIC or ANALYTICS_TOPIC;
+// scripts/serve delivers both to its own /events/* endpoints.
+type Delivery struct {
+	Continuer lifecycle.Continuer
+	Repairs   AnalyticsRepairRequester
+}
+
 // NewFromEnv builds the production server from the environment (DESIGN
 // §8): Firestore, the plaid-go adapter, the vault, JWT verification, and
-// continuation through continuer (nil: publish to CLEANUP_TOPIC). needs
-// says which variables must be set (lifecycle.NeedsAll for the local
-// server).
-func NewFromEnv(ctx context.Context, needs lifecycle.Needs, continuer lifecycle.Continuer) (*Server, error) {
+// delivery of continuations and repair requests (the zero Delivery
+// publishes them). needs says which variables must be set
+// (lifecycle.NeedsAll for the local server).
+func NewFromEnv(ctx context.Context, needs lifecycle.Needs, delivery Delivery) (*Server, error) {
 	cfg, err := lifecycle.LoadConfig(needs)
 	if err != nil {
 		return nil, err
 	}
-	return NewFromConfig(ctx, cfg, continuer)
+	return NewFromConfig(ctx, cfg, delivery)
 }
 
 // NewFromConfig is NewFromEnv with the configuration already loaded.
-func NewFromConfig(ctx context.Context, cfg lifecycle.Config, continuer lifecycle.Continuer) (*Server, error) {
+func NewFromConfig(ctx context.Context, cfg lifecycle.Config, delivery Delivery) (*Server, error) {
 	client, err := lifecycle.NewFirestoreClient(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	continuer := delivery.Continuer
 	if continuer == nil {
 		continuer = &PubSubContinuer{Project: cfg.Project, Topic: cfg.CleanupTopic}
 	}
@@ -55,7 +65,7 @@ func NewFromConfig(ctx context.Context, cfg lifecycle.Config, continuer lifecycl
 		return nil, err
 	}
 	return New(ctx, cfg, Deps{Service: svc, WebhookKeys: lifecycle.NewFirestoreWebhookKeyStore(client),
-		Logger: lifecycle.NewJSONLogger(os.Stdout, cfg.LogLevel)})
+		AnalyticsRepairs: delivery.Repairs, Logger: lifecycle.NewJSONLogger(os.Stdout, cfg.LogLevel)})
 }
 
 // A deployed function builds its server on first use, never in init():
@@ -75,7 +85,7 @@ func deployedServer(target string) (*Server, error) {
 	if s := deployed.servers[target]; s != nil {
 		return s, nil
 	}
-	s, err := NewFromEnv(context.Background(), TargetNeeds[target], nil)
+	s, err := NewFromEnv(context.Background(), TargetNeeds[target], Delivery{})
 	if err != nil {
 		// One line naming every missing or malformed variable.
 		line := strings.ReplaceAll(err.Error(), "\n", "; ")

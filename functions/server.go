@@ -47,6 +47,9 @@ type Deps struct {
 	Logger      *slog.Logger
 	// HTTPClient fetches JWKS; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
+	// AnalyticsRepairs takes TokenAnalytics' requests for a repair of the
+	// counters; nil publishes them to ANALYTICS_TOPIC.
+	AnalyticsRepairs AnalyticsRepairRequester
 }
 
 // Server is every function's handler over one set of dependencies. The
@@ -56,6 +59,7 @@ type Server struct {
 	svc      *lifecycle.Service
 	auth     *Authenticator
 	webhooks *lifecycle.WebhookVerifier
+	repairs  AnalyticsRepairRequester
 	log      *slog.Logger
 
 	cleanup, cleanupRuns, revokeAll, analytics, revokeItem, webhook http.Handler
@@ -66,7 +70,10 @@ func New(ctx context.Context, cfg lifecycle.Config, deps Deps) (*Server, error) 
 	if deps.Service == nil {
 		return nil, errors.New("functions.New: no lifecycle service")
 	}
-	s := &Server{cfg: cfg, svc: deps.Service, auth: deps.Auth, webhooks: deps.Webhooks, log: deps.Logger}
+	s := &Server{cfg: cfg, svc: deps.Service, auth: deps.Auth, webhooks: deps.Webhooks, repairs: deps.AnalyticsRepairs, log: deps.Logger}
+	if s.repairs == nil {
+		s.repairs = pubSubRepairRequester(cfg.Project, cfg.AnalyticsTopic)
+	}
 	if s.log == nil {
 		s.log = lifecycle.NewJSONLogger(os.Stdout, cfg.LogLevel)
 	}

@@ -164,10 +164,9 @@ func CreatedChanges(t testing.TB, client *firestore.Client, itemIDs ...string) [
 	return out
 }
 
-// Repairs is a continuer that also takes analytics repair requests (as
-// scripts/serve's local delivery does), counting them, for handler tests.
+// Repairs takes analytics repair requests, counting them, for handler
+// tests.
 type Repairs struct {
-	Continuer
 	mu       sync.Mutex
 	requests int
 }

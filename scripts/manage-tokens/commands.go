@@ -188,10 +188,8 @@ var (
 	followFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.follow, "follow", false, "report until the run has finished")
 	}
-	// exactFlag is analytics' --exact. The invocation (main.go) has no
-	// field of its own for it: it shares follow's, which only run reads.
 	exactFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
-		fs.BoolVar(&inv.follow, "exact", false, "recount every token, print the counters' drift and repair them")
+		fs.BoolVar(&inv.exact, "exact", false, "recount every token, print the counters' drift and repair them")
 	}
 	jsonFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.json, "json", false, "print one JSON object on stdout instead of the report")
@@ -326,7 +324,7 @@ func (c *cli) printRun(run *lifecycle.RunRecord) {
 }
 
 func (c *cli) analytics(ctx context.Context, inv invocation) int {
-	exact := inv.follow // --exact
+	exact := inv.exact
 	var a *lifecycle.Analytics
 	var res *lifecycle.ExactResult
 	if exact {

@@ -74,6 +74,7 @@ type invocation struct {
 	runID    string
 	takeOver string // cleanup: the dead run whose lease to take
 	follow   bool   // run: until it finishes
+	exact    bool   // analytics: recount, print the drift, repair
 	dryRun   bool
 	json     bool
 }

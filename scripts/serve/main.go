@@ -62,12 +62,10 @@ func run() error {
 	addr := net.JoinHostPort(cfg.Host, cfg.Port)
 	// Continuations and repair requests come back to this server, as
 	// Pub/Sub would deliver them to the deployed functions.
-	continuer := &localDelivery{
-		HTTPContinuer:       functions.HTTPContinuer{URL: "http://" + addr + "/events/DailyCleanup", Logger: logger},
-		HTTPRepairRequester: functions.HTTPRepairRequester{URL: "http://" + addr + "/events/WeeklyAnalytics", Logger: logger},
-	}
-
-	server, err := functions.NewFromConfig(ctx, cfg, continuer)
+	server, err := functions.NewFromConfig(ctx, cfg, functions.Delivery{
+		Continuer: &functions.HTTPContinuer{URL: "http://" + addr + "/events/DailyCleanup", Logger: logger},
+		Repairs:   &functions.HTTPRepairRequester{URL: "http://" + addr + "/events/WeeklyAnalytics", Logger: logger},
+	})
 	if err != nil {
 		return err
 	}
@@ -129,11 +127,4 @@ func run() error {
 		return err
 	}
 	return nil
-}
-
-// localDelivery delivers a checkpointed run's continuation and an analytics
-// repair request to this server's own /events/* endpoints.
-type localDelivery struct {
-	functions.HTTPContinuer
-	functions.HTTPRepairRequester
 }
