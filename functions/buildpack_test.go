@@ -137,6 +137,27 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A token another writer created, as Eventarc delivers its
+	// document.v1.written event (binary mode, application/protobuf), in a
+	// project of its own: the other functions' writes reach no TokenStats
+	// here, and WeeklyAnalytics' repair would account for them.
+	statsProject := emulator.ProjectID(t)
+	statsClient := emulator.NewClientFor(t, statsProject)
+	fields := testenv.TokenData(testenv.ActiveToken("item-new", "user-new", 1).Token)
+	res, err := statsClient.Collection(lifecycle.TokensCollection).Doc("item-new").Create(t.Context(), fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := res.UpdateTime
+	newDoc := &testenv.FirestoreDoc{Path: "plaid_tokens/item-new", CreateTime: created, UpdateTime: created, Fields: fields}
+	written, err := testenv.FirestoreEventData(statsProject, nil, newDoc, []string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writtenHeader := http.Header{"Content-Type": {"application/protobuf"}, "Ce-Specversion": {"1.0"}, "Ce-Id": {"written-1"},
+		"Ce-Type": {"google.cloud.firestore.document.v1.written"}, "Ce-Time": {created.Format(time.RFC3339Nano)},
+		"Ce-Source": {"//firestore.googleapis.com/projects/" + statsProject + "/databases/(default)"},
+		"Ce-Subject": {"documents/plaid_tokens/item-new"}}
 	type request struct {
 		method, path, auth string
 		header             http.Header
@@ -181,12 +202,17 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 		"WeeklyAnalytics": {
 			{method: "POST", path: "/", header: ceHeader("weekly-1"), body: pubsubBody(`{}`), status: 200},
 		},
+		"TokenStats": {
+			{method: "POST", path: "/", header: writtenHeader, body: written, status: 200},
+			{method: "POST", path: "/", header: writtenHeader, body: written, status: 200}, // redelivered
+		},
 	}
 	extra := map[string][]string{
 		"DailyCleanup/handover-fails": {"RUN_TIME_BUDGET=1ns", "CLEANUP_PAGE_SIZE=5", "CLEANUP_TOPIC=no-such-topic"},
+		"TokenStats":                  {"GOOGLE_CLOUD_PROJECT=" + statsProject}, // the last value of a variable wins
 	}
 	for target := range TargetNeeds {
-		if _, ok := cases[target]; !ok && target != "TokenStats" {
+		if _, ok := cases[target]; !ok {
 			t.Errorf("no deployed test for target %s", target)
 		}
 	}
@@ -217,6 +243,14 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 				}
 			}
 		})
+	}
+	// TokenStats counted the created token once, however often delivered.
+	stats, err := lifecycle.NewFirestoreStatsStore(statsClient).ReadStats(t.Context(), lifecycle.StatsRead{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stats.Counters["tokens"]["total"]; got != 1 {
+		t.Errorf("TokenStats counted %d tokens after one creation delivered twice, want 1", got)
 	}
 	// The revocation reached Firestore and Plaid.
 	if doc := env.Doc(t, "item-alice-chase"); doc == nil || doc.Status != lifecycle.StatusRevoked {
