@@ -56,3 +56,33 @@ resource "google_firestore_field" "expire_at" {
 
   depends_on = [google_project_service.api]
 }
+
+# The analytics counters (DESIGN §12) are read by document id, never
+# queried, so their maps get no single-field indexes. Indexed, every key of
+# every map (a day of activity, an institution) would cost index entries on
+# each shard, which may hold no more than 40,000, and every increment would
+# rewrite them. The names are lifecycle's Counter* groups.
+resource "google_firestore_field" "stats_counters" {
+  for_each = toset(["tokens", "status", "institutions", "environments", "activity", "created", "used", "removed"])
+
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = "plaid_token_stats"
+  field      = each.value
+
+  index_config {}
+
+  depends_on = [google_project_service.api]
+}
+
+# An applied change's delta is one JSON string nothing queries.
+resource "google_firestore_field" "stats_event_delta" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = "plaid_token_stats_events"
+  field      = "delta"
+
+  index_config {}
+
+  depends_on = [google_project_service.api]
+}
