@@ -283,3 +283,28 @@ func TestAnalyticsSnapshots(t *testing.T) {
 		t.Errorf("SaveAnalyticsSnapshot without an event id: err = %v, want invalid", err)
 	}
 }
+
+// Institution names are whatever writers stored: one Firestore reserves as
+// a field name (__x__), or that starts with the escape, still makes a
+// weekly snapshot, and reads back as it was.
+func TestAnalyticsSnapshotOfReservedNames(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	ctx := context.Background()
+	a := &lifecycle.Analytics{TotalTokens: 3, ActiveTokens: 3,
+		Institutions: map[string]int{"__x__": 1, "~tilde": 1, "Chase Bank": 1},
+		Environments: map[string]int{"__sandbox__": 3}}
+	if saved, err := env.Service.SaveAnalyticsSnapshot(ctx, "event-reserved", a, nil); err != nil || !saved {
+		t.Fatalf("SaveAnalyticsSnapshot = %v, %v; want saved", saved, err)
+	}
+	history, err := env.Service.AnalyticsHistory(ctx, 1)
+	if err != nil || len(history) != 1 {
+		t.Fatalf("AnalyticsHistory = %d, %v; want one snapshot", len(history), err)
+	}
+	if diff := cmp.Diff(a.Institutions, history[0].Analytics.Institutions); diff != "" {
+		t.Errorf("institutions read back (-saved +read):\n%s", diff)
+	}
+	if diff := cmp.Diff(a.Environments, history[0].Analytics.Environments); diff != "" {
+		t.Errorf("environments read back (-saved +read):\n%s", diff)
+	}
+}

@@ -295,6 +295,10 @@ func (s *FirestoreRunStore) Audit(ctx context.Context, entries ...AuditEntry) er
 // so a redelivered event stores nothing more.
 func (s *FirestoreRunStore) SaveSnapshot(ctx context.Context, snap AnalyticsSnapshot) (bool, error) {
 	ref := s.client.Collection(SnapshotsCollection).Doc(eventDocID("analytics", snap.EventID))
+	// Institution names are map keys: one Firestore reserves (__x__) would
+	// fail every week's snapshot.
+	snap.Analytics.Institutions = mapKeys(snap.Analytics.Institutions, storedKey)
+	snap.Analytics.Environments = mapKeys(snap.Analytics.Environments, storedKey)
 	_, err := ref.Create(ctx, snap)
 	if status.Code(err) == codes.AlreadyExists {
 		return false, nil
@@ -322,12 +326,8 @@ func (s *FirestoreRunStore) Snapshots(ctx context.Context, n int) ([]AnalyticsSn
 		if err := snap.DataTo(&a); err != nil {
 			return nil, fmt.Errorf("decoding analytics snapshot %s: %w", snap.Ref.ID, err)
 		}
-		if a.Analytics.Institutions == nil {
-			a.Analytics.Institutions = map[string]int{}
-		}
-		if a.Analytics.Environments == nil {
-			a.Analytics.Environments = map[string]int{}
-		}
+		a.Analytics.Institutions = mapKeys(a.Analytics.Institutions, loadedKey)
+		a.Analytics.Environments = mapKeys(a.Analytics.Environments, loadedKey)
 		out = append(out, a)
 	}
 }
@@ -342,4 +342,13 @@ func eventDocID(kind, id string) string {
 		doc = kind + "-sha256-" + hex.EncodeToString(sum[:])
 	}
 	return doc
+}
+
+// mapKeys is a copy of m (never nil) with each key passed through key.
+func mapKeys(m map[string]int, key func(string) string) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[key(k)] = v
+	}
+	return out
 }
