@@ -143,9 +143,16 @@ type SharedPacer struct {
 
 // quotaLease is what one process holds of one endpoint's current window.
 type quotaLease struct {
-	mu                 sync.Mutex
+	// sem is held while the permits are taken or leased: one lease request
+	// at a time goes to the store, and a caller waits for it no longer
+	// than its context allows (a user's call, at most InteractiveMaxWait).
+	sem                chan struct{}
 	window             int64
 	batch, interactive int // permits leased and not used yet
+	// batchFull and wholeFull: the store had no room left in window for
+	// batch calls, or at all. A window's count only grows, so callers of
+	// this process stop asking the store until the next window.
+	batchFull, wholeFull bool
 }
 
 // NewSharedPacer paces /item/get and /item/remove at the settings' rates
@@ -178,18 +185,29 @@ func (p *SharedPacer) Wait(ctx context.Context, endpoint string) error {
 	p.mu.Lock()
 	l := p.leases[endpoint]
 	if l == nil {
-		l = &quotaLease{}
+		l = &quotaLease{sem: make(chan struct{}, 1)}
 		p.leases[endpoint] = l
 	}
 	p.mu.Unlock()
 
 	interactive := PlaidPriorityFrom(ctx) == PriorityInteractive
 	giveUp := p.now().Add(InteractiveMaxWait)
+	takeCtx := ctx
+	if interactive {
+		// Hundreds of users at once queue for the lease and the store: the
+		// bound covers that queue too, not only the wait for a window.
+		var cancel context.CancelFunc
+		takeCtx, cancel = context.WithDeadline(ctx, giveUp)
+		defer cancel()
+	}
 	for {
 		now := p.now()
 		w := now.UnixNano() / int64(quotaWindow)
 		lateInWindow := now.UnixNano()%int64(quotaWindow) >= int64(reserveUntil*float64(quotaWindow))
-		taken, err := l.take(ctx, p.store, endpoint, w, rpm, interactive || lateInWindow, interactive)
+		taken, err := l.take(takeCtx, p.store, endpoint, w, rpm, interactive || lateInWindow, interactive)
+		if err != nil && interactive && ctx.Err() == nil && takeCtx.Err() != nil {
+			return errQuotaSaturated
+		}
 		if err != nil || taken {
 			return err
 		}
@@ -213,11 +231,16 @@ func (p *SharedPacer) Wait(ctx context.Context, endpoint string) error {
 // false when the window has no room. Without wholeWindow, the reserve of
 // users' calls is not room.
 func (l *quotaLease) take(ctx context.Context, store QuotaStore, endpoint string, w int64, rpm int, wholeWindow, interactive bool) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	select {
+	case l.sem <- struct{}{}:
+		defer func() { <-l.sem }()
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 	if l.window != w {
 		// Permits do not carry over: a window's count is final.
 		l.window, l.batch, l.interactive = w, 0, 0
+		l.batchFull, l.wholeFull = false, false
 	}
 	pool := &l.batch
 	if interactive {
@@ -226,6 +249,9 @@ func (l *quotaLease) take(ctx context.Context, store QuotaStore, endpoint string
 	if *pool > 0 {
 		*pool--
 		return true, nil
+	}
+	if l.wholeFull || (!wholeWindow && l.batchFull) {
+		return false, nil
 	}
 	limit := windowCap(rpm, w)
 	if !wholeWindow {
@@ -240,6 +266,11 @@ func (l *quotaLease) take(ctx context.Context, store QuotaStore, endpoint string
 		return false, fmt.Errorf("taking Plaid quota: %w", err)
 	}
 	if n == 0 {
+		if wholeWindow {
+			l.wholeFull = true
+		} else {
+			l.batchFull = true
+		}
 		return false, nil
 	}
 	*pool = n - 1

@@ -129,6 +129,71 @@ func TestPacersFailUsersFastWhenSaturated(t *testing.T) {
 	}
 }
 
+// slowQuota is a memoryQuota whose every call takes as long as a Firestore
+// transaction under load.
+type slowQuota struct {
+	memoryQuota
+	delay time.Duration
+	calls atomic.Int32
+}
+
+func (q *slowQuota) TakeQuota(ctx context.Context, endpoint string, window int64, n, limit int) (int, error) {
+	q.calls.Add(1)
+	select {
+	case <-time.After(q.delay):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return q.memoryQuota.TakeQuota(ctx, endpoint, window, n, limit)
+}
+
+// Hundreds of users revoking at once on one instance queue for its lease of
+// the quota: none waits past InteractiveMaxWait for it, however slow the
+// store, and once a window is full they stop asking the store for it.
+func TestSharedPacerBoundsUsersQueueingForTheStore(t *testing.T) {
+	t.Parallel()
+	store := &slowQuota{delay: 20 * time.Millisecond}
+	p := lifecycle.NewSharedPacer(store, lifecycle.PlaidSettings{ItemGetRPM: 2000, ItemRemoveRPM: 2000})
+	ctx := lifecycle.WithPlaidPriority(context.Background(), lifecycle.PriorityInteractive)
+	const users = 300
+	var through, refused atomic.Int32
+	var slowest atomic.Int64
+	var wg sync.WaitGroup
+	for range users {
+		wg.Go(func() {
+			start := time.Now()
+			err := p.Wait(ctx, "/item/remove")
+			d := time.Since(start)
+			for {
+				s := slowest.Load()
+				if int64(d) <= s || slowest.CompareAndSwap(s, int64(d)) {
+					break
+				}
+			}
+			if err != nil {
+				refused.Add(1)
+			} else {
+				through.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	// 300 calls one after another on a 20 ms store would take 6 s.
+	if got, bound := time.Duration(slowest.Load()), lifecycle.InteractiveMaxWait+500*time.Millisecond; got > bound {
+		t.Errorf("the slowest of %d users waited %v for the quota; want at most %v", users, got, bound)
+	}
+	// 2,000/min allows about 64 calls a 2-second window: most are refused
+	// (revoked locally), some got through, and the store was not asked
+	// once per refused user.
+	if through.Load() == 0 || refused.Load() == 0 || int(through.Load()+refused.Load()) != users {
+		t.Errorf("%d through, %d refused of %d users; want both, adding up", through.Load(), refused.Load(), users)
+	}
+	if through.Load() > 2*(2000*2/62+1) {
+		t.Errorf("%d calls through in at most two windows, more than their caps", through.Load())
+	}
+	t.Logf("%d users: %d through, %d refused, slowest %v, %d store calls", users, through.Load(), refused.Load(), time.Duration(slowest.Load()), store.calls.Load())
+}
+
 // The Firestore quota counter never hands out more than its limit, however
 // many instances take from it at once.
 func TestFirestoreQuotaStoreIsExact(t *testing.T) {
