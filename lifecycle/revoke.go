@@ -36,6 +36,12 @@ const (
 	// Plaid has removed the Item, the document must say so even if the
 	// caller has gone away.
 	revokeWriteTimeout = 30 * time.Second
+	// revokePlaidBudget bounds a revocation's /item/remove, pacing and
+	// retries included: a user waits no longer for a slow or failing Plaid
+	// (the token is revoked here at once all the same and cleanup finishes
+	// the removal; a removal that landed unseen is found by cleanup's
+	// ITEM_NOT_FOUND).
+	revokePlaidBudget = 3 * time.Second
 )
 
 // Revocation is the outcome of revoking one item.
@@ -232,9 +238,12 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 // Item is removed. Any failure leaves that to cleanup: a revocation never
 // waits on Plaid.
 func (s *Service) removeForRevocation(ctx context.Context, tok *Token, log *slog.Logger) bool {
-	// A user is waiting: first in line for the quota, and never kept
-	// waiting for it (a saturated quota fails at once).
-	err := s.removeAtPlaid(WithPlaidPriority(ctx, PriorityInteractive), tok)
+	// A user is waiting: first in line for the quota, never kept waiting
+	// for it (a saturated quota fails at once), nor for Plaid past
+	// revokePlaidBudget.
+	ctx, cancel := context.WithTimeout(WithPlaidPriority(ctx, PriorityInteractive), revokePlaidBudget)
+	defer cancel()
+	err := s.removeAtPlaid(ctx, tok)
 	if err == nil {
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -283,6 +284,40 @@ func TestRevokeItemCallerGoneMidway(t *testing.T) {
 	}
 	if diff := cmp.Diff(revokedState{lifecycle.StatusRevoked, false, testenv.Now}, stateOf(t, env, "item-carol-chase")); diff != "" {
 		t.Errorf("document (-want +got):\n%s", diff)
+	}
+}
+
+// A user's revocation does not wait out a slow or failing Plaid (its
+// retries take up to a minute): it answers within a few seconds, revoked
+// here, and leaves the removal to cleanup.
+func TestRevokeItemDoesNotWaitOutPlaid(t *testing.T) {
+	t.Parallel()
+	for name, fault := range map[string]func(*testenv.Env){
+		"slow": func(env *testenv.Env) { env.Plaid.SetLatency(time.Minute) },
+		"failing": func(env *testenv.Env) {
+			env.Plaid.FailAlways(pathItemRemove, http.StatusInternalServerError, "API_ERROR", "INTERNAL_SERVER_ERROR")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			env := testenv.New(t)
+			env.SeedSample(t)
+			fault(env)
+			start := time.Now()
+			got, err := env.Service.RevokeItem(t.Context(), sample.Carol, "item-carol-chase")
+			if err != nil {
+				t.Fatalf("RevokeItem: %v", err)
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("RevokeItem took %v: it waited on Plaid", took)
+			}
+			if got.PlaidRemoved {
+				t.Error("PlaidRemoved = true, but Plaid never answered")
+			}
+			if diff := cmp.Diff(revokedState{lifecycle.StatusRevoked, false, testenv.Now}, stateOf(t, env, "item-carol-chase")); diff != "" {
+				t.Errorf("document (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
