@@ -13,7 +13,8 @@ import (
 // analyticsResponse is TokenAnalytics' success body (DESIGN §4). History is
 // there only when ?history=N asked for it (then [] when there is none),
 // Exact only with ?exact=true. RepairRequested says a repair was asked of
-// WeeklyAnalytics (the counters drifted, or were never initialized).
+// WeeklyAnalytics (the counters drifted, or were never initialized: then
+// by this call or by another of this instance within backfillRequestEvery).
 type analyticsResponse struct {
 	Analytics       *lifecycle.Analytics          `json:"analytics"`
 	History         []lifecycle.AnalyticsSnapshot `json:"history,omitzero"`
@@ -63,8 +64,15 @@ func (s *Server) handleAnalytics() http.Handler {
 			}
 			needsRepair = resp.Analytics.Source == lifecycle.SourceRecount
 		}
-		if needsRepair {
-			resp.RepairRequested = s.requestRepair(ctx)
+		switch {
+		case needsRepair && !exact && s.backfillRequestedRecently():
+			// Until the backfill has run every call recounts; one request
+			// a minute is enough to get it going.
+			resp.RepairRequested = true
+		case needsRepair:
+			if resp.RepairRequested = s.requestRepair(ctx); resp.RepairRequested && !exact {
+				s.lastBackfillRequest.Store(time.Now().UnixNano())
+			}
 		}
 		if history > 0 {
 			if resp.History, err = s.svc.AnalyticsHistory(ctx, history); err != nil {
@@ -76,9 +84,22 @@ func (s *Server) handleAnalytics() http.Handler {
 	})
 }
 
-// repairRequestTimeout bounds the publishing of a repair request: the
-// caller's answer does not wait on Pub/Sub longer than this.
-const repairRequestTimeout = 10 * time.Second
+const (
+	// repairRequestTimeout bounds the publishing of a repair request: the
+	// caller's answer does not wait on Pub/Sub longer than this.
+	repairRequestTimeout = 10 * time.Second
+	// backfillRequestEvery spaces an instance's requests for the backfill
+	// (counters never initialized): every analytics call before it would
+	// ask otherwise.
+	backfillRequestEvery = time.Minute
+)
+
+// backfillRequestedRecently reports whether this instance asked for the
+// backfill within backfillRequestEvery.
+func (s *Server) backfillRequestedRecently() bool {
+	last := s.lastBackfillRequest.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < backfillRequestEvery
+}
 
 // requestRepair asks WeeklyAnalytics for a repair; a failure is logged,
 // not the caller's: the weekly run repairs anyway.

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
@@ -61,6 +62,9 @@ type Server struct {
 	webhooks *lifecycle.WebhookVerifier
 	repairs  AnalyticsRepairRequester
 	log      *slog.Logger
+	// lastBackfillRequest is when (Unix ns) this instance last asked for
+	// the counters' backfill.
+	lastBackfillRequest atomic.Int64
 
 	cleanup, cleanupRuns, revokeAll, analytics, revokeItem, webhook http.Handler
 }

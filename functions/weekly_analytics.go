@@ -46,8 +46,13 @@ func (s *Server) WeeklyAnalytics(ctx context.Context, e event.Event) error {
 		opts.Trigger, opts.UnlessRepairedSince = lifecycle.TriggerRepairRequest, e.Time()
 	}
 	fail := func(what string, err error) error {
-		retry := retryable(err) || lifecycle.IsCode(err, lifecycle.CodeConflict)
-		log.ErrorContext(ctx, what, slog.String("error", err.Error()), slog.Bool("retry", retry))
+		busy := lifecycle.IsCode(err, lifecycle.CodeConflict)
+		retry := retryable(err) || busy
+		level := slog.LevelError
+		if busy {
+			level = slog.LevelWarn // expected while a backfill runs; retried
+		}
+		log.Log(ctx, level, what, slog.String("error", err.Error()), slog.Bool("retry", retry))
 		if !retry {
 			return nil
 		}
