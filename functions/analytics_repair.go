@@ -2,15 +2,10 @@ package functions
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
-	"time"
-
-	"cloud.google.com/go/pubsub/v2"
-	"github.com/google/uuid"
 )
 
 // AnalyticsRepairRequester asks WeeklyAnalytics for a repair of the
@@ -32,30 +27,13 @@ type PubSubRepairRequester struct {
 	Project string
 	Topic   string
 
-	once      sync.Once
-	publisher *pubsub.Publisher
-	err       error
+	pub lazyPublisher
 }
 
 // RequestAnalyticsRepair publishes {"repair": true} and waits for Pub/Sub
 // to accept it.
 func (p *PubSubRepairRequester) RequestAnalyticsRepair(ctx context.Context) error {
-	p.once.Do(func() {
-		client, err := pubsub.NewClient(context.WithoutCancel(ctx), p.Project)
-		if err != nil {
-			p.err = fmt.Errorf("opening Pub/Sub client: %w", err)
-			return
-		}
-		p.publisher = client.Publisher(p.Topic)
-	})
-	if p.err != nil {
-		return p.err
-	}
-	data, err := json.Marshal(repairMessage{Repair: true})
-	if err != nil {
-		return err
-	}
-	if _, err := p.publisher.Publish(ctx, &pubsub.Message{Data: data}).Get(ctx); err != nil {
+	if err := p.pub.publish(ctx, p.Project, p.Topic, repairMessage{Repair: true}); err != nil {
 		return fmt.Errorf("publishing an analytics repair request to %s: %w", p.Topic, err)
 	}
 	return nil
@@ -73,31 +51,8 @@ type HTTPRepairRequester struct {
 
 // RequestAnalyticsRepair posts the request in the background.
 func (h *HTTPRepairRequester) RequestAnalyticsRepair(ctx context.Context) error {
-	data, err := json.Marshal(repairMessage{Repair: true})
-	if err != nil {
-		return err
-	}
-	req, err := NewPubSubEventRequest(context.WithoutCancel(ctx), h.URL, uuid.NewString(), data)
-	if err != nil {
-		return err
-	}
-	client := h.Client
-	if client == nil {
-		client = &http.Client{Timeout: 15 * time.Minute}
-	}
-	go func() {
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode >= 300 {
-				err = fmt.Errorf("HTTP %d", resp.StatusCode)
-			}
-		}
-		if err != nil && h.Logger != nil {
-			h.Logger.Error("delivering the analytics repair request failed", slog.String("error", err.Error()))
-		}
-	}()
-	return nil
+	return postEvent(ctx, h.Client, h.URL, repairMessage{Repair: true}, h.Logger,
+		"delivering the analytics repair request failed")
 }
 
 // repairRequesters are the deployed functions' publishers, one per topic,

@@ -156,7 +156,7 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 	}
 	writtenHeader := http.Header{"Content-Type": {"application/protobuf"}, "Ce-Specversion": {"1.0"}, "Ce-Id": {"written-1"},
 		"Ce-Type": {"google.cloud.firestore.document.v1.written"}, "Ce-Time": {created.Format(time.RFC3339Nano)},
-		"Ce-Source": {"//firestore.googleapis.com/projects/" + statsProject + "/databases/(default)"},
+		"Ce-Source":  {"//firestore.googleapis.com/projects/" + statsProject + "/databases/(default)"},
 		"Ce-Subject": {"documents/plaid_tokens/item-new"}}
 	type request struct {
 		method, path, auth string
