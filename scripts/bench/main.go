@@ -1,129 +1,77 @@
-// Command bench measures cleanup on the Firestore emulator against a Plaid
-// stand-in with latency (scripts/bench.sh drives it). Each step runs in its
-// own process so that peak RSS is the cleanup's alone.
+// Command bench is the measurement side of scripts/bench.sh, the one
+// benchmark command of issue 13: everything runs on the Firestore emulator
+// the script starts, against Plaid stand-ins on loopback. Each subcommand
+// is one measurement in its own process (peak RSS is then the
+// measurement's alone) and prints one JSON line per result; `bench report`
+// turns the lines of a run into the final table.
 //
-//	bench seed -n 2000           seeds the benchmark dataset into $GOOGLE_CLOUD_PROJECT
-//	bench run -mode concurrent   runs one cleanup and prints a JSON line:
-//	                             {"mode","n","seconds","peak_rss_kib","statistics"}
+//	bench machine                        the machine's description (cores, CPU, date, load)
+//	bench seed -n N                      seeds the benchmark dataset (internal/sample.BenchTokens)
+//	bench cleanup -mode M -n N           one cleanup of the seeded dataset; M is
+//	                                     cleanup (the service's), floor (the plain concurrent
+//	                                     floor of floor.go) or sequential (the old algorithm)
+//	bench pacing -rpm 600 -for 70s       a cleanup's achieved /item/get rate under PLAID_ITEM_GET_RPM
+//	bench quota -limit 600 -procs 3      one Plaid per-client limit, several processes calling it
+//	bench coldstart -starts 3            process start to first answer, per deployed target
+//	bench load -users 400 -admins 50     scripts/serve under scripts/loadtest, then a check in Firestore
+//	bench report FILE                    the final table of a run's results
 //
-// -mode sequential runs the same rules one document and one call at a time
-// (page size 1, one worker, one write per call): the baseline the
-// concurrent run is compared to.
+// The environment is the service's own (DESIGN §8): GOOGLE_CLOUD_PROJECT,
+// FIRESTORE_EMULATOR_HOST, TOKEN_ENCRYPTION_KEY, PLAID_* (scripts/bench.sh
+// sets them). BENCH_EMULATOR_PGID, when set, is the emulator's process
+// group, whose CPU time each cleanup reports.
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
-	"time"
-
-	"golang.org/x/sync/errgroup"
-
-	"github.com/finwell/plaid-token-lifecycle/internal/sample"
-	"github.com/finwell/plaid-token-lifecycle/lifecycle"
+	"os/signal"
+	"syscall"
 )
 
+// commands are the subcommands, each reading its own flags from args.
+var commands = map[string]func(ctx context.Context, args []string) error{
+	"machine":      machineCmd,
+	"seed":         seedCmd,
+	"cleanup":      cleanupCmd,
+	"paging":       pagingCmd,
+	"pacing":       pacingCmd,
+	"quota":        quotaCmd,
+	"quota-caller": quotaCallerCmd,
+	"coldstart":    coldStartCmd,
+	"load":         loadCmd,
+	"report":       reportCmd,
+}
+
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench seed|run [flags]")
+	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
+		fmt.Fprintln(os.Stderr, "usage: bench machine|seed|cleanup|paging|pacing|quota|coldstart|load|report [flags] (see the package doc)")
 		os.Exit(2)
 	}
-	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
-	n := fs.Int("n", 2000, "tokens in the dataset")
-	mode := fs.String("mode", "concurrent", "concurrent or sequential")
-	pageSize := fs.Int("page-size", 0, "concurrent mode: documents per page (0: the service's default)")
-	workers := fs.Int("workers", 0, "concurrent mode: tokens in flight (0: the service's default)")
-	fs.Parse(os.Args[2:])
-
+	// The service logs every token it touches; a benchmark keeps quiet.
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx := context.Background()
-	cfg, err := lifecycle.LoadConfig(lifecycle.Needs{Store: true, Vault: true, Plaid: true})
-	if err == nil {
-		err = dispatch(ctx, cfg, os.Args[1], *n, *mode, *pageSize, *workers)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := commands[os.Args[1]](ctx, os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
 }
 
-func dispatch(ctx context.Context, cfg lifecycle.Config, cmd string, n int, mode string, pageSize, workers int) error {
-	client, err := lifecycle.NewFirestoreClient(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
-	if err != nil {
-		return err
-	}
-	switch cmd {
-	case "seed":
-		tokens := sample.BenchTokens(n, time.Now().UTC())
-		var g errgroup.Group
-		g.SetLimit(32)
-		for start := 0; start < len(tokens); start += 100 {
-			chunk := tokens[start:min(start+100, len(tokens))]
-			g.Go(func() error { return sample.Seed(ctx, svc.Tokens, svc.Cipher, chunk) })
-		}
-		return g.Wait()
-	case "run":
-		svc.Config.CleanupPageSize, svc.Config.CleanupConcurrency = pageSize, workers
-		if mode == "sequential" {
-			// One document read, decided, called and written at a time.
-			svc.Config.CleanupPageSize, svc.Config.CleanupConcurrency = 1, 1
-			svc.Tokens = unbatched{svc.Tokens}
-		}
-		start := time.Now()
-		res, err := svc.Cleanup(ctx, lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: "benchmark", Actor: "bench"})
-		if err != nil {
-			return err
-		}
-		elapsed := time.Since(start)
-		return json.NewEncoder(os.Stdout).Encode(map[string]any{
-			"mode": mode, "n": n, "seconds": elapsed.Seconds(), "peak_rss_kib": peakRSS(),
-			"statistics": res.Statistics,
-		})
-	}
-	return fmt.Errorf("unknown command %q", cmd)
+// Result is one line of a run's results file. Section says which part of
+// the report it belongs to; the other fields are the section's own.
+type Result map[string]any
+
+// emit prints r as one JSON line on stdout (scripts/bench.sh collects them).
+func emit(r Result) error {
+	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
-// unbatched replaces the store's BulkWriter with one call per write, as
-// the baseline writes.
-type unbatched struct{ lifecycle.TokenStore }
-
-func (u unbatched) Apply(ctx context.Context, writes []lifecycle.Write) []error {
-	errs := make([]error, len(writes))
-	for i, w := range writes {
-		if w.Delete {
-			errs[i] = u.Delete(ctx, w.ItemID, w.IfVersion)
-		} else {
-			_, errs[i] = u.Update(ctx, w.ItemID, w.Patch, w.IfVersion)
-		}
-	}
-	return errs
-}
-
-// peakRSS is the process's peak resident set (VmHWM) in KiB.
-func peakRSS() int {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kib, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return kib
-		}
-	}
-	return -1
+// progressf tells the person watching what is happening (stderr).
+func progressf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "    "+format+"\n", args...)
 }

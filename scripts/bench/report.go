@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// machineCmd describes the machine a run measured on: what makes figures
+// from two runs comparable or not.
+func machineCmd(ctx context.Context, args []string) error {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	memKiB := procMeminfoKiB("MemTotal:")
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return emit(Result{"section": "machine", "cores": runtime.NumCPU(), "cpu": model,
+		"mem_gib": float64(memKiB) / (1 << 20), "go": runtime.Version(),
+		"date": time.Now().UTC().Format("Mon 2 Jan 2006 15:04:05 UTC"), "load": load})
+}
+
+func procMeminfoKiB(field string) int {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
+			var kib int
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kib)
+			return kib
+		}
+	}
+	return 0
+}
+
+// results are the lines of a run's results file.
+type results []Result
+
+func (rs results) section(name string) []Result {
+	var out []Result
+	for _, r := range rs {
+		if r["section"] == name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// find returns the first result of section whose key equals value.
+func (rs results) find(section, key string, value any) Result {
+	for _, r := range rs.section(section) {
+		if fmt.Sprint(r[key]) == fmt.Sprint(value) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (r Result) num(key string) float64 {
+	v, _ := r[key].(float64)
+	return v
+}
+
+// row is one figure of the final table.
+type row struct {
+	figure, measured, target string
+	met                      *bool // nil: no target
+}
+
+func verdict(ok bool) *bool { return &ok }
+
+// A reporter prints a section's details to w and returns its figures for
+// the final table. scripts/bench/analytics.go (issue 12) adds its own by
+// appending to reporters in an init function.
+type reporter func(w io.Writer, rs results) []row
+
+var reporters = []reporter{cleanupReport, pacingReport, quotaReport, coldStartReport, loadReport}
+
+// reportCmd prints the report of a run from its results file: the machine,
+// each section's details, and the final table.
+func reportCmd(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: bench report RESULTS.jsonl")
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var rs results
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err == nil {
+			rs = append(rs, r)
+		}
+	}
+	w := os.Stdout
+	machines := rs.section("machine")
+	if len(machines) > 0 {
+		m, last := machines[0], machines[len(machines)-1]
+		fmt.Fprintf(w, "Machine: %v cores, %v, %.0f GiB, %v\n", m["cores"], m["cpu"], m.num("mem_gib"), m["go"])
+		fmt.Fprintf(w, "Run: %v; load average (1, 5, 15 min) %v at the start, %v at the end\n", m["date"], m["load"], last["load"])
+	}
+	var rows []row
+	for _, rep := range reporters {
+		rows = append(rows, rep(w, rs)...)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "== Final table (ratios measured in this run)")
+	fmt.Fprintf(w, "%-52s %-30s %-16s %s\n", "figure", "measured", "target", "")
+	for _, r := range rows {
+		v := ""
+		if r.met != nil {
+			v = "met"
+			if !*r.met {
+				v = "NOT MET"
+			}
+		}
+		fmt.Fprintf(w, "%-52s %-30s %-16s %s\n", r.figure, r.measured, r.target, v)
+	}
+	return nil
+}
+
+func cleanupReport(w io.Writer, rs results) []row {
+	runs := rs.section("cleanup")
+	if len(runs) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "== Cleanup (BenchTokens dataset, Plaid stand-in answering in 20 ms, pacing lifted, Firestore emulator)")
+	fmt.Fprintf(w, "%-11s %8s %8s %8s %9s %8s %10s %11s\n", "mode", "tokens", "checked", "seconds", "tokens/s", "RSS MiB", "our CPU s", "emulator s")
+	for _, r := range runs {
+		fmt.Fprintf(w, "%-11s %8.0f %8.0f %8.1f %9.1f %8.1f %10.1f %11.1f\n", r["label"], r.num("n"), r.num("checked"), r.num("seconds"),
+			rate(r), r.num("peak_rss_kib")/1024, r.num("cpu_s"), r.num("emulator_cpu_s"))
+		if r["partial"] == true {
+			fmt.Fprintf(w, "%-11s stopped by its budget after %.0f of %.0f tokens: all %.0f would take %.0f s at this rate\n",
+				"", r.num("checked"), r.num("n"), r.num("n"), r.num("n")/rate(r))
+		}
+	}
+	// Where the time went: stages of the largest cleanup and its floor.
+	var sizes []float64
+	for _, r := range runs {
+		if r["mode"] == "cleanup" {
+			sizes = append(sizes, r.num("n"))
+		}
+	}
+	var out []row
+	for _, n := range sizes {
+		c, f := best(rs, "cleanup", n), best(rs, "floor", n)
+		if c == nil || f == nil {
+			continue
+		}
+		ratio := c.num("seconds") / f.num("seconds")
+		out = append(out, row{fmt.Sprintf("cleanup vs floor at %s tokens", thousands(n)),
+			fmt.Sprintf("%.2fx (%.1f s vs %.1f s)", ratio, c.num("seconds"), f.num("seconds")), "<= 1.2x", verdict(ratio <= 1.2)})
+	}
+	for _, s := range rs.section("cleanup") {
+		if s["mode"] != "sequential" {
+			continue
+		}
+		c := best(rs, "cleanup", s.num("n"))
+		if c == nil {
+			continue
+		}
+		speedup := rate(c) / rate(s)
+		old := fmt.Sprintf("%.1f s", s.num("seconds"))
+		if s["partial"] == true {
+			old = fmt.Sprintf("%.0f s at its rate", s.num("n")/rate(s))
+		}
+		out = append(out, row{fmt.Sprintf("cleanup vs old algorithm at %s tokens", thousands(s.num("n"))),
+			fmt.Sprintf("%.0fx (%.1f s vs %s)", speedup, c.num("seconds"), old), ">= 30x", verdict(speedup >= 30)})
+	}
+	if len(sizes) >= 2 {
+		small, large := best(rs, "cleanup", sizes[0]), best(rs, "cleanup", sizes[len(sizes)-1])
+		ratio := large.num("peak_rss_kib") / small.num("peak_rss_kib")
+		out = append(out, row{fmt.Sprintf("peak RSS at %s vs %s tokens", thousands(large.num("n")), thousands(small.num("n"))),
+			fmt.Sprintf("%.2fx (%.0f vs %.0f MiB)", ratio, large.num("peak_rss_kib")/1024, small.num("peak_rss_kib")/1024), "<= 1.2x", verdict(ratio <= 1.2)})
+	}
+	for _, n := range sizes {
+		c, f := best(rs, "cleanup", n), best(rs, "floor", n)
+		if c == nil || f == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\nwhere the time went at %s tokens (seconds summed over calls in flight; wall %.1f s cleanup, %.1f s floor):\n",
+			thousands(n), c.num("seconds"), f.num("seconds"))
+		printStages(w, c, f)
+	}
+	for _, s := range runs {
+		if s["mode"] != "sequential" {
+			continue
+		}
+		pageS, pages := stageSum(s, "page")
+		if pages > 0 {
+			fmt.Fprintf(w, "\nthe old algorithm at %s tokens: %.0f ms a token, of which %.0f ms reading its one-document page (%.0f queries)\n",
+				thousands(s.num("n")), 1000/rate(s), pageS*1000/pages, pages)
+		}
+	}
+	if ps := rs.section("paging"); len(ps) > 0 {
+		fmt.Fprintln(w, "\nwhat one query costs the emulator (its first pages read by cursor, nothing else running):")
+		for _, p := range ps {
+			fmt.Fprintf(w, "  %v documents at a time from a collection of %s: %.0f ms a query (%.0f queries)\n",
+				p["page_size"], thousands(p.num("n")), p.num("seconds")*1000/p.num("pages"), p.num("pages"))
+		}
+	}
+	return out
+}
+
+// rate is a cleanup's tokens checked a second.
+func rate(r Result) float64 {
+	checked := r.num("checked")
+	if checked == 0 {
+		checked = r.num("n")
+	}
+	return checked / r.num("seconds")
+}
+
+// best is the fastest run of mode at n tokens (runs may be repeated).
+func best(rs results, mode string, n float64) Result {
+	var b Result
+	for _, r := range rs.section("cleanup") {
+		if r["mode"] == mode && r.num("n") == n && (b == nil || r.num("seconds") < b.num("seconds")) {
+			b = r
+		}
+	}
+	return b
+}
+
+// stageSum is the time summed over a stage's calls, and their number.
+func stageSum(r Result, name string) (sum, calls float64) {
+	st, _ := r["stages"].(map[string]any)
+	s, _ := st[name].(map[string]any)
+	sum, _ = s["sum_s"].(float64)
+	calls, _ = s["calls"].(float64)
+	return sum, calls
+}
+
+func printStages(w io.Writer, c, f Result) {
+	get := stageSum
+	fmt.Fprintf(w, "  %-18s %14s %14s\n", "stage", "cleanup s/calls", "floor s/calls")
+	for _, name := range []string{"page", "plaid_get", "plaid_remove", "reread", "token_writes", "floor_queue_write", "audit", "run_record", "lease"} {
+		cs, cc := get(c, name)
+		fs, fc := get(f, name)
+		if cc == 0 && fc == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %-18s %8.1f/%-6.0f %8.1f/%-6.0f\n", name, cs, cc, fs, fc)
+	}
+}
+
+func pacingReport(w io.Writer, rs results) []row {
+	var out []row
+	for _, p := range rs.section("pacing") {
+		rpm := p.num("rpm")
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "== Plaid pacing: a cleanup with PLAID_ITEM_GET_RPM=%.0f for %.0f s, /item/get counted at the Plaid stand-in\n", rpm, p.num("seconds"))
+		fmt.Fprintf(w, "calls %.0f; in the 60 s from the first: %.0f (%.1f%%); most in any 60 s: %.0f; average %.0f/min\n",
+			p.num("calls"), p.num("first_minute"), 100*p.num("first_minute")/rpm, p.num("max_60s"), p.num("rate_per_min"))
+		fmt.Fprintf(w, "the cleanup had checked %.0f tokens when stopped; %.0f counted as errors (a call that waited for the quota past the Plaid client's 1 min)\n",
+			p.num("checked"), p.num("errors"))
+		out = append(out,
+			row{fmt.Sprintf("pacing: /item/get in the first 60 s at %.0f/min", rpm), fmt.Sprintf("%.0f (%.1f%%)", p.num("first_minute"), 100*p.num("first_minute")/rpm), ">= 90%", verdict(p.num("first_minute") >= 0.9*rpm)},
+			row{"pacing: most /item/get in any 60 s", fmt.Sprintf("%.0f", p.num("max_60s")), fmt.Sprintf("<= %.0f", rpm), verdict(p.num("max_60s") <= rpm)})
+	}
+	return out
+}
+
+func quotaReport(w io.Writer, rs results) []row {
+	qs := rs.section("quota")
+	if len(qs) == 0 {
+		return nil
+	}
+	q0 := qs[0]
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "== One Plaid quota, %.0f processes: the stand-in enforces %.0f /item/get a minute per client (429 past it), each process has PLAID_ITEM_GET_RPM=%.0f, %.0f s\n",
+		q0.num("procs"), q0.num("limit"), q0.num("limit"), q0.num("seconds"))
+	fmt.Fprintf(w, "%-34s %6s %16s %16s %16s %14s %12s\n", "pacing", "429s", "received max/60s", "received avg/min", "accepted max/60s", "calls still 429", "other fails")
+	var out []row
+	for _, q := range qs {
+		name := "shared quota (SharedPacer)"
+		if q["mode"] == "local" {
+			name = "per process (LocalPacer, baseline)"
+		}
+		fmt.Fprintf(w, "%-34s %6.0f %16.0f %16.0f %16.0f %14.0f %12.0f\n", name, q.num("rate_limited"), q.num("received_max_60s"),
+			q.num("received_rate_per_min"), q.num("accepted_max_60s"), q.num("calls_rate_limited"), q.num("calls_failed"))
+		measured := fmt.Sprintf("%.0f 429s, %.0f/min at most", q.num("rate_limited"), q.num("received_max_60s"))
+		if q["mode"] == "shared" {
+			out = append(out, row{fmt.Sprintf("one quota, %.0f processes, shared", q.num("procs")), measured,
+				fmt.Sprintf("0, <= %.0f", q.num("limit")), verdict(q["pass"] == true)})
+		} else {
+			out = append(out, row{fmt.Sprintf("one quota, %.0f processes, per process (baseline)", q.num("procs")), measured, "", nil})
+		}
+	}
+	return out
+}
+
+func coldStartReport(w io.Writer, rs results) []row {
+	cs := rs.section("coldstart")
+	if len(cs) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "== Cold start: the buildpack-built binary, FUNCTION_TARGET=<target>, only the target's own variables; median of its starts")
+	fmt.Fprintf(w, "%-16s %10s %10s %12s %10s %10s %8s\n", "target", "listen ms", "cold ms", "1st req ms", "warm ms", "keys", "status")
+	var out []row
+	worst, worstName := 0.0, ""
+	for _, c := range cs {
+		keys := "-"
+		if c["derives_keys"] == true {
+			keys = "PBKDF2"
+		}
+		fmt.Fprintf(w, "%-16s %10.0f %10.0f %12.0f %10.0f %10s %8.0f\n", c["target"], c.num("listen_ms"), c.num("cold_ms"),
+			c.num("first_ms"), c.num("warm_ms"), keys, c.num("status"))
+		if c.num("cold_ms") > worst {
+			worst, worstName = c.num("cold_ms"), fmt.Sprint(c["target"])
+		}
+	}
+	for _, d := range rs.section("coldstart_derive") {
+		fmt.Fprintf(w, "key derivation alone (NewVault, one key, 600,000 PBKDF2 iterations): %.0f ms\n", d.num("derive_ms"))
+	}
+	out = append(out, row{"cold start, slowest target (median)", fmt.Sprintf("%.0f ms (%s)", worst, worstName), "", nil})
+	return out
+}
+
+func loadReport(w io.Writer, rs results) []row {
+	var out []row
+	for _, l := range rs.section("load") {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "== HTTP under load through scripts/serve %v: %.0f users revoking their items, %.0f admins polling analytics (every %v), Plaid 20 ms, PLAID_ITEM_REMOVE_RPM=%.0f\n",
+			l["serve_flags"], l.num("users"), l.num("admins"), l["admin_interval"], l.num("remove_rpm"))
+		fmt.Fprintf(w, "%-10s %9s %8s %9s %9s %9s  %s\n", "request", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "statuses")
+		for _, k := range []string{"revoke", "analytics"} {
+			fmt.Fprintf(w, "%-10s %9.0f %8.1f %9.0f %9.0f %9.0f  %v\n", k, l.num(k+"_requests"), l.num(k+"_rps"),
+				l.num(k+"_p50_ms"), l.num(k+"_p99_ms"), l.num(k+"_max_ms"), l[k+"_statuses"])
+		}
+		fmt.Fprintf(w, "5xx: %.0f, no answer: %.0f. In Firestore afterwards: %.0f revoked tokens checked, %.0f removed at Plaid (plaid_removed true), %.0f revoked locally (plaid_removed false), %.0f wrong\n",
+			l.num("server_errors"), l.num("no_answer"), l.num("verified"), l.num("removed_at_plaid"), l.num("revoked_locally"), l.num("wrong"))
+		who := fmt.Sprintf("%.0f users", l.num("users"))
+		if l.num("admins") > 0 {
+			who += fmt.Sprintf(" + %.0f admins", l.num("admins"))
+		}
+		if f, _ := l["serve_flags"].(string); f != "" {
+			who += " (" + strings.TrimPrefix(f, "-") + ")"
+		}
+		out = append(out, row{"HTTP revoke, " + who + ": req/s, p50, p99",
+			fmt.Sprintf("%.0f/s, %.0f ms, %.0f ms", l.num("revoke_rps"), l.num("revoke_p50_ms"), l.num("revoke_p99_ms")), "p99 <= 2 s", verdict(l.num("revoke_p99_ms") <= 2000)})
+		if l.num("admins") > 0 {
+			out = append(out, row{"HTTP analytics, " + who + ": req/s, p50, p99",
+				fmt.Sprintf("%.0f/s, %.0f ms, %.0f ms", l.num("analytics_rps"), l.num("analytics_p50_ms"), l.num("analytics_p99_ms")), "", nil})
+		}
+		out = append(out, row{"HTTP 5xx, " + who + "; revocations recorded right",
+			fmt.Sprintf("%.0f; %.0f of %.0f", l.num("server_errors"), l.num("verified")-l.num("wrong"), l.num("verified")), "0; all", verdict(l.num("server_errors") == 0 && l.num("wrong") == 0)})
+	}
+	return out
+}
+
+// thousands formats n with thousands separators: 100000 → 100,000.
+func thousands(n float64) string {
+	s := fmt.Sprintf("%.0f", n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
