@@ -169,7 +169,9 @@ bench_load() {
   # Deployed, the analytics counters are kept by TokenStats instances of
   # their own, fed by Eventarc: the revocations' instances do not do it.
   # scripts/serve does it in-process by default (a listener on
-  # plaid_tokens), on the same emulator: measured too, second.
+  # plaid_tokens), on the same emulator: measured too, second. On the
+  # emulator a listener is resent the whole collection with every change,
+  # so that figure is local development's, not the deployment's.
   local stats
   for stats in off listener; do
     step "HTTP under load through scripts/serve (-token-stats=$stats)"
