@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The one test command: starts the Firestore emulator on a free port, runs
-# go vet and every Go test (with -race) against it, with the Terraform checks
-# alongside, prints the go test summary and stops the emulator, also on
-# failure or Ctrl-C. Exits non-zero on any failure.
+# The one test command. Starts the Firestore and Pub/Sub emulators on free
+# ports, runs go vet and every Go test with -race against them (storage,
+# handlers, the built binaries end to end, the fault-injection suite, every
+# fuzz target's seed corpus), with the Terraform checks alongside; prints
+# the go test summary and the fault-injection summary line, and stops the
+# emulators, also on failure or Ctrl-C. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/emulator.sh
@@ -12,27 +14,31 @@ tf_pid=
 cleanup() {
   if [[ -n "$tf_pid" ]]; then kill "$tf_pid" 2>/dev/null || true; fi
   stop_firestore_emulator
+  stop_pubsub_emulator
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The Terraform checks run beside the tests: on a fresh machine they first
-# build Terraform 1.5.7 from the Go module proxy (about 5 minutes, once).
-echo "==> terraform fmt and schema checks (in the background)"
-scripts/tf-checks.sh >"$work/tf.log" 2>&1 &
-tf_pid=$!
+echo "==> starting the Firestore and Pub/Sub emulators"
+launch_firestore_emulator "$work/firestore.log"
+launch_pubsub_emulator "$work/pubsub.log"
+wait_emulator Firestore "$FIRESTORE_EMULATOR_HOST" "$EMULATOR_PID" "$work/firestore.log"
+wait_emulator Pub/Sub "$PUBSUB_EMULATOR_HOST" "$PUBSUB_EMULATOR_PID" "$work/pubsub.log"
+echo "    FIRESTORE_EMULATOR_HOST=$FIRESTORE_EMULATOR_HOST PUBSUB_EMULATOR_HOST=$PUBSUB_EMULATOR_HOST"
 
-echo "==> starting the Firestore emulator"
-start_firestore_emulator "$work/emulator.log"
-echo "    FIRESTORE_EMULATOR_HOST=$FIRESTORE_EMULATOR_HOST (pid $EMULATOR_PID)"
+# The Terraform checks run beside the tests (Terraform from PATH; see
+# scripts/ensure-terraform.sh), their rules test on the same emulator.
+echo "==> terraform fmt, schema and rules checks (in the background)"
+REQUIRE_FIRESTORE_EMULATOR=1 scripts/tf-checks.sh >"$work/tf.log" 2>&1 &
+tf_pid=$!
 
 echo "==> go vet ./..."
 go vet ./...
 
 echo "==> go test -race -count=1 ./..."
 status=0
-REQUIRE_FIRESTORE_EMULATOR=1 go test -race -count=1 -timeout 15m -v ./... >"$work/test.log" 2>&1 || status=$?
+REQUIRE_FIRESTORE_EMULATOR=1 go test -race -count=1 -timeout 20m -v ./... >"$work/test.log" 2>&1 || status=$?
 
 tf_status=0
 wait "$tf_pid" || tf_status=$?
@@ -49,6 +55,7 @@ grep -E '^(ok|FAIL|panic:|--- FAIL|\?)|^\s+--- FAIL|^\s+[A-Za-z0-9_]+\.go:[0-9]+
 if (( status != 0 )) && ! grep -qE '^(--- FAIL|FAIL)' "$work/test.log"; then
   tail -50 "$work/test.log"
 fi
+grep -E '^fault-injection: ' "$work/test.log" || { echo "fault-injection: no summary line (suite not run?)" >&2; status=1; }
 passed=$(grep -cE '^\s*--- PASS' "$work/test.log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$work/test.log" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "$work/test.log" || true)
