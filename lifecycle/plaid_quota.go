@@ -63,15 +63,41 @@ var errQuotaSaturated = fmt.Errorf("the Plaid quota is saturated: no room within
 // queues ahead of a user's call.
 type LocalPacer struct {
 	limits map[string]*rate.Limiter
+	turns  map[string]batchTurn
 }
 
 // NewLocalPacer paces /item/get and /item/remove at the settings' rates.
 func NewLocalPacer(s PlaidSettings) *LocalPacer {
-	return &LocalPacer{limits: map[string]*rate.Limiter{
-		plaidEndpointItemGet:    newPerMinuteLimiter(orDefault(s.ItemGetRPM, DefaultItemGetRPM), 0),
-		plaidEndpointItemRemove: newPerMinuteLimiter(orDefault(s.ItemRemoveRPM, DefaultItemRemoveRPM), 0),
-	}}
+	return &LocalPacer{
+		limits: map[string]*rate.Limiter{
+			plaidEndpointItemGet:    newPerMinuteLimiter(orDefault(s.ItemGetRPM, DefaultItemGetRPM), 0),
+			plaidEndpointItemRemove: newPerMinuteLimiter(orDefault(s.ItemRemoveRPM, DefaultItemRemoveRPM), 0),
+		},
+		turns: map[string]batchTurn{plaidEndpointItemGet: newBatchTurn(), plaidEndpointItemRemove: newBatchTurn()},
+	}
 }
+
+// batchTurn lines batch callers up, first come first served: only the one
+// whose turn it is looks for a free slot. Without it, callers polling for
+// slots all at once were served at random, and under a tight rate some
+// waited past the Plaid client's bound on a call while others took every
+// slot. (A channel's blocked senders are served in order.)
+type batchTurn chan struct{}
+
+func newBatchTurn() batchTurn { return make(batchTurn, 1) }
+
+// take waits for the caller's turn, or for ctx to end; the caller passes
+// the turn on with done.
+func (t batchTurn) take(ctx context.Context) error {
+	select {
+	case t <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t batchTurn) done() { <-t }
 
 // Wait implements Pacer.
 func (p *LocalPacer) Wait(ctx context.Context, endpoint string) error {
@@ -80,10 +106,14 @@ func (p *LocalPacer) Wait(ctx context.Context, endpoint string) error {
 		return nil
 	}
 	if PlaidPriorityFrom(ctx) == PriorityBatch {
-		// Take a slot only when one is free now; never reserve one and
-		// cancel it (under contention the limiter does not give a
-		// cancelled reservation's time back exactly, and batch callers
-		// polling that way starved each other).
+		// In turn, take a slot only when one is free now; never reserve
+		// one and cancel it (under contention the limiter does not give a
+		// cancelled reservation's time back exactly).
+		turn := p.turns[endpoint]
+		if err := turn.take(ctx); err != nil {
+			return err
+		}
+		defer turn.done()
 		for !l.Allow() {
 			// Until the next slot, unless users' calls take it first.
 			d := time.Duration((1 - l.Tokens()) / float64(l.Limit()) * float64(time.Second))
@@ -146,7 +176,9 @@ type quotaLease struct {
 	// sem is held while the permits are taken or leased: one lease request
 	// at a time goes to the store, and a caller waits for it no longer
 	// than its context allows (a user's call, at most InteractiveMaxWait).
-	sem                chan struct{}
+	sem chan struct{}
+	// turn lines up this process's batch callers (batchTurn).
+	turn               batchTurn
 	window             int64
 	batch, interactive int // permits leased and not used yet
 	// batchFull and wholeFull: the store had no room left in window for
@@ -185,7 +217,7 @@ func (p *SharedPacer) Wait(ctx context.Context, endpoint string) error {
 	p.mu.Lock()
 	l := p.leases[endpoint]
 	if l == nil {
-		l = &quotaLease{sem: make(chan struct{}, 1)}
+		l = &quotaLease{sem: make(chan struct{}, 1), turn: newBatchTurn()}
 		p.leases[endpoint] = l
 	}
 	p.mu.Unlock()
@@ -193,7 +225,12 @@ func (p *SharedPacer) Wait(ctx context.Context, endpoint string) error {
 	interactive := PlaidPriorityFrom(ctx) == PriorityInteractive
 	giveUp := p.now().Add(InteractiveMaxWait)
 	takeCtx := ctx
-	if interactive {
+	if !interactive {
+		if err := l.turn.take(ctx); err != nil {
+			return err
+		}
+		defer l.turn.done()
+	} else {
 		// Hundreds of users at once queue for the lease and the store: the
 		// bound covers that queue too, not only the wait for a window.
 		var cancel context.CancelFunc

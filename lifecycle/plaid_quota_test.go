@@ -129,6 +129,53 @@ func TestPacersFailUsersFastWhenSaturated(t *testing.T) {
 	}
 }
 
+// Batch workers waiting for a saturated quota are served in turn: none
+// starves while the others take every slot (a cleanup's worker that waits
+// past the Plaid client's bound counts an error for its token).
+func TestPacersServeBatchWorkersInTurn(t *testing.T) {
+	t.Parallel()
+	const rpm, workers = 1200, 40 // 20 calls a second for 40 workers: each waits about 2 s
+	settings := lifecycle.PlaidSettings{ItemGetRPM: rpm, ItemRemoveRPM: rpm}
+	for name, p := range map[string]lifecycle.Pacer{
+		"local":  lifecycle.NewLocalPacer(settings),
+		"shared": lifecycle.NewSharedPacer(&memoryQuota{}, settings),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(lifecycle.WithPlaidPriority(context.Background(), lifecycle.PriorityBatch), 8*time.Second)
+			defer cancel()
+			var longest atomic.Int64
+			var calls atomic.Int32
+			var wg sync.WaitGroup
+			for range workers {
+				wg.Go(func() {
+					for {
+						start := time.Now()
+						if p.Wait(ctx, "/item/get") != nil {
+							// A wait cut short by the end of the test counts too.
+							d := time.Since(start)
+							for s := longest.Load(); int64(d) > s && !longest.CompareAndSwap(s, int64(d)); s = longest.Load() {
+							}
+							return
+						}
+						calls.Add(1)
+						d := time.Since(start)
+						for s := longest.Load(); int64(d) > s && !longest.CompareAndSwap(s, int64(d)); s = longest.Load() {
+						}
+					}
+				})
+			}
+			wg.Wait()
+			// In turn, a call waits for the workers ahead of it: about 2 s,
+			// up to a window more. Out of turn, some wait the whole 8 s.
+			if got := time.Duration(longest.Load()); got > 5*time.Second {
+				t.Errorf("a batch call waited %v for its turn (%d calls in all); want each served within about %v", got, calls.Load(), workers*time.Minute/rpm)
+			}
+			t.Logf("%d calls; longest wait %v", calls.Load(), time.Duration(longest.Load()))
+		})
+	}
+}
+
 // slowQuota is a memoryQuota whose every call takes as long as a Firestore
 // transaction under load.
 type slowQuota struct {
