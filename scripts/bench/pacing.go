@@ -55,8 +55,9 @@ func pacingCmd(ctx context.Context, args []string) error {
 	if err != nil && runCtx.Err() == nil {
 		return err // it should still be running when stopped
 	}
-	// Tokens whose call waited for the quota past the Plaid client's
-	// MaxRetryTime count as errors (kept for the next run).
+	// The tokens in flight when the run was stopped (at most
+	// CLEANUP_CONCURRENCY) count as errors: their calls were cancelled,
+	// and they are kept for the next run.
 	var stats lifecycle.Statistics
 	if res != nil {
 		stats = res.Statistics

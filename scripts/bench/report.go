@@ -275,7 +275,7 @@ func pacingReport(w io.Writer, rs results) []row {
 		fmt.Fprintf(w, "== Plaid pacing: a cleanup with PLAID_ITEM_GET_RPM=%.0f for %.0f s, /item/get counted at the Plaid stand-in\n", rpm, p.num("seconds"))
 		fmt.Fprintf(w, "calls %.0f; in the 60 s from the first: %.0f (%.1f%%); most in any 60 s: %.0f; average %.0f/min\n",
 			p.num("calls"), p.num("first_minute"), 100*p.num("first_minute")/rpm, p.num("max_60s"), p.num("rate_per_min"))
-		fmt.Fprintf(w, "the cleanup had checked %.0f tokens when stopped; %.0f counted as errors (a call that waited for the quota past the Plaid client's 1 min)\n",
+		fmt.Fprintf(w, "the cleanup had checked %.0f tokens when stopped; %.0f counted as errors: the calls in flight when it was stopped, waiting their turn for the quota\n",
 			p.num("checked"), p.num("errors"))
 		out = append(out,
 			row{fmt.Sprintf("pacing: /item/get in the first 60 s at %.0f/min", rpm), fmt.Sprintf("%.0f (%.1f%%)", p.num("first_minute"), 100*p.num("first_minute")/rpm), ">= 90%", verdict(p.num("first_minute") >= 0.9*rpm)},
