@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/sethvargo/go-retry"
 )
 
 // How cleanup runs start, hold the one-at-a-time lease, checkpoint,
@@ -448,19 +449,26 @@ func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time
 	default:
 		run.Status, run.EndedAt = RunSucceeded, now
 	}
-	if err := s.Runs.SaveRun(saveCtx, run); err != nil {
-		if errors.Is(err, ErrLeaseLost) {
+	saveErr := s.saveFinalRecord(saveCtx, run)
+	if saveErr != nil {
+		if errors.Is(saveErr, ErrLeaseLost) {
 			log.ErrorContext(ctx, "cleanup run was taken over by another invocation", run.Statistics.logAttrs()...)
-			return s.result(run), err
+			return s.result(run), saveErr
 		}
+		// The stored record still says running: the lease must keep naming
+		// this run, so that once it lapses the next run finds it unfinished
+		// and resumes or supersedes it. Released, nothing would point at
+		// the record any more and it would say running for ever.
+		log.ErrorContext(ctx, "saving the cleanup run's record failed; its lease is kept until it lapses",
+			slog.String("error", saveErr.Error()), slog.Time("lease_until", run.LeaseUntil))
 		if runErr == nil {
-			runErr = err
+			runErr = saveErr
 			if run.Status == RunSucceeded {
 				run.Status = RunFailed
 			}
 		}
 	}
-	if run.Status.Finished() && !run.DryRun {
+	if run.Status.Finished() && !run.DryRun && saveErr == nil {
 		if err := s.Runs.ReleaseLease(saveCtx, run.ID); err != nil {
 			log.WarnContext(ctx, "releasing cleanup lease failed", slog.String("error", err.Error()))
 		}
@@ -479,6 +487,20 @@ func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time
 		return s.result(run), fmt.Errorf("cleanup run %s: %w", run.ID, runErr)
 	}
 	return s.result(run), nil
+}
+
+// saveFinalRecord saves how an invocation ended, retrying while Firestore
+// is unavailable (a client reconnecting after an outage refuses calls for
+// a while) until ctx ends.
+func (s *Service) saveFinalRecord(ctx context.Context, run *RunRecord) error {
+	backoff := retry.WithCappedDuration(5*time.Second, retry.NewExponential(250*time.Millisecond))
+	return retry.Do(ctx, backoff, func(ctx context.Context) error {
+		err := s.Runs.SaveRun(ctx, run)
+		if IsCode(err, CodeUnavailable) && ctx.Err() == nil {
+			return retry.RetryableError(err)
+		}
+		return err
+	})
 }
 
 func (s *Service) result(run *RunRecord) *CleanupResult {

@@ -320,3 +320,66 @@ func TestStalledInvocationCannotRenew(t *testing.T) {
 		t.Errorf("the stalled invocation saved its record: %v, want ErrLeaseLost", err)
 	}
 }
+
+// flakyFinalSave is a RunStore whose saves of how an invocation ended fail
+// with err, the first fails times (every time when fails is negative).
+type flakyFinalSave struct {
+	lifecycle.RunStore
+	err   error
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyFinalSave) SaveRun(ctx context.Context, run *lifecycle.RunRecord) error {
+	f.mu.Lock()
+	failing := run.Status != lifecycle.RunRunning && f.fails != 0
+	if failing && f.fails > 0 {
+		f.fails--
+	}
+	f.mu.Unlock()
+	if failing {
+		return f.err
+	}
+	return f.RunStore.SaveRun(ctx, run)
+}
+
+// A run whose final record meets a Firestore still reconnecting after an
+// outage saves it once Firestore answers, and releases the lease.
+func TestRunFinalSaveRidesOutUnavailableFirestore(t *testing.T) {
+	t.Parallel()
+	env, _ := pagedEnv(t, 50)
+	env.Service.Runs = &flakyFinalSave{RunStore: env.Service.Runs, fails: 3,
+		err: lifecycle.Errorf(lifecycle.CodeUnavailable, "Firestore is unavailable")}
+	res := cleanup(t, env, lifecycle.CleanupRequest{Actor: "cli:ops"})
+	if run := env.Run(t, res.RunID); run.Status != lifecycle.RunSucceeded {
+		t.Fatalf("run saved as %s, want succeeded", run.Status)
+	}
+	// The lease was released: the next run starts at once.
+	if next := cleanup(t, env, lifecycle.CleanupRequest{Actor: "cli:ops"}); !next.Done {
+		t.Errorf("next run: %+v, want done", next)
+	}
+}
+
+// A run whose final record cannot be saved keeps its lease: once the lease
+// lapses the next run finds the record unfinished and supersedes it. (A
+// released lease would leave the record saying running, pointed at by
+// nothing, for ever.)
+func TestRunFinalSaveFailureKeepsTheLease(t *testing.T) {
+	t.Parallel()
+	env, _ := pagedEnv(t, 50)
+	runs := env.Service.Runs
+	env.Service.Runs = &flakyFinalSave{RunStore: runs, fails: -1, err: errors.New("the record cannot be written")}
+	res, err := env.Service.Cleanup(t.Context(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops"})
+	if err == nil {
+		t.Fatal("Cleanup succeeded although its record could not be saved")
+	}
+	env.Service.Runs = runs
+	if _, err := env.Service.Cleanup(t.Context(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops"}); !lifecycle.IsCode(err, lifecycle.CodeConflict) {
+		t.Fatalf("a run while the unsaved run's lease holds: %v, want refused (conflict)", err)
+	}
+	env.Clock.Advance(lifecycle.DefaultCleanupLeaseTTL + time.Second)
+	next := cleanup(t, env, lifecycle.CleanupRequest{Actor: "cli:ops"})
+	if old := env.Run(t, res.RunID); old.Status != lifecycle.RunAbandoned || old.SupersededBy != next.RunID {
+		t.Errorf("the unsaved run is %s, superseded by %q; want abandoned by %s", old.Status, old.SupersededBy, next.RunID)
+	}
+}
