@@ -2,14 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,40 +33,10 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 	}
 	env.Seed(t, extra...)
 
-	bin := filepath.Join(t.TempDir(), "serve")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = append(os.Environ(),
-		"PORT="+port,
-		"GOOGLE_CLOUD_PROJECT="+env.Project,
-		"TOKEN_ENCRYPTION_KEY="+testenv.EncryptionKey,
-		"PLAID_CLIENT_ID="+env.Plaid.ClientID,
-		"PLAID_SECRET="+env.Plaid.Secret,
-		"PLAID_BASE_URL="+env.Plaid.URL(),
-		"AUTH_JWT_SECRET="+env.Config.AuthJWTSecret,
-		"ADMIN_USER_IDS="+sample.AdminUser,
+	base, logs := startServe(t, env, freePort(t), []string{
 		"RUN_TIME_BUDGET=1ns",   // every scheduled run checkpoints after each page and continues
 		"CLEANUP_PAGE_SIZE=300", // and has three pages
-	)
-	var logs testenv.LogBuffer // the test reads it while the process still writes
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("serve output:\n%s", logs.String())
-		}
 	})
-	base := "http://127.0.0.1:" + port
-	waitHealthy(t, base)
 
 	admin, alice := env.Bearer(t, sample.AdminUser), env.Bearer(t, sample.Alice)
 
@@ -110,7 +76,7 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 
 	// The scheduled cleanup, as Eventarc delivers it. With a 1ns budget it
 	// continues through the server's own /events/DailyCleanup until done.
-	req, err := functions.NewPubSubEventRequest(ctx, base+"/events/DailyCleanup", "e2e-1", []byte(`{"days_threshold": 90}`))
+	req, err := functions.NewPubSubEventRequest(t.Context(), base+"/events/DailyCleanup", "e2e-1", []byte(`{"days_threshold": 90}`))
 	if err != nil {
 		t.Fatal(err)
 	}
