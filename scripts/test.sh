@@ -60,4 +60,10 @@ passed=$(grep -cE '^\s*--- PASS' "$work/test.log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$work/test.log" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "$work/test.log" || true)
 echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
+# Which Terraform checks ran: loud, last, so that nobody takes one for the other.
+if grep -q 'WITH the real provider' "$work/tf.log"; then
+  echo "terraform: WITH the real hashicorp/google provider: validate (module, root) and terraform test ran"
+else
+  echo "terraform: WITHOUT the real hashicorp/google provider: validate and terraform test NOT run (see above)"
+fi
 exit "$status"

@@ -10,14 +10,18 @@
 #      arguments are passed to it); its tests also load the module's Firestore
 #      security rules into the Firestore emulator ($FIRESTORE_EMULATOR_HOST, or
 #      one they start) and check that clients are refused;
-#   3. `terraform init -backend=false`, `terraform validate` and
-#      `terraform test` (terraform/tests/, mock provider, no credentials),
-#      only where the hashicorp/google provider of terraform/versions.tf is
-#      already on this machine: in $TF_PLUGIN_CACHE_DIR, the CLI
-#      configuration's plugin_cache_dir or filesystem_mirror paths, or an
-#      implied local mirror directory (~/.terraform.d/plugins, ...). The
-#      provider cannot be downloaded everywhere this runs; without it one line
-#      says these were not run and why (Cloud Build runs them).
+#   3. `terraform init -backend=false` and `terraform validate` of the module
+#      and of the root configuration, then `terraform test` (terraform/tests/,
+#      mock provider, no credentials), only where the hashicorp/google
+#      provider of terraform/versions.tf is already on this machine: in
+#      $TF_PLUGIN_CACHE_DIR, the CLI configuration's plugin_cache_dir or
+#      filesystem_mirror paths, or an implied local mirror directory
+#      (~/.terraform.d/plugins, ..., where the project's machines install
+#      it). They run in a copy of terraform/ without the committed lock
+#      file, whose registry hashes a locally built provider cannot match:
+#      the checkout's lock file is never rewritten. A banner says WITH or
+#      WITHOUT the real provider; without it these are not run (Cloud Build
+#      runs them).
 # All run; the exit status is non-zero when any fails.
 set -uo pipefail
 
@@ -86,13 +90,23 @@ tf_version=""
 platform=""
 [[ -n "$tf" ]] && platform="$("$tf" version -json 2>/dev/null | sed -n 's/.*"platform": *"\([a-z0-9_]*\)".*/\1/p' | head -1)"
 
+banner() {
+  echo "tf-checks: ************************************************************************"
+  local line
+  for line in "$@"; do echo "tf-checks: $line"; done
+  echo "tf-checks: ************************************************************************"
+}
+
 if [[ -z "$tf_version" ]] || [[ "$(printf '%s\n%s\n' "$required" "$tf_version" | sort -V | head -1)" != "$required" ]]; then
-  echo "tf-checks: terraform validate and terraform test not run: they need Terraform >= ${required}, found ${tf_version:-none} (Cloud Build runs them)"
+  banner "WITHOUT the real provider: terraform validate and terraform test were NOT run." \
+    "They need Terraform >= ${required}; found ${tf_version:-none}. Cloud Build runs them."
 elif ! mirror="$(provider_dir "$provider_version" "$platform")" || [[ -z "$mirror" ]]; then
-  echo "tf-checks: terraform validate and terraform test not run: hashicorp/google ${provider_version} (${platform}) is in no plugin cache or local mirror here and cannot be downloaded (Cloud Build runs them)"
+  banner "WITHOUT the real provider: terraform validate and terraform test were NOT run." \
+    "hashicorp/google ${provider_version} (${platform}) is in no plugin cache or local mirror here" \
+    "and cannot be downloaded. Cloud Build runs them with the registry's provider."
 else
-  # The provider from that directory and nowhere else; the working directory
-  # and the lock file of the checkout are left as they are.
+  banner "WITH the real provider: hashicorp/google ${provider_version} from $mirror"
+  # The provider from that directory and nowhere else.
   cat >"$work/terraformrc" <<EOF
 provider_installation {
   filesystem_mirror {
@@ -106,17 +120,49 @@ provider_installation {
 EOF
   # A plugin cache is read as a mirror here, so it must not also be the cache.
   unset TF_PLUGIN_CACHE_DIR
-  export TF_CLI_CONFIG_FILE="$work/terraformrc" TF_DATA_DIR="$work/data" TF_IN_AUTOMATION=1
-  echo "tf-checks: terraform validate and test with hashicorp/google ${provider_version} from $mirror"
-  if "$tf" -chdir=terraform init -backend=false -input=false -lockfile=readonly -no-color >"$work/init.log" 2>&1 &&
-    "$tf" -chdir=terraform validate -no-color &&
-    "$tf" -chdir=terraform test -no-color; then
-    echo "tf-checks: terraform validate and test: ok"
+  export TF_CLI_CONFIG_FILE="$work/terraformrc" TF_IN_AUTOMATION=1
+
+  # A provider built locally cannot match the registry's hashes that the
+  # committed .terraform.lock.hcl holds for Cloud Build, so these checks run
+  # in a copy of terraform/ without the lock file (nor local state, data
+  # directories or tfvars): the checkout is never touched.
+  copy="$work/terraform"
+  mkdir -p "$copy"
+  tar -C terraform --exclude=./.terraform --exclude='./.terraform-*' --exclude=./.terraform.lock.hcl \
+    --exclude='./*.tfvars' --exclude='./*.tfstate*' -cf - . | tar -C "$copy" -xf -
+
+  # check_dir NAME DIR: terraform init (no backend) and validate in DIR.
+  check_dir() {
+    local name=$1 dir=$2
+    export TF_DATA_DIR="$work/data-$name"
+    if ! "$tf" -chdir="$dir" init -backend=false -input=false -no-color >"$work/init-$name.log" 2>&1; then
+      cat "$work/init-$name.log" >&2
+      echo "tf-checks: terraform init ($name) FAILED" >&2
+      return 1
+    fi
+    if ! "$tf" -chdir="$dir" validate -no-color; then
+      echo "tf-checks: terraform validate ($name) FAILED" >&2
+      return 1
+    fi
+    echo "tf-checks: terraform validate ($name): ok"
+  }
+  tf_ok=true
+  check_dir module "$copy/modules/plaid-token-lifecycle" || tf_ok=false
+  if check_dir root "$copy"; then
+    # terraform test: every file of terraform/tests, against the root
+    # configuration and the module (mock_provider "google" keeps the real
+    # provider's schema and validation, with no credentials).
+    if "$tf" -chdir="$copy" test -no-color >"$work/test.log" 2>&1; then
+      echo "tf-checks: terraform test: $(grep -E '^Success!' "$work/test.log")"
+    else
+      grep -vE '\.\.\. pass$' "$work/test.log" >&2
+      echo "tf-checks: terraform test FAILED" >&2
+      tf_ok=false
+    fi
   else
-    [[ -s "$work/init.log" ]] && grep -iE 'error|warning' -A5 "$work/init.log" >&2
-    echo "tf-checks: terraform validate or test FAILED" >&2
-    status=1
+    tf_ok=false
   fi
+  $tf_ok || status=1
 fi
 
 exit "$status"

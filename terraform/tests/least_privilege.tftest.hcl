@@ -166,8 +166,8 @@ run "firestore_indexes_ttl_and_rules" {
   }
 
   assert {
-    condition     = toset([for f in google_firestore_field.expire_at : "${f.collection}.${f.field}"]) == toset(["plaid_token_events.expire_at", "plaid_token_stats_events.expire_at"])
-    error_message = "TTL policies on plaid_token_events.expire_at and plaid_token_stats_events.expire_at"
+    condition     = toset([for f in google_firestore_field.expire_at : "${f.collection}.${f.field}"]) == toset(["plaid_token_events.expire_at", "plaid_token_stats_events.expire_at", "plaid_token_quota.expire_at"])
+    error_message = "TTL policies on plaid_token_events.expire_at, plaid_token_stats_events.expire_at and plaid_token_quota.expire_at"
   }
 
   assert {
