@@ -91,11 +91,13 @@ func New(ctx context.Context, cfg lifecycle.Config, deps Deps) (*Server, error) 
 	if s.webhooks == nil {
 		s.webhooks = lifecycle.NewWebhookVerifier(s.svc.Plaid, deps.WebhookKeys, s.svc.Clock)
 	}
-	s.cleanup = s.endpoint(http.MethodDelete, s.requireUser(RequireAdmin(s.handleCleanup())))
-	s.cleanupRuns = s.endpoint(http.MethodGet, s.requireUser(RequireAdmin(s.handleCleanupRun())))
-	s.revokeAll = s.endpoint(http.MethodDelete, s.requireUser(s.handleRevokeAll()))
-	s.analytics = s.endpoint(http.MethodGet, s.requireUser(RequireAdmin(s.handleAnalytics())))
-	s.revokeItem = s.endpoint(http.MethodDelete, s.requireUser(s.handleRevokeItem()))
+	s.cleanup = s.endpoint(http.MethodDelete, accepts{query: []string{"days_threshold", "dry_run", "async"}},
+		s.requireUser(RequireAdmin(s.handleCleanup())))
+	s.cleanupRuns = s.endpoint(http.MethodGet, accepts{}, s.requireUser(RequireAdmin(s.handleCleanupRun())))
+	s.revokeAll = s.endpoint(http.MethodDelete, accepts{}, s.requireUser(s.handleRevokeAll()))
+	s.analytics = s.endpoint(http.MethodGet, accepts{query: []string{"exact", "history"}},
+		s.requireUser(RequireAdmin(s.handleAnalytics())))
+	s.revokeItem = s.endpoint(http.MethodDelete, accepts{}, s.requireUser(s.handleRevokeItem()))
 	s.webhook = s.withLogger(s.handleWebhook())
 	return s, nil
 }
@@ -165,9 +167,10 @@ func isLoopback(remoteAddr string) bool {
 }
 
 // endpoint wraps an API handler: it carries the logger (with the trace of
-// the request) in the context, answers 405 with Allow for other methods and
-// caps the request body (413 past it).
-func (s *Server) endpoint(method string, next http.Handler) http.Handler {
+// the request) in the context, answers 405 with Allow for other methods,
+// caps the request body (413 past it) and refuses what the endpoint does
+// not take (400 naming it).
+func (s *Server) endpoint(method string, a accepts, next http.Handler) http.Handler {
 	return s.withLogger(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
 			w.Header().Set("Allow", method)
@@ -180,6 +183,10 @@ func (s *Server) endpoint(method string, next http.Handler) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		if err := checkRequest(r, a); err != nil {
+			writeError(w, r, err)
+			return
+		}
 		next.ServeHTTP(w, r)
 	}))
 }
