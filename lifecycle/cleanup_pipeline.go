@@ -44,170 +44,223 @@ const (
 	segmentBudget                     // the time budget was spent, between two batches
 )
 
-// runSegment runs the rules over the collection from the run's cursor as a
-// pipeline: a reader reads pages (the next while the current one is sent
-// to workers), workers make the Plaid calls the rules need, and a few
-// writers apply their writes in BulkWriter batches, so reading, Plaid
-// latency and writing overlap. Memory is bounded by two pages and the
-// channels, whatever the collection size. When the budget is spent the
-// sender stops after a batch, everything in flight drains, and the run
-// checkpoints with the cursor after the last token sent. Cancelling ctx
-// (the lease was lost, the caller stopped) stops reading and Plaid calls;
-// what was decided is still written.
+// runSegment runs the rules over the collection from the run's cursor, to
+// the end or until budget is spent (see segment).
 func (s *Service) runSegment(ctx context.Context, run *RunRecord, budget time.Duration, progress func(Statistics), log *slog.Logger) (segmentEnd, error) {
-	started := time.Now() // the budget is wall time, whatever the domain clock says
-	rules := tokenRun{id: run.ID, actor: run.Actor, dryRun: run.DryRun,
-		threshold: time.Duration(run.DaysThreshold) * 24 * time.Hour}
 	pageSize := cmp.Or(s.Config.CleanupPageSize, DefaultCleanupPageSize)
-	workers := cmp.Or(s.Config.CleanupConcurrency, DefaultCleanupWorkers)
-	writeCtx := context.WithoutCancel(ctx)
-	ctx = WithPlaidPriority(ctx, PriorityBatch) // the default; said here because it matters
-
-	batch := min(pageSize, cleanupBatch)
-	tokens := make(chan *Token, batch)
-	outcomes := make(chan tokenOutcome, batch)
-	var (
-		cursor = run.Cursor // after the last token sent to a worker; read after Wait
-		end    = segmentFinished
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	budgetSpent := func() bool { return budget > 0 && time.Since(started) >= budget }
-
-	// The page reader reads the next page while the sender hands the
-	// current one to workers, so that a query's latency overlaps work.
-	// The sender stops it when the budget is spent.
-	type tokenPage struct {
-		tokens []*Token
-		next   string
+	seg := &segment{
+		svc: s, run: run, log: log, progress: progress,
+		rules: tokenRun{id: run.ID, actor: run.Actor, dryRun: run.DryRun,
+			threshold: time.Duration(run.DaysThreshold) * 24 * time.Hour},
+		pageSize: pageSize, batch: min(pageSize, cleanupBatch),
+		workers: cmp.Or(s.Config.CleanupConcurrency, DefaultCleanupWorkers),
+		budget:  budget, started: time.Now(), lastSave: time.Now(),
+		writeCtx: context.WithoutCancel(ctx),
+		cursor:   run.Cursor,
 	}
+	return seg.runStages(WithPlaidPriority(ctx, PriorityBatch))
+}
+
+// segment is one invocation's pass over the collection as a pipeline of
+// four stages, so that reading, Plaid latency and writing overlap:
+//
+//	readPages → send → decide (workers) → write (a few writers)
+//
+// readPages reads the next page while send hands the current one to the
+// workers; the workers make the Plaid calls the rules need; the writers
+// apply the outcomes in batches. Memory is bounded by two pages and the
+// channels, whatever the collection size. When the budget is spent, send
+// stops after a batch, everything in flight drains, and the run
+// checkpoints with the cursor after the last token sent. Cancelling the
+// context (the lease was lost, the caller stopped) stops reading and Plaid
+// calls; what was decided is still written.
+type segment struct {
+	svc      *Service
+	run      *RunRecord
+	rules    tokenRun
+	log      *slog.Logger
+	progress func(Statistics)
+
+	pageSize, batch, workers int
+	budget                   time.Duration
+	started                  time.Time       // the budget is wall time, whatever the domain clock says
+	writeCtx                 context.Context // detached: what Plaid confirmed is recorded even when the segment stops
+
+	// cursor (after the last token sent to a worker) and end are written
+	// by send alone, and read only after the stages' errgroup returned.
+	cursor string
+	end    segmentEnd
+
+	// mu guards what every writer adds to: run.Statistics, run.Errors and
+	// lastSave.
+	mu       sync.Mutex
+	lastSave time.Time
+}
+
+// tokenPage is one page of the collection as readPages hands it to send.
+type tokenPage struct {
+	tokens []*Token
+	next   string
+}
+
+// runStages runs the four stages and, when they all finished, moves the
+// run's cursor to where send stopped.
+func (g *segment) runStages(ctx context.Context) (segmentEnd, error) {
 	pages := make(chan tokenPage)
-	readCtx, stopReading := context.WithCancel(gctx)
+	tokens := make(chan *Token, g.batch)
+	outcomes := make(chan tokenOutcome, g.batch)
+	stages, sctx := errgroup.WithContext(ctx)
+	readCtx, stopReading := context.WithCancel(sctx)
 	defer stopReading()
-	g.Go(func() error { // page reader
+
+	stages.Go(func() error {
 		defer close(pages)
-		after := run.Cursor
-		for {
-			page, next, err := s.Tokens.Page(readCtx, after, pageSize)
-			if err != nil {
-				if readCtx.Err() != nil && gctx.Err() == nil {
-					return nil // the sender stopped at the budget
-				}
-				return err
-			}
-			select {
-			case pages <- tokenPage{page, next}:
-			case <-readCtx.Done():
-				return nil // the sender stopped; a cancelled segment's error is the sender's
-			}
-			if next == "" {
-				return nil
-			}
-			after = next
-		}
+		return g.readPages(sctx, readCtx, pages)
 	})
-	g.Go(func() error { // sender
+	stages.Go(func() error {
 		defer close(tokens)
 		defer stopReading()
-		sent := 0
-		for p := range pages {
-			for i, t := range p.tokens {
-				select {
-				case tokens <- t:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-				p.tokens[i] = nil // the page no longer holds it: memory is one page, not two
-				cursor = t.ItemID
-				sent++
-				more := i < len(p.tokens)-1 || p.next != ""
-				if sent%batch == 0 && more && budgetSpent() {
-					end = segmentBudget
-					return nil
-				}
-			}
-			if p.next == "" {
-				return nil
-			}
-			cursor = p.next // past the page's documents that are not tokens
-			if budgetSpent() {
-				end = segmentBudget
-				return nil
-			}
-		}
-		return gctx.Err() // the page reader failed, or the segment was cancelled
+		return g.send(sctx, pages, tokens)
 	})
-
-	g.Go(func() error { // workers
+	stages.Go(func() error {
 		defer close(outcomes)
-		var wg errgroup.Group
-		for range workers {
-			wg.Go(func() error {
-				for t := range tokens {
-					if gctx.Err() != nil {
-						continue // stopping: drain what the reader sent, undecided
-					}
-					o := s.decideToken(gctx, t, rules, log)
-					// Sent even when gctx is done: a decided outcome (a
-					// removal Plaid confirmed) must reach a writer.
-					outcomes <- o
-					if o.fatal != nil {
-						return o.fatal
-					}
-				}
-				return nil
-			})
-		}
-		return wg.Wait()
+		return g.decide(sctx, tokens, outcomes)
 	})
-
-	// Writers: a few, so that one batch's round trips to Firestore overlap
-	// the next. They share the run's totals under mu.
-	var mu sync.Mutex
-	lastSave := time.Now()
-	record := func(stats Statistics, errs []RunError) {
-		mu.Lock()
-		defer mu.Unlock()
-		run.Statistics.Add(stats)
-		run.Errors = appendBounded(run.Errors, errs...)
-		if progress != nil {
-			progress(run.Statistics)
-		}
-		if time.Since(lastSave) < progressSaveEvery {
-			return
-		}
-		// Show progress in the record; a failure only delays that.
-		lastSave = time.Now()
-		if err := s.Runs.SaveRun(writeCtx, run); err != nil {
-			log.WarnContext(ctx, "saving cleanup progress failed", slog.String("error", err.Error()))
-		}
-	}
 	var writers sync.WaitGroup
-	for range min(cleanupWriters, workers) {
-		writers.Go(func() {
-			batch := make([]tokenOutcome, 0, maxWriteBatch)
-			flush := func() {
-				record(s.writeOutcomes(writeCtx, run, batch, log))
-				batch = batch[:0]
-			}
-			for o := range outcomes {
-				batch = append(batch, o)
-				if len(batch) >= maxWriteBatch || len(outcomes) == 0 {
-					flush()
-				}
-			}
-			if len(batch) > 0 {
-				flush()
-			}
-		})
+	for range min(cleanupWriters, g.workers) {
+		writers.Go(func() { g.write(outcomes) })
 	}
 
-	err := g.Wait()
+	err := stages.Wait()
 	writers.Wait()
 	if err != nil {
-		return end, err
+		return g.end, err
 	}
-	run.Cursor = cursor
-	return end, nil
+	g.run.Cursor = g.cursor
+	return g.end, nil
+}
+
+// readPages reads pages from the run's cursor until the collection ends or
+// send stops it (readCtx is cancelled at the budget).
+func (g *segment) readPages(ctx, readCtx context.Context, pages chan<- tokenPage) error {
+	after := g.run.Cursor
+	for {
+		page, next, err := g.svc.Tokens.Page(readCtx, after, g.pageSize)
+		if err != nil {
+			if readCtx.Err() != nil && ctx.Err() == nil {
+				return nil // send stopped at the budget
+			}
+			return err
+		}
+		select {
+		case pages <- tokenPage{page, next}:
+		case <-readCtx.Done():
+			return nil // send stopped; a cancelled segment's error is send's
+		}
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
+}
+
+// send hands tokens to the workers, advancing the cursor, and stops at a
+// batch boundary once the budget is spent.
+func (g *segment) send(ctx context.Context, pages <-chan tokenPage, tokens chan<- *Token) error {
+	sent := 0
+	for p := range pages {
+		for i, t := range p.tokens {
+			select {
+			case tokens <- t:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			p.tokens[i] = nil // the page no longer holds it: memory is one page, not two
+			g.cursor = t.ItemID
+			sent++
+			more := i < len(p.tokens)-1 || p.next != ""
+			if sent%g.batch == 0 && more && g.budgetSpent() {
+				g.end = segmentBudget
+				return nil
+			}
+		}
+		if p.next == "" {
+			return nil
+		}
+		g.cursor = p.next // past the page's documents that are not tokens
+		if g.budgetSpent() {
+			g.end = segmentBudget
+			return nil
+		}
+	}
+	return ctx.Err() // readPages failed, or the segment was cancelled
+}
+
+func (g *segment) budgetSpent() bool {
+	return g.budget > 0 && time.Since(g.started) >= g.budget
+}
+
+// decide runs the workers: each applies the rules to one token at a time.
+// A decided outcome is passed on even when the segment is stopping (a
+// removal Plaid confirmed must reach a writer); tokens not yet decided are
+// drained undecided.
+func (g *segment) decide(ctx context.Context, tokens <-chan *Token, outcomes chan<- tokenOutcome) error {
+	var workers errgroup.Group
+	for range g.workers {
+		workers.Go(func() error {
+			for t := range tokens {
+				if ctx.Err() != nil {
+					continue
+				}
+				o := g.svc.decideToken(ctx, t, g.rules, g.log)
+				outcomes <- o
+				if o.fatal != nil {
+					return o.fatal
+				}
+			}
+			return nil
+		})
+	}
+	return workers.Wait()
+}
+
+// write is one writer: it applies outcomes in batches of up to
+// maxWriteBatch, or fewer when no more are waiting, and records the totals.
+func (g *segment) write(outcomes <-chan tokenOutcome) {
+	batch := make([]tokenOutcome, 0, maxWriteBatch)
+	flush := func() {
+		g.record(g.svc.writeOutcomes(g.writeCtx, g.run, batch, g.log))
+		batch = batch[:0]
+	}
+	for o := range outcomes {
+		batch = append(batch, o)
+		if len(batch) >= maxWriteBatch || len(outcomes) == 0 {
+			flush()
+		}
+	}
+	if len(batch) > 0 {
+		flush()
+	}
+}
+
+// record adds a written batch to the run's totals, reports progress, and
+// saves the run's record at most every progressSaveEvery (a failed save
+// only delays the progress it shows).
+func (g *segment) record(stats Statistics, errs []RunError) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.run.Statistics.Add(stats)
+	g.run.Errors = appendBounded(g.run.Errors, errs...)
+	if g.progress != nil {
+		g.progress(g.run.Statistics)
+	}
+	if time.Since(g.lastSave) < progressSaveEvery {
+		return
+	}
+	g.lastSave = time.Now()
+	if err := g.svc.Runs.SaveRun(g.writeCtx, g.run); err != nil {
+		g.log.WarnContext(g.writeCtx, "saving cleanup progress failed", slog.String("error", err.Error()))
+	}
 }
 
 func appendBounded(dst []RunError, src ...RunError) []RunError {
