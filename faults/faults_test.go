@@ -676,7 +676,8 @@ func anotherWriter(t *testing.T) {
 
 // Scenario 6. `kill -9` of a CLI cleanup in the middle of its run (just
 // as Plaid removes an Item for it); a rerun is refused while the dead
-// run's lease holds, naming it and --take-over; --take-over then
+// run's lease holds, naming it and --take-over; --take-over is refused
+// too while the run's last renewal is recent, and --take-over --force then
 // completes. Then a second run is killed, and once its lease lapses a
 // plain rerun completes.
 func kill9(t *testing.T) {
@@ -736,7 +737,14 @@ func kill9(t *testing.T) {
 			t.Errorf("the refusal %q does not say %q", msg, want)
 		}
 	}
-	takeOver := w.cleanup("cleanup-take-over", 2*time.Minute, "--take-over", dead).report(t)
+	// It renewed its lease moments before it died, so it looks alive: a
+	// plain take-over is refused, naming --force; the operator, who knows
+	// the process is gone, forces it.
+	alive := w.cleanup("cleanup-take-over-refused", 2*time.Minute, "--take-over", dead)
+	if msg := lastLine(alive.stderr.String()); alive.code != 1 || !strings.Contains(msg, "--force") {
+		t.Errorf("take-over of a run that renewed its lease moments ago: exit %d, %q; want 1, naming --force", alive.code, msg)
+	}
+	takeOver := w.cleanup("cleanup-take-over", 2*time.Minute, "--take-over", dead, "--force").report(t)
 	if r := w.run(dead); r.Status != lifecycle.RunAbandoned || r.SupersededBy != takeOver.RunID {
 		t.Errorf("taken-over run %s: status %s, superseded by %q; want abandoned, by %s", dead, r.Status, r.SupersededBy, takeOver.RunID)
 	}

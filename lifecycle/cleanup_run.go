@@ -56,8 +56,11 @@ type CleanupRequest struct {
 	// checkpoints and is handed over to the Continuer. Zero runs to the end.
 	Budget time.Duration
 	// TakeOver names a run holding the lease that the operator knows is
-	// dead: it is marked abandoned and this run takes the lease.
-	TakeOver string
+	// dead: it is marked abandoned and this run takes the lease. A run that
+	// renewed its lease recently is alive and is not taken over unless
+	// ForceTakeOver says so.
+	TakeOver      string
+	ForceTakeOver bool
 	// Progress, if set, is called after each batch with the run's totals.
 	Progress func(Statistics)
 }
@@ -134,6 +137,18 @@ func (s *Service) StartCleanup(ctx context.Context, req CleanupRequest) (*Cleanu
 	}
 	res := &CleanupResult{RunID: run.ID, DryRun: run.DryRun}
 	if err := s.handOver(ctx, run); err != nil {
+		if run.DryRun {
+			// Nothing resumes a dry run (it holds no lease): say it ended.
+			_, uerr := s.Runs.UpdateRun(context.WithoutCancel(ctx), run.ID, func(r *RunRecord) bool {
+				r.Status, r.EndedAt, r.Failure = RunFailed, s.Clock.Now(), "its continuation could not be queued: "+err.Error()
+				return true
+			})
+			if uerr != nil {
+				Logger(ctx).WarnContext(ctx, "recording an unqueued dry run as failed failed; it will read as failed once its lease lapses",
+					slog.String("run_id", run.ID), slog.String("error", uerr.Error()))
+			}
+			return res, WrapError(CodeUnavailable, err, "the dry run could not be queued and did not run; try again")
+		}
 		return res, WrapError(CodeUnavailable, err, "the cleanup run was created but could not be queued; the next scheduled run resumes it")
 	}
 	res.HandedOver = true
@@ -146,7 +161,7 @@ func (s *Service) claimNewRun(ctx context.Context, req CleanupRequest, checkpoin
 		return nil, err
 	}
 	now := s.Clock.Now()
-	c := claimRequest{takeOver: req.TakeOver, startCheckpointed: checkpointed, newRun: &RunRecord{
+	c := claimRequest{takeOver: req.TakeOver, forceTakeOver: req.ForceTakeOver, startCheckpointed: checkpointed, newRun: &RunRecord{
 		ID: uuid.NewString(), Kind: "cleanup", Trigger: req.Trigger, Actor: req.Actor,
 		DryRun: req.DryRun, DaysThreshold: req.DaysThreshold, StartedAt: now,
 	}}
@@ -156,14 +171,19 @@ func (s *Service) claimNewRun(ctx context.Context, req CleanupRequest, checkpoin
 		ids = []string{req.TakeOver}
 	}
 	err := s.Runs.ClaimCleanup(ctx, "", ids, func(st ClaimState) (ClaimWrites, error) {
-		w, o, err := s.decideClaim(st, c, now)
+		w, o, err := decideClaim(st, c, now, s.leaseTTL())
 		out = o
 		return w, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if out.abandoned != nil {
+	switch {
+	case out.forcedLive:
+		Logger(ctx).ErrorContext(ctx, "cleanup run taken over while alive: both runs work until it notices",
+			slog.String("run_id", out.abandoned.ID), slog.String("superseded_by", out.run.ID),
+			slog.String("actor", out.run.Actor))
+	case out.abandoned != nil:
 		Logger(ctx).WarnContext(ctx, "cleanup run abandoned", slog.String("run_id", out.abandoned.ID),
 			slog.String("superseded_by", out.run.ID), slog.String("reason", out.abandoned.Failure))
 	}
@@ -194,7 +214,7 @@ func (s *Service) RunScheduledCleanup(ctx context.Context, ev CleanupEvent) (*Sc
 	}
 	var out claimOutcome
 	err := s.Runs.ClaimCleanup(ctx, ev.EventID, ids, func(st ClaimState) (ClaimWrites, error) {
-		w, o, err := s.decideClaim(st, c, now)
+		w, o, err := decideClaim(st, c, now, s.leaseTTL())
 		out = o
 		return w, err
 	})
@@ -243,169 +263,44 @@ func (s *Service) RunScheduledCleanup(ctx context.Context, ev CleanupEvent) (*Sc
 	return outcome, nil
 }
 
-// CleanupRun returns a run's record (GET .../cleanup/runs/{run_id}).
+// CleanupRun returns a run's record (GET .../cleanup/runs/{run_id}). A run
+// that died is reported, and recorded, as failed (markDead), so that nobody
+// waits for it.
 func (s *Service) CleanupRun(ctx context.Context, id string) (*RunRecord, error) {
 	run, err := s.Runs.GetRun(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, Errorf(CodeNotFound, "no cleanup run %s", id)
 	}
-	return run, err
+	if err != nil {
+		return nil, err
+	}
+	if probe := *run; !markDead(&probe, s.Clock.Now()) {
+		return run, nil
+	}
+	return s.Runs.UpdateRun(ctx, id, func(r *RunRecord) bool { return markDead(r, s.Clock.Now()) })
 }
 
-// claimRequest is what a caller asks of ClaimCleanup.
-type claimRequest struct {
-	eventID           string
-	continueRunID     string
-	scheduled         bool   // a DailyCleanup delivery
-	takeOver          string // run id an operator takes the lease from
-	newRun            *RunRecord
-	startCheckpointed bool // create the run checkpointed, to hand it over at once
-}
-
-// claimOutcome is what the claim decided.
-type claimOutcome struct {
-	action     string
-	run        *RunRecord // the run this invocation now runs; nil: none
-	abandoned  *RunRecord // a run this claim marked abandoned
-	heldBy     *Lease     // the live lease that kept a new run from starting
-	retryLater bool
-}
-
-// decideClaim is the state machine at the top of this file: from what the
-// claim's transaction read, what it writes and what this invocation does.
-func (s *Service) decideClaim(st ClaimState, req claimRequest, now time.Time) (ClaimWrites, claimOutcome, error) {
-	ttl := s.leaseTTL()
-	var w ClaimWrites
-	var out claimOutcome
-	leaseLive := st.Lease != nil && st.Lease.Holder != "" && now.Before(st.Lease.ExpiresAt)
-	recordEvent := func(runID, outcome string) {
-		if req.eventID != "" && st.Event == nil {
-			w.Event = &EventRecord{EventID: req.eventID, Kind: eventKindCleanup, RunID: runID, Outcome: outcome,
-				ReceivedAt: now, ExpireAt: now.Add(eventRecordTTL)}
-		}
+// markDead marks run failed when nothing will ever move it on again: it
+// says running but its lease lapsed unrenewed (its process died, or was
+// stopped), or it is a dry run (which holds no lease, so no scheduled run
+// resumes it) checkpointed past its lease because its continuation never
+// came. A checkpointed run that is not a dry run is left as it is: it still
+// holds the cleanup lease, and the next scheduled run resumes it.
+func markDead(run *RunRecord, now time.Time) bool {
+	if !now.After(run.LeaseUntil) {
+		return false
 	}
-	take := func(run *RunRecord, action string) {
-		run.LeaseUntil = now.Add(ttl)
-		run.SegmentEvent = req.eventID
-		run.ContinuationSent = false
-		if req.eventID != "" {
-			run.EventIDs = append(run.EventIDs, req.eventID)
-		}
-		if !run.DryRun {
-			w.Lease = &Lease{Holder: run.ID, ExpiresAt: run.LeaseUntil, Trigger: run.Trigger, Actor: run.Actor, StartedAt: run.StartedAt}
-		}
-		w.Runs = append(w.Runs, run)
-		recordEvent(run.ID, action)
-		out.action, out.run = action, run
-	}
-	resume := func(run *RunRecord) {
-		if !run.DryRun && leaseLive && st.Lease.Holder != run.ID {
-			// Another run holds the lease: this one was superseded.
-			out.action, out.heldBy = actionSkipped, st.Lease
-			recordEvent(run.ID, actionSkipped)
-			return
-		}
-		run.Status = RunRunning
-		run.Invocations++
-		take(run, actionResumed)
-	}
-	abandon := func(run *RunRecord, by *RunRecord, why string) {
-		run.Status, run.EndedAt, run.SupersededBy = RunAbandoned, now, by.ID
-		run.Failure = why
-		run.ContinuationSent = false
-		w.Runs = append(w.Runs, run)
-		out.abandoned = run
-	}
-	// continueRun decides for a run this delivery names: the run its event
-	// record points to (a redelivery) or its continuation message.
-	continueRun := func(run *RunRecord, redelivery bool) {
-		segmentAlive := run.Status == RunRunning && now.Before(run.LeaseUntil)
-		switch {
-		case run.Status.Finished():
-			out.action = actionFinished
-			recordEvent(run.ID, actionFinished)
-		case run.Status == RunCheckpointed && redelivery && run.ContinuationSent:
-			out.action = actionDuplicate // its continuation is on its way
-		case run.Status == RunCheckpointed, !segmentAlive:
-			resume(run)
-		case redelivery && run.SegmentEvent == req.eventID:
-			// This event's own invocation may still be running, or may have
-			// died: only the lease will tell. Ask Pub/Sub to come back.
-			out.action, out.retryLater = actionInProgress, true
-		default:
-			out.action = actionInProgress // another delivery runs it
-			recordEvent(run.ID, actionInProgress)
-		}
-	}
-
-	if st.Event != nil { // a redelivery
-		run := st.Runs[st.Event.RunID]
-		if run == nil {
-			out.action = actionDuplicate
-			return w, out, nil
-		}
-		continueRun(run, true)
-		return w, out, nil
-	}
-	if req.continueRunID != "" {
-		run := st.Runs[req.continueRunID]
-		if run == nil {
-			out.action = actionDropped
-			recordEvent("", actionDropped)
-			return w, out, nil
-		}
-		continueRun(run, false)
-		return w, out, nil
-	}
-
-	// A new run.
-	run := req.newRun
-	run.Status, run.Invocations = RunRunning, 1
-	if req.startCheckpointed {
-		run.Status, run.Invocations = RunCheckpointed, 0
-	}
-	var holder *RunRecord
-	if st.Lease != nil {
-		holder = st.Runs[st.Lease.Holder]
-	}
+	lapsed := run.LeaseUntil.UTC().Format(time.RFC3339)
 	switch {
-	case req.takeOver != "":
-		if st.Lease == nil || st.Lease.Holder != req.takeOver {
-			who := "no run"
-			if st.Lease != nil && st.Lease.Holder != "" {
-				who = "run " + st.Lease.Holder
-			}
-			return w, out, Errorf(CodeConflict, "run %s does not hold the cleanup lease (%s does); nothing to take over", req.takeOver, who)
-		}
-		if run.DryRun {
-			return w, out, Errorf(CodeInvalid, "a dry run takes no lease; it cannot take one over")
-		}
-		if holder != nil && !holder.Status.Finished() {
-			abandon(holder, run, fmt.Sprintf("taken over by %s as run %s", run.Actor, run.ID))
-		}
-	case run.DryRun:
-		// A dry run changes nothing, so it needs no exclusivity.
-	case leaseLive:
-		if req.scheduled {
-			out.action, out.heldBy = actionSkipped, st.Lease
-			recordEvent(st.Lease.Holder, actionSkipped)
-			return w, out, nil
-		}
-		return w, out, leaseHeld(st.Lease)
-	case holder != nil && !holder.Status.Finished():
-		// The lease lapsed on a run that never finished: its invocation
-		// died, or its continuation was lost.
-		if req.scheduled {
-			// Resume it from its cursor rather than start over.
-			if holder.Status == RunRunning || holder.Status == RunCheckpointed {
-				resume(holder)
-				return w, out, nil
-			}
-		}
-		abandon(holder, run, fmt.Sprintf("its lease lapsed; superseded by run %s (%s)", run.ID, run.Trigger))
+	case run.Status == RunRunning:
+		run.Failure = "the process died: its invocation stopped renewing its lease, which lapsed at " + lapsed
+	case run.Status == RunCheckpointed && run.DryRun:
+		run.Failure = "its continuation never came (the lease lapsed at " + lapsed + "); a dry run is not resumed by the schedule"
+	default:
+		return false
 	}
-	take(run, actionStarted)
-	return w, out, nil
+	run.Status, run.EndedAt = RunFailed, now
+	return true
 }
 
 func (s *Service) leaseTTL() time.Duration {
@@ -431,30 +326,50 @@ func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time
 
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSaveTimeout)
 	defer cancel()
-	now := s.Clock.Now()
-	switch {
-	case lost:
-		// Another run took the lease over and marked this one abandoned:
-		// its record is that run's to write now.
+	if lost {
+		// Another run took the lease over and the record is that run's to
+		// write now; SaveRun still adds what this invocation did to it.
+		if err := s.saveFinalRecord(saveCtx, run); err != nil && !errors.Is(err, ErrLeaseLost) {
+			log.WarnContext(ctx, "recording what the superseded run did failed", slog.String("error", err.Error()))
+		}
 		log.ErrorContext(ctx, "cleanup run lost its lease and stopped", run.Statistics.logAttrs()...)
 		return s.result(run), ErrLeaseLost
+	}
+	s.settle(saveCtx, run, end, runErr, log)
+	if err := s.recordEnd(saveCtx, run, runErr, log); err != nil {
+		return s.result(run), err
+	}
+	return s.result(run), nil
+}
+
+// settle sets the status an invocation ends with: failed, checkpointed
+// (keeping the lease for the continuation) or succeeded.
+func (s *Service) settle(ctx context.Context, run *RunRecord, end segmentEnd, runErr error, log *slog.Logger) {
+	now := s.Clock.Now()
+	switch {
 	case runErr != nil:
 		run.Status, run.Failure, run.EndedAt = RunFailed, runErr.Error(), now
 	case end == segmentBudget:
 		run.Status = RunCheckpointed
 		run.LeaseUntil = now.Add(s.leaseTTL()) // held for the continuation
-		if err := s.Runs.RenewLease(saveCtx, run, run.LeaseUntil); err != nil {
+		if err := s.Runs.RenewLease(ctx, run, now, run.LeaseUntil); err != nil {
 			log.WarnContext(ctx, "extending the lease of a checkpointed run failed", slog.String("error", err.Error()))
 		}
 	default:
 		run.Status, run.EndedAt = RunSucceeded, now
 	}
-	saveErr := s.saveFinalRecord(saveCtx, run)
-	if saveErr != nil {
-		if errors.Is(saveErr, ErrLeaseLost) {
-			log.ErrorContext(ctx, "cleanup run was taken over by another invocation", run.Statistics.logAttrs()...)
-			return s.result(run), saveErr
-		}
+}
+
+// recordEnd saves the run's record as settle left it, frees the lease of a
+// finished run, and logs the outcome. It returns the run's error, or the
+// save's when the record could not be written.
+func (s *Service) recordEnd(ctx context.Context, run *RunRecord, runErr error, log *slog.Logger) error {
+	saveErr := s.saveFinalRecord(ctx, run)
+	switch {
+	case errors.Is(saveErr, ErrLeaseLost):
+		log.ErrorContext(ctx, "cleanup run was taken over by another invocation", run.Statistics.logAttrs()...)
+		return saveErr
+	case saveErr != nil:
 		// The stored record still says running: the lease must keep naming
 		// this run, so that once it lapses the next run finds it unfinished
 		// and resumes or supersedes it. Released, nothing would point at
@@ -467,9 +382,8 @@ func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time
 				run.Status = RunFailed
 			}
 		}
-	}
-	if run.Status.Finished() && !run.DryRun && saveErr == nil {
-		if err := s.Runs.ReleaseLease(saveCtx, run.ID); err != nil {
+	case run.Status.Finished() && !run.DryRun:
+		if err := s.Runs.ReleaseLease(ctx, run.ID); err != nil {
 			log.WarnContext(ctx, "releasing cleanup lease failed", slog.String("error", err.Error()))
 		}
 	}
@@ -478,15 +392,14 @@ func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time
 	case RunCheckpointed:
 		log.InfoContext(ctx, "cleanup run checkpointed", attrs...)
 	case RunFailed:
-		attrs = append(attrs, slog.String("error", run.Failure))
-		log.ErrorContext(ctx, "cleanup run finished", attrs...)
+		log.ErrorContext(ctx, "cleanup run finished", append(attrs, slog.String("error", run.Failure))...)
 	default:
 		log.InfoContext(ctx, "cleanup run finished", attrs...)
 	}
 	if runErr != nil {
-		return s.result(run), fmt.Errorf("cleanup run %s: %w", run.ID, runErr)
+		return fmt.Errorf("cleanup run %s: %w", run.ID, runErr)
 	}
-	return s.result(run), nil
+	return nil
 }
 
 // saveFinalRecord saves how an invocation ended, retrying while Firestore
@@ -519,7 +432,7 @@ func (s *Service) keepLease(ctx context.Context, run *RunRecord, cancel context.
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		tick := time.NewTicker(ttl / 5)
+		tick := time.NewTicker(leaseRenewEvery(ttl))
 		defer tick.Stop()
 		for {
 			select {
@@ -531,8 +444,8 @@ func (s *Service) keepLease(ctx context.Context, run *RunRecord, cancel context.
 			}
 			// The renewal lives in the store only: run is the pipeline's to
 			// write meanwhile, and SaveRun keeps the later lease_until.
-			until := s.Clock.Now().Add(ttl)
-			err := s.Runs.RenewLease(context.WithoutCancel(ctx), run, until)
+			now := s.Clock.Now()
+			err := s.Runs.RenewLease(context.WithoutCancel(ctx), run, now, now.Add(ttl))
 			switch {
 			case err == nil:
 			case errors.Is(err, ErrLeaseLost):

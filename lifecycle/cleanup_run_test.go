@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,7 +157,7 @@ func killRun(t *testing.T, env *testenv.Env, continuer *testenv.Continuer, at ti
 		t.Fatal(err)
 	}
 	_, err := env.Client.Collection(lifecycle.LocksCollection).Doc("cleanup").Set(context.Background(), lifecycle.Lease{
-		Holder: run.ID, ExpiresAt: run.LeaseUntil, Trigger: run.Trigger, Actor: run.Actor, StartedAt: run.StartedAt,
+		Holder: run.ID, ExpiresAt: run.LeaseUntil, RenewedAt: at, Trigger: run.Trigger, Actor: run.Actor, StartedAt: run.StartedAt,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +190,16 @@ func TestDeadRunRefusalSaysWhoAndTakeOver(t *testing.T) {
 	if _, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, TakeOver: "not-the-holder"}); lifecycle.ErrorCode(err) != lifecycle.CodeConflict {
 		t.Errorf("take-over of a run that holds nothing: %v, want conflict", err)
 	}
-	res, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops", TakeOver: dead.ID})
+	// A run that renewed its lease moments ago is alive: taking it over
+	// would have two runs call Plaid for the same tokens.
+	takeOver := lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops", TakeOver: dead.ID}
+	_, err = env.Service.Cleanup(context.Background(), takeOver)
+	if lifecycle.ErrorCode(err) != lifecycle.CodeConflict || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("take-over of a run that just renewed its lease: %v, want a conflict that names --force", err)
+	}
+	// Silent for two renewal periods, it is dead though its lease holds.
+	env.Clock.Advance(2*lifecycle.DefaultCleanupLeaseTTL/5 + time.Second)
+	res, err := env.Service.Cleanup(context.Background(), takeOver)
 	if err != nil {
 		t.Fatalf("take-over: %v", err)
 	}
@@ -261,22 +271,26 @@ func TestRunStopsWhenItsLeaseIsTakenOver(t *testing.T) {
 		c.CleanupPageSize, c.CleanupConcurrency, c.CleanupLeaseTTL = 10, 1, 500*time.Millisecond
 	}))
 	env.Seed(t, mixedTokens(200)...)
-	env.Plaid.SetLatency(20 * time.Millisecond)
-	var once sync.Once
+	// The first run's 20th Plaid call answers only once an operator has
+	// taken the run over (forced: it is alive) and the take-over finished.
+	var calls atomic.Int32
 	takeOver := make(chan *lifecycle.CleanupResult, 1)
 	env.Plaid.OnCall(func(string, string) {
-		once.Do(func() {
-			go func() {
-				// The first run holds the lease; an operator takes it over.
-				runs := env.CleanupRuns(t)
-				res, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI,
-					Actor: "cli:ops", TakeOver: runs[0].ID})
-				if err != nil {
-					t.Errorf("take-over: %v", err)
-				}
-				takeOver <- res
-			}()
-		})
+		if calls.Add(1) != 20 {
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runs := env.CleanupRuns(t)
+			res, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI,
+				Actor: "cli:ops", TakeOver: runs[0].ID, ForceTakeOver: true})
+			if err != nil {
+				t.Errorf("take-over: %v", err)
+			}
+			takeOver <- res
+		}()
+		<-done
 	})
 	_, err := env.Service.Cleanup(context.Background(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:first"})
 	if !errors.Is(err, lifecycle.ErrLeaseLost) {
@@ -294,10 +308,27 @@ func TestRunStopsWhenItsLeaseIsTakenOver(t *testing.T) {
 	if r := byID[res.RunID]; r == nil || r.Status != lifecycle.RunSucceeded {
 		t.Errorf("taking-over run = %+v, want succeeded", r)
 	}
+	cleaned := 0
 	for id, r := range byID {
-		if id != res.RunID && r.Status != lifecycle.RunAbandoned {
+		cleaned += r.Statistics.TotalCleaned
+		if id == res.RunID {
+			continue
+		}
+		if r.Status != lifecycle.RunAbandoned {
 			t.Errorf("first run %s = %s, want abandoned", id, r.Status)
 		}
+		// Superseded, it still recorded what it did before it noticed.
+		if r.Statistics.TotalChecked == 0 {
+			t.Errorf("first run %s records no statistics, though it worked until the take-over", id)
+		}
+	}
+	// Every deleted document is counted by exactly one of the two runs.
+	left, err := env.Client.Collection(lifecycle.TokensCollection).Documents(context.Background()).GetAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted := 200 - len(left); cleaned != deleted {
+		t.Errorf("the runs count %d removals in all; %d documents were deleted", cleaned, deleted)
 	}
 }
 
@@ -313,7 +344,7 @@ func TestStalledInvocationCannotRenew(t *testing.T) {
 	if out := scheduled(t, env, lifecycle.CleanupEvent{EventID: "evt-killed", DaysThreshold: 90}); out.Action != "resumed" {
 		t.Fatalf("redelivery after the lease lapsed: action %q, want resumed", out.Action)
 	}
-	if err := env.Runs.RenewLease(context.Background(), &stalled, testenv.Now.Add(time.Hour)); !errors.Is(err, lifecycle.ErrLeaseLost) {
+	if err := env.Runs.RenewLease(context.Background(), &stalled, testenv.Now, testenv.Now.Add(time.Hour)); !errors.Is(err, lifecycle.ErrLeaseLost) {
 		t.Errorf("the stalled invocation renewed: %v, want ErrLeaseLost", err)
 	}
 	if err := env.Runs.SaveRun(context.Background(), &stalled); !errors.Is(err, lifecycle.ErrLeaseLost) {
@@ -381,5 +412,53 @@ func TestRunFinalSaveFailureKeepsTheLease(t *testing.T) {
 	next := cleanup(t, env, lifecycle.CleanupRequest{Actor: "cli:ops"})
 	if old := env.Run(t, res.RunID); old.Status != lifecycle.RunAbandoned || old.SupersededBy != next.RunID {
 		t.Errorf("the unsaved run is %s, superseded by %q; want abandoned by %s", old.Status, old.SupersededBy, next.RunID)
+	}
+}
+
+// A dry run holds no lease, so nothing ever resumes it: one whose process
+// died, or whose continuation never came, must not read as running for
+// ever (manage-tokens run --follow would poll until killed). Reading it
+// marks it failed; an async dry run that could not be queued says so.
+func TestDeadDryRunReadsFailed(t *testing.T) {
+	t.Parallel()
+	env, continuer := pagedEnv(t, 250)
+	ctx := context.Background()
+
+	// Checkpointed, then its continuation is lost.
+	continuer.FailNext(1)
+	res, err := env.Service.Cleanup(ctx, lifecycle.CleanupRequest{DaysThreshold: 90, DryRun: true, Trigger: lifecycle.TriggerCLI,
+		Actor: "cli:ops", Budget: time.Nanosecond})
+	if err != nil || res.Done || res.HandedOver {
+		t.Fatalf("dry run with a lost continuation: %+v, %v; want checkpointed, not handed over", res, err)
+	}
+	if run, err := env.Service.CleanupRun(ctx, res.RunID); err != nil || run.Status != lifecycle.RunCheckpointed {
+		t.Fatalf("within its lease: %v, %v; want checkpointed", run, err)
+	}
+	env.Clock.Advance(lifecycle.DefaultCleanupLeaseTTL + time.Second)
+	run, err := env.Service.CleanupRun(ctx, res.RunID)
+	if err != nil || run.Status != lifecycle.RunFailed || !strings.Contains(run.Failure, "continuation never came") {
+		t.Fatalf("past its lease: %+v, %v; want failed, saying its continuation never came", run, err)
+	}
+	if stored := env.Run(t, res.RunID); stored.Status != lifecycle.RunFailed || stored.EndedAt.IsZero() {
+		t.Errorf("stored record = %s ended %v, want failed with an end", stored.Status, stored.EndedAt)
+	}
+
+	// Running when its process died.
+	dead := killRun(t, env, continuer, env.Clock.Now())
+	env.Clock.Advance(lifecycle.DefaultCleanupLeaseTTL + time.Second)
+	if run, err := env.Service.CleanupRun(ctx, dead.ID); err != nil || run.Status != lifecycle.RunFailed ||
+		!strings.Contains(run.Failure, "the process died") {
+		t.Errorf("a running run past its lease reads %+v, %v; want failed: the process died", run, err)
+	}
+
+	// An async dry run whose continuation cannot be queued did not run.
+	continuer.FailNext(1)
+	started, err := env.Service.StartCleanup(ctx, lifecycle.CleanupRequest{DaysThreshold: 90, DryRun: true, Trigger: lifecycle.TriggerHTTP, Actor: "admin"})
+	if lifecycle.ErrorCode(err) != lifecycle.CodeUnavailable || strings.Contains(err.Error(), "resumes") ||
+		!strings.Contains(err.Error(), "did not run") {
+		t.Fatalf("async dry run that could not be queued: %v; want unavailable, saying it did not run", err)
+	}
+	if stored := env.Run(t, started.RunID); stored.Status != lifecycle.RunFailed {
+		t.Errorf("unqueued dry run = %s, want failed", stored.Status)
 	}
 }

@@ -62,38 +62,84 @@ func decodeRun(snap *firestore.DocumentSnapshot) (*RunRecord, error) {
 
 // SaveRun writes the whole run record, in a transaction that first checks
 // the stored record is still this invocation's, keeping the later of the
-// stored and the given lease_until.
+// stored and the given lease_until. A record superseded at this invocation
+// gets this invocation's statistics and errors only.
 func (s *FirestoreRunStore) SaveRun(ctx context.Context, run *RunRecord) error {
 	run.Errors = boundErrors(run.Errors)
 	ref := s.runRef(run.ID)
+	var lost error // the transaction commits, then SaveRun reports it
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		lost = nil
 		snap, err := tx.Get(ref)
 		switch {
 		case isNotFound(err):
+			return tx.Set(ref, run)
 		case err != nil:
 			return err
-		default:
-			stored, err := decodeRun(snap)
-			if err != nil {
-				return err
+		}
+		stored, err := decodeRun(snap)
+		if err != nil {
+			return err
+		}
+		if lost = invocationLost(stored, run); lost != nil {
+			if stored.Invocations != run.Invocations {
+				return nil
 			}
-			if stored.Invocations != run.Invocations || (stored.Status == RunAbandoned && run.Status != RunAbandoned) {
-				return fmt.Errorf("run %s is %s at invocation %d: %w", run.ID, stored.Status, stored.Invocations, ErrLeaseLost)
-			}
-			// The lease keeper renews lease_until in the store alone.
-			if stored.LeaseUntil.After(run.LeaseUntil) {
-				run.LeaseUntil = stored.LeaseUntil
-			}
+			// Superseded while it worked: what it did is still recorded.
+			return tx.Update(ref, []firestore.Update{{Path: "statistics", Value: run.Statistics},
+				{Path: "errors", Value: run.Errors}})
+		}
+		// The lease keeper renews lease_until in the store alone.
+		if stored.LeaseUntil.After(run.LeaseUntil) {
+			run.LeaseUntil = stored.LeaseUntil
 		}
 		return tx.Set(ref, run)
 	})
 	if err != nil {
-		if errors.Is(err, ErrLeaseLost) {
-			return err
-		}
 		return fmt.Errorf("saving run %s: %w", run.ID, storeError(err))
 	}
+	return lost
+}
+
+// invocationLost says, as an error wrapping ErrLeaseLost, that the stored
+// record is no longer run's invocation's to write: another invocation took
+// the run, or it ended without it (superseded, or marked dead when its lease
+// lapsed).
+func invocationLost(stored, run *RunRecord) error {
+	if stored.Invocations != run.Invocations || (stored.Status.Finished() && stored.Status != run.Status) {
+		return fmt.Errorf("run %s is %s at invocation %d: %w", run.ID, stored.Status, stored.Invocations, ErrLeaseLost)
+	}
 	return nil
+}
+
+// UpdateRun reads run id and writes what change makes of it, in one
+// transaction; change returns false to write nothing. It returns the record
+// as stored afterwards.
+func (s *FirestoreRunStore) UpdateRun(ctx context.Context, id string, change func(*RunRecord) bool) (*RunRecord, error) {
+	if !ValidItemID(id) {
+		return nil, fmt.Errorf("updating run: %w", ErrNotFound)
+	}
+	ref := s.runRef(id)
+	var out *RunRecord
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return err
+		}
+		run, err := decodeRun(snap)
+		if err != nil {
+			return err
+		}
+		out = run
+		if !change(run) {
+			return nil
+		}
+		return tx.Set(ref, run)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("updating run %s: %w", id, storeError(err))
+	}
+	return out, nil
 }
 
 // ClaimCleanup reads the event's record, the lease and the runs they and
@@ -186,7 +232,7 @@ func (s *FirestoreRunStore) ClaimCleanup(ctx context.Context, eventID string, ru
 
 // RenewLease extends the hold of run's invocation to until, in a
 // transaction that checks the run record and the lease are still its own.
-func (s *FirestoreRunStore) RenewLease(ctx context.Context, run *RunRecord, until time.Time) error {
+func (s *FirestoreRunStore) RenewLease(ctx context.Context, run *RunRecord, now, until time.Time) error {
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		snap, err := tx.Get(s.runRef(run.ID))
 		if err != nil {
@@ -196,7 +242,7 @@ func (s *FirestoreRunStore) RenewLease(ctx context.Context, run *RunRecord, unti
 		if err != nil {
 			return err
 		}
-		if stored.Invocations != run.Invocations || stored.Status == RunAbandoned {
+		if stored.Invocations != run.Invocations || stored.Status.Finished() {
 			return fmt.Errorf("run %s is %s at invocation %d: %w", run.ID, stored.Status, stored.Invocations, ErrLeaseLost)
 		}
 		if !run.DryRun {
@@ -214,7 +260,8 @@ func (s *FirestoreRunStore) RenewLease(ctx context.Context, run *RunRecord, unti
 			if l.Holder != run.ID {
 				return fmt.Errorf("the lease is held by run %s: %w", l.Holder, ErrLeaseLost)
 			}
-			if err := tx.Update(s.leaseRef(), []firestore.Update{{Path: "expires_at", Value: until}}); err != nil {
+			if err := tx.Update(s.leaseRef(), []firestore.Update{{Path: "expires_at", Value: until},
+				{Path: "renewed_at", Value: now}}); err != nil {
 				return err
 			}
 		}

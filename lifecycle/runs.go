@@ -94,6 +94,9 @@ type AuditEntry struct {
 type Lease struct {
 	Holder    string    `firestore:"holder"` // the run id
 	ExpiresAt time.Time `firestore:"expires_at"`
+	// RenewedAt is when the holder last took or renewed it: a holder that
+	// renewed within two renewal periods is alive, whatever its expiry.
+	RenewedAt time.Time `firestore:"renewed_at"`
 	Trigger   string    `firestore:"trigger"`
 	Actor     string    `firestore:"actor"`
 	StartedAt time.Time `firestore:"started_at"`

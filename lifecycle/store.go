@@ -65,11 +65,18 @@ type Write struct {
 type RunStore interface {
 	// GetRun returns a run record, or an error wrapping ErrNotFound.
 	GetRun(ctx context.Context, id string) (*RunRecord, error)
-	// SaveRun writes the whole run record, unless another invocation took
-	// the run since this one claimed it (the stored record's Invocations
-	// moved on, or it was abandoned): then the error wraps ErrLeaseLost and
-	// nothing is written.
+	// SaveRun writes the whole run record, unless the stored record is no
+	// longer this invocation's: another invocation took the run since this
+	// one claimed it (the stored record's Invocations moved on), or the run
+	// ended without it (abandoned by a take-over, or marked failed when its
+	// lease lapsed). Then the error wraps ErrLeaseLost, and when the record
+	// is still at this invocation, only its statistics and errors are
+	// written: a superseded run still records what it did.
 	SaveRun(ctx context.Context, run *RunRecord) error
+	// UpdateRun reads a run record and, in the same transaction, writes
+	// what change makes of it; change returns false to write nothing. It
+	// returns the record as it stands afterwards (ErrNotFound when missing).
+	UpdateRun(ctx context.Context, id string, change func(*RunRecord) bool) (*RunRecord, error)
 	// ClaimCleanup reads, in one transaction, the record of eventID (when
 	// not empty), the cleanup lease, and the runs named by the event record,
 	// the lease and runIDs; decide says what to write, and the store writes
@@ -82,7 +89,8 @@ type RunStore interface {
 	// error wrapping ErrLeaseLost when another run holds the lease or
 	// another invocation has taken the run since (a stalled invocation
 	// whose lease lapsed and was resumed elsewhere must stop).
-	RenewLease(ctx context.Context, run *RunRecord, until time.Time) error
+	// now is when the renewal happens (the lease's renewed_at).
+	RenewLease(ctx context.Context, run *RunRecord, now, until time.Time) error
 	// ReleaseLease frees the cleanup lease if holder still holds it.
 	ReleaseLease(ctx context.Context, holder string) error
 	// Audit appends audit entries.

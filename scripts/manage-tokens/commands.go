@@ -57,7 +57,9 @@ user get an error code. Only one cleanup runs at a time: while another run
 holds the lease, this one is refused with the holder's run id, who started
 it and until when its lease holds. A run whose process died holds the lease
 until it lapses (CLEANUP_LEASE_TTL, 5m); --take-over <run_id> takes it
-from that run at once (it is marked abandoned) and starts this one.`,
+from that run at once (it is marked abandoned) and starts this one. A run
+that renewed its lease within two renewal periods is alive and is not
+taken over unless --force is given too.`,
 		flags: []flagDef{daysFlag, dryRunFlag, takeOverFlag, jsonFlag},
 		needs: lifecycle.Needs{Store: true, Vault: true, Plaid: true},
 		exec:  (*cli).cleanup,
@@ -184,6 +186,7 @@ var (
 	}
 	takeOverFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.StringVar(&inv.takeOver, "take-over", "", "take the cleanup lease from the dead run `RUN_ID`, which is marked abandoned")
+		fs.BoolVar(&inv.force, "force", false, "with --take-over: take the lease even from a run that renewed it recently (it may still be working)")
 	}
 	followFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.follow, "follow", false, "report until the run has finished")
@@ -232,7 +235,7 @@ func (c *cli) cleanup(ctx context.Context, inv invocation) int {
 	bar := c.progressBar(ctx, "cleanup")
 	res, err := c.svc.Cleanup(ctx, lifecycle.CleanupRequest{
 		DaysThreshold: days, DryRun: inv.dryRun, Trigger: lifecycle.TriggerCLI, Actor: c.actor,
-		TakeOver: inv.takeOver,
+		TakeOver: inv.takeOver, ForceTakeOver: inv.force,
 		Progress: func(st lifecycle.Statistics) { bar.update(st.TotalChecked) },
 	})
 	bar.finish()

@@ -2,7 +2,7 @@
 // analytics, revocation, the legacy migration and key rotation, on the same
 // service the functions run, configured by the same environment variables.
 //
-//	go run ./scripts/manage-tokens cleanup [--days N] [--dry-run] [--take-over RUN_ID] [--json]
+//	go run ./scripts/manage-tokens cleanup [--days N] [--dry-run] [--take-over RUN_ID [--force]] [--json]
 //	go run ./scripts/manage-tokens run [--follow] [--json] <run_id>
 //	go run ./scripts/manage-tokens analytics [--json]
 //	go run ./scripts/manage-tokens revoke [--dry-run] [--json] <user_id>
@@ -73,6 +73,7 @@ type invocation struct {
 	userID   string
 	runID    string
 	takeOver string // cleanup: the dead run whose lease to take
+	force    bool   // cleanup: take it over even though it renewed its lease recently
 	follow   bool   // run: until it finishes
 	exact    bool   // analytics: recount, print the drift, repair
 	dryRun   bool

@@ -187,8 +187,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"cleanup", "--days", "3651"}, `manage-tokens cleanup: --days must be an integer from 1 to 3650, got "3651"`},
 		{[]string{"cleanup", "--days", "ninety"}, `manage-tokens cleanup: --days must be an integer from 1 to 3650, got "ninety"`},
 		{[]string{"cleanup", "-days=-1"}, `manage-tokens cleanup: --days must be an integer from 1 to 3650, got "-1"`},
-		{[]string{"cleanup", "--force"}, "manage-tokens cleanup: unknown flag --force"},
-		{[]string{"cleanup", "-force"}, "manage-tokens cleanup: unknown flag --force"},
+		{[]string{"cleanup", "--frobnicate"}, "manage-tokens cleanup: unknown flag --frobnicate"},
+		{[]string{"cleanup", "-frobnicate"}, "manage-tokens cleanup: unknown flag --frobnicate"},
 		{[]string{"cleanup", "--json=maybe"}, `manage-tokens cleanup: --json takes no value, got "maybe"`},
 		{[]string{"cleanup", "--days", "90", "extra"}, `manage-tokens cleanup: unexpected argument "extra"`},
 		{[]string{"analytics", "--dry-run"}, "manage-tokens analytics: unknown flag --dry-run"},
@@ -293,7 +293,7 @@ func TestCommandHelp(t *testing.T) {
 	// One example in full, as an operator sees it.
 	cleanup, _ := lookupCommand("cleanup")
 	for _, line := range []string{
-		"usage: manage-tokens cleanup [--days N] [--dry-run] [--json] [--take-over RUN_ID]\n",
+		"usage: manage-tokens cleanup [--days N] [--dry-run] [--force] [--json] [--take-over RUN_ID]\n",
 		"  --days N             an active token unused for more than N days is stale; N is 1 to 3650\n",
 		"                       (default: STALE_DAYS, or 90)\n",
 		"  --dry-run            report what would be done, change nothing\n",
