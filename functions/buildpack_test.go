@@ -118,7 +118,7 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 	config := []string{
 		"GOOGLE_CLOUD_PROJECT=" + env.Project,
 		"TOKEN_ENCRYPTION_KEY=" + testenv.EncryptionKey,
-		"PLAID_CLIENT_ID=" + env.Plaid.ClientID, "PLAID_SECRET=" + env.Plaid.Secret, "PLAID_BASE_URL=" + env.Plaid.URL(),
+		"PLAID_CLIENT_ID=" + env.Plaid.ClientID, "PLAID_SECRET=" + env.Plaid.Secret, "PLAID_ENV=sandbox", "PLAID_BASE_URL=" + env.Plaid.URL(),
 		"AUTH_JWT_SECRET=" + env.Config.AuthJWTSecret, "ADMIN_USER_IDS=" + sample.AdminUser,
 		"PUBSUB_EMULATOR_HOST=" + psHost,
 	}

@@ -27,7 +27,7 @@ func TestDeployedTargetsStartWithOnlyTheirOwnConfig(t *testing.T) {
 
 	// Nothing configured: an HTTP function answers 503 in JSON, naming no
 	// secret value, and keeps answering (it retries the build per request).
-	for _, k := range []string{"GOOGLE_CLOUD_PROJECT", "TOKEN_ENCRYPTION_KEY", "PLAID_CLIENT_ID", "PLAID_SECRET", "AUTH_JWT_SECRET", "AUTH_JWKS_URL"} {
+	for _, k := range []string{"GOOGLE_CLOUD_PROJECT", "TOKEN_ENCRYPTION_KEY", "PLAID_CLIENT_ID", "PLAID_SECRET", "PLAID_ENV", "AUTH_JWT_SECRET", "AUTH_JWKS_URL"} {
 		t.Setenv(k, "")
 	}
 	for range 2 {
@@ -50,6 +50,10 @@ func TestDeployedTargetsStartWithOnlyTheirOwnConfig(t *testing.T) {
 	}
 	t.Setenv("PLAID_CLIENT_ID", "id")
 	t.Setenv("PLAID_SECRET", "secret")
+	if _, err := deployedServer("PlaidWebhook"); err == nil || !strings.Contains(err.Error(), "PLAID_ENV") {
+		t.Errorf("PlaidWebhook without PLAID_ENV: err = %v, want one naming PLAID_ENV (it has no default)", err)
+	}
+	t.Setenv("PLAID_ENV", "sandbox")
 	s, err := deployedServer("PlaidWebhook")
 	if err != nil {
 		t.Fatalf("PlaidWebhook with its own config: %v", err)

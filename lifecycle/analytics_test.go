@@ -35,7 +35,7 @@ func sampleAnalytics() *lifecycle.Analytics {
 		TotalTokens: 15, ActiveTokens: 11, ExpiredTokens: 3, RevokedTokens: 1, ErrorTokens: 1, UniqueUsers: 5,
 		StaleTokens30Days: 4, StaleTokens90Days: 2,
 		Institutions: map[string]int{"Chase Bank": 5, "Bank of America": 3, "Wells Fargo": 3, "Citi": 3, "Unknown": 1},
-		Environments: map[string]int{"sandbox": 11, "production": 4},
+		Environments: map[string]int{"sandbox": 15},
 	}
 }
 
@@ -85,7 +85,7 @@ func TestAnalyticsJSONKeys(t *testing.T) {
 		"total_tokens": 15.0, "active_tokens": 11.0, "expired_tokens": 3.0, "revoked_tokens": 1.0,
 		"error_tokens": 1.0, "unique_users": 5.0, "stale_tokens_30_days": 4.0, "stale_tokens_90_days": 2.0,
 		"institutions": map[string]any{"Chase Bank": 5.0, "Bank of America": 3.0, "Wells Fargo": 3.0, "Citi": 3.0, "Unknown": 1.0},
-		"environments": map[string]any{"sandbox": 11.0, "production": 4.0},
+		"environments": map[string]any{"sandbox": 15.0},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("JSON (-want +got):\n%s", diff)

@@ -185,9 +185,6 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 	if c.EncryptionSalt == "" {
 		c.EncryptionSalt = DefaultEncryptionSalt
 	}
-	if c.PlaidEnv == "" {
-		c.PlaidEnv = "sandbox"
-	}
 	if c.StaleDays > MaxDaysThreshold {
 		errs = append(errs, fmt.Errorf("STALE_DAYS must be at most %d, got %d", MaxDaysThreshold, c.StaleDays))
 	}
@@ -222,6 +219,7 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 	}
 	switch c.PlaidEnv {
 	case "sandbox", "production":
+	case "": // required where Plaid is called, below
 	default:
 		errs = append(errs, fmt.Errorf("PLAID_ENV must be sandbox or production, got %q", c.PlaidEnv))
 	}
@@ -236,6 +234,11 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 		missing("TOKEN_ENCRYPTION_KEY", "the password the token encryption key is derived from")
 	}
 	if needs.Plaid {
+		if c.PlaidEnv == "" {
+			// No default: tokens of the other environment are never touched
+			// (DESIGN §7 rule 0), so a deployment must say which it serves.
+			missing("PLAID_ENV", "the Plaid environment of these credentials, sandbox or production")
+		}
 		if c.PlaidClientID == "" {
 			missing("PLAID_CLIENT_ID", "Plaid API credentials")
 		}

@@ -18,7 +18,7 @@ func lookup(vars map[string]string) lifecycle.Lookuper {
 func complete() map[string]string {
 	return map[string]string{
 		"GOOGLE_CLOUD_PROJECT": "p", "TOKEN_ENCRYPTION_KEY": strings.Repeat("k", 32),
-		"PLAID_CLIENT_ID": "id", "PLAID_SECRET": "s", "AUTH_JWT_SECRET": strings.Repeat("j", 32),
+		"PLAID_CLIENT_ID": "id", "PLAID_SECRET": "s", "PLAID_ENV": "sandbox", "AUTH_JWT_SECRET": strings.Repeat("j", 32),
 	}
 }
 
@@ -50,11 +50,13 @@ func TestLoadConfigRefusals(t *testing.T) {
 		want  []string // substrings, one per reported problem
 	}{
 		{"nothing set, everything needed", map[string]string{"GOOGLE_CLOUD_PROJECT": "", "TOKEN_ENCRYPTION_KEY": "",
-			"PLAID_CLIENT_ID": "", "PLAID_SECRET": "", "AUTH_JWT_SECRET": ""}, lifecycle.NeedsAll,
-			[]string{"GOOGLE_CLOUD_PROJECT is required", "TOKEN_ENCRYPTION_KEY is required", "PLAID_CLIENT_ID is required",
-				"PLAID_SECRET is required", "AUTH_JWT_SECRET is required"}},
+			"PLAID_CLIENT_ID": "", "PLAID_SECRET": "", "PLAID_ENV": "", "AUTH_JWT_SECRET": ""}, lifecycle.NeedsAll,
+			[]string{"GOOGLE_CLOUD_PROJECT is required", "TOKEN_ENCRYPTION_KEY is required", "PLAID_ENV is required",
+				"PLAID_CLIENT_ID is required", "PLAID_SECRET is required", "AUTH_JWT_SECRET is required"}},
+		{"PLAID_ENV has no default where Plaid is called", map[string]string{"PLAID_ENV": ""}, lifecycle.NeedsAll,
+			[]string{"PLAID_ENV is required"}},
 		{"analytics needs only the store", map[string]string{"TOKEN_ENCRYPTION_KEY": "", "PLAID_CLIENT_ID": "",
-			"PLAID_SECRET": "", "AUTH_JWT_SECRET": ""}, lifecycle.Needs{Store: true}, nil},
+			"PLAID_SECRET": "", "PLAID_ENV": "", "AUTH_JWT_SECRET": ""}, lifecycle.Needs{Store: true}, nil},
 		{"short encryption key", map[string]string{"TOKEN_ENCRYPTION_KEY": "short"}, lifecycle.NeedsAll,
 			[]string{"TOKEN_ENCRYPTION_KEY must be at least 32 bytes"}},
 		{"short JWT secret", map[string]string{"AUTH_JWT_SECRET": "short"}, lifecycle.NeedsAll,

@@ -115,6 +115,55 @@ func (s *FirestoreTokenStore) Page(ctx context.Context, after string, limit int)
 	return out, next, nil
 }
 
+// Mutate reads the document and writes what decide says, in one
+// transaction.
+func (s *FirestoreTokenStore) Mutate(ctx context.Context, itemID string, decide func(existing *Token) (Mutation, error)) (*Token, error) {
+	if !ValidItemID(itemID) {
+		return nil, fmt.Errorf("writing token: %w", ErrNotFound)
+	}
+	ref := s.tokens.Doc(itemID)
+	var out *Token
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		var existing *Token
+		snap, err := tx.Get(ref)
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			return err
+		default:
+			t, ok := tokenFromSnapshot(snap)
+			if !ok {
+				return Errorf(CodeConflict, "document %s is not a token", itemID)
+			}
+			existing = t
+		}
+		m, err := decide(existing)
+		switch {
+		case err != nil:
+			return err
+		case m.Create != nil:
+			out = m.Create
+			return tx.Create(ref, encodeToken(m.Create))
+		case m.Patch != nil:
+			m.Patch.applyTo(existing)
+			out = existing
+			return tx.Update(ref, patchUpdates(*m.Patch))
+		default:
+			out = existing
+			return nil
+		}
+	})
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, err // decide's own verdict
+		}
+		return nil, fmt.Errorf("writing token %s: %w", itemID, storeError(err))
+	}
+	out.Version = time.Time{}
+	return out, nil
+}
+
 // Update applies p to the token, conditionally on ifVersion when set.
 func (s *FirestoreTokenStore) Update(ctx context.Context, itemID string, p Patch, ifVersion time.Time) (time.Time, error) {
 	if !ValidItemID(itemID) {

@@ -27,9 +27,6 @@ const (
 	// a token: Firestore sustains about one write a second per document,
 	// and staleness is counted in days.
 	usageWriteEvery = time.Hour
-	// intakeAttempts bounds the read-decide-write retries of StoreToken
-	// when the document changes between read and write.
-	intakeAttempts = 3
 	// maxIDLength bounds user and item ids.
 	maxIDLength = MaxItemIDLength
 )
@@ -50,12 +47,15 @@ var ErrItemOfAnotherUser = &Error{Code: CodeConflict, Message: "item belongs to 
 // as the old service's `transactions`). It refuses (CodeConflict) another
 // user's item, and an item that is revoked or already removed at Plaid: a
 // removed Item never comes back, a new link gives a new item id. An expired
-// token comes back to active, its stale error cleared.
+// token comes back to active, its stale error cleared. A token of another
+// Plaid environment than PLAID_ENV is refused (CodeInvalid; DESIGN §7 rule
+// 0). The decision and the write are one transaction on the document. The
+// token returned has no Version.
 func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 	if nt.Environment == "" {
 		nt.Environment = s.Config.PlaidEnv
 	}
-	if err := nt.validate(); err != nil {
+	if err := nt.validate(s.Config.PlaidEnv); err != nil {
 		return nil, err
 	}
 	enc, err := s.Cipher.Encrypt(nt.ItemID, nt.AccessToken)
@@ -64,88 +64,59 @@ func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 	}
 	log := Logger(ctx).With(slog.String("item_id", nt.ItemID), slog.String("user_id", nt.UserID),
 		slog.String("institution_id", nt.InstitutionID), slog.String("environment", nt.Environment))
-
-	now := s.Clock.Now()
-	tok := &Token{
-		ItemID: nt.ItemID, UserID: nt.UserID, AccessToken: enc,
-		InstitutionID: nt.InstitutionID, InstitutionName: nt.InstitutionName,
-		Status: StatusActive, Environment: nt.Environment, CreatedAt: now, UpdatedAt: now, Metadata: nt.Metadata,
-	}
-	err = s.Tokens.Create(ctx, tok)
-	if err == nil {
-		log.InfoContext(ctx, "token stored", slog.Bool("created", true), slog.Bool("changed", true))
-		return tok, nil
-	}
-	if !errors.Is(err, ErrChanged) {
+	var m Mutation
+	tok, err := s.Tokens.Mutate(ctx, nt.ItemID, func(existing *Token) (Mutation, error) {
+		var err error
+		m, err = s.decideIntake(existing, nt, enc, s.Clock.Now())
+		return m, err
+	})
+	if err != nil {
+		if IsCode(err, CodeConflict) {
+			log.WarnContext(ctx, "token refused", slog.String("error", err.Error()))
+		}
 		return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
 	}
-
-	// The item exists: update it, conditionally on the version read so a
-	// concurrent revocation is never undone.
-	for attempt := 1; ; attempt++ {
-		existing, err := s.Tokens.Get(ctx, nt.ItemID)
-		if errors.Is(err, ErrNotFound) && attempt < intakeAttempts {
-			// Deleted since Create failed (cleanup): create it afresh.
-			err := s.Tokens.Create(ctx, tok)
-			switch {
-			case err == nil:
-				log.InfoContext(ctx, "token stored", slog.Bool("created", true), slog.Bool("changed", true))
-				return tok, nil
-			case errors.Is(err, ErrChanged):
-				continue // created again meanwhile: read it
-			default:
-				return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
-		}
-		switch {
-		case existing.UserID != nt.UserID:
-			log.WarnContext(ctx, "token refused: item belongs to another user")
-			return nil, ErrItemOfAnotherUser
-		case existing.Status == StatusRevoked || existing.PlaidRemoved:
-			log.WarnContext(ctx, "token refused: item revoked", slog.String("status", string(existing.Status)),
-				slog.Bool("plaid_removed", existing.PlaidRemoved))
-			return nil, Errorf(CodeConflict, "item is revoked; link the account again")
-		}
-		sameInstitution := existing.InstitutionID == nt.InstitutionID && existing.InstitutionName == nt.InstitutionName &&
-			existing.Environment == nt.Environment && existing.Metadata == nt.Metadata
-		if existing.Status == StatusActive && sameInstitution {
-			if plain, err := s.Cipher.Decrypt(existing.ItemID, existing.AccessToken); err == nil && plain == nt.AccessToken {
-				// A retried store of what is already there: nothing to
-				// write (and concurrent retries do not contend).
-				log.InfoContext(ctx, "token stored", slog.Bool("created", false), slog.Bool("changed", false))
-				return existing, nil
-			}
-		}
-		now = s.Clock.Now()
-		p := Patch{AccessToken: &enc, Status: Ptr(StatusActive), UpdatedAt: &now,
-			InstitutionID: &nt.InstitutionID, InstitutionName: &nt.InstitutionName,
-			Environment: &nt.Environment, Metadata: &nt.Metadata}
-		// An expired token's error_code described the token it replaces.
-		// An active one's stays: the next validation decides.
-		p.ClearErrorCode = existing.Status == StatusExpired && existing.ErrorCode != ""
-		version, err := s.Tokens.Update(ctx, nt.ItemID, p, existing.Version)
-		if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < intakeAttempts {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
-		}
-		existing.AccessToken, existing.Status, existing.UpdatedAt, existing.Version = enc, StatusActive, now, version
-		existing.InstitutionID, existing.InstitutionName = nt.InstitutionID, nt.InstitutionName
-		existing.Environment, existing.Metadata = nt.Environment, nt.Metadata
-		if p.ClearErrorCode {
-			existing.ErrorCode = ""
-		}
-		log.InfoContext(ctx, "token stored", slog.Bool("created", false), slog.Bool("changed", true))
-		return existing, nil
-	}
+	log.InfoContext(ctx, "token stored", slog.Bool("created", m.Create != nil), slog.Bool("changed", m != Mutation{}))
+	return tok, nil
 }
 
-// validate reports every problem of nt at once, as CodeInvalid.
-func (nt NewToken) validate() error {
+// decideIntake is StoreToken's decision over the document as it stands
+// (existing is nil when there is none): create it, patch it, leave it
+// (Mutation{}), or refuse.
+func (s *Service) decideIntake(existing *Token, nt NewToken, enc string, now time.Time) (Mutation, error) {
+	if existing == nil {
+		return Mutation{Create: &Token{
+			ItemID: nt.ItemID, UserID: nt.UserID, AccessToken: enc,
+			InstitutionID: nt.InstitutionID, InstitutionName: nt.InstitutionName,
+			Status: StatusActive, Environment: nt.Environment, CreatedAt: now, UpdatedAt: now, Metadata: nt.Metadata,
+		}}, nil
+	}
+	switch {
+	case existing.UserID != nt.UserID:
+		return Mutation{}, ErrItemOfAnotherUser
+	case existing.Status == StatusRevoked || existing.PlaidRemoved:
+		return Mutation{}, Errorf(CodeConflict, "item is revoked; link the account again")
+	}
+	sameInstitution := existing.InstitutionID == nt.InstitutionID && existing.InstitutionName == nt.InstitutionName &&
+		existing.Environment == nt.Environment && existing.Metadata == nt.Metadata
+	if existing.Status == StatusActive && sameInstitution {
+		if plain, err := s.Cipher.Decrypt(existing.ItemID, existing.AccessToken); err == nil && plain == nt.AccessToken {
+			return Mutation{}, nil // a retried store of what is already there
+		}
+	}
+	return Mutation{Patch: &Patch{AccessToken: &enc, Status: Ptr(StatusActive), UpdatedAt: &now,
+		InstitutionID: &nt.InstitutionID, InstitutionName: &nt.InstitutionName,
+		Environment: &nt.Environment, Metadata: &nt.Metadata,
+		// An expired token's error_code described the token it replaces.
+		// An active one's stays: the next validation decides.
+		ClearErrorCode: existing.Status == StatusExpired && existing.ErrorCode != "",
+	}}, nil
+}
+
+// validate reports every problem of nt at once, as CodeInvalid. plaidEnv
+// is PLAID_ENV: a token of another environment is refused (DESIGN §7 rule
+// 0).
+func (nt NewToken) validate(plaidEnv string) error {
 	var problems []string
 	checkID := func(name, v string) {
 		switch {
@@ -168,16 +139,14 @@ func (nt NewToken) validate() error {
 		// Catches a public_token (public-...) passed before its exchange.
 		problems = append(problems, "access_token is not a Plaid access token")
 	}
-	switch nt.Environment {
-	case "sandbox", "production":
-		if prefix := "access-"; strings.HasPrefix(nt.AccessToken, prefix) {
-			env, _, _ := strings.Cut(strings.TrimPrefix(nt.AccessToken, prefix), "-")
-			if (env == "sandbox" || env == "production") && env != nt.Environment {
-				problems = append(problems, fmt.Sprintf("access_token is a %s token, not %s", env, nt.Environment))
-			}
-		}
-	default:
+	tokenEnv := TokenEnvironment(nt.AccessToken)
+	switch {
+	case nt.Environment != "sandbox" && nt.Environment != "production":
 		problems = append(problems, "environment must be sandbox or production")
+	case nt.Environment != plaidEnv:
+		problems = append(problems, fmt.Sprintf("environment %s is not this deployment's Plaid environment (PLAID_ENV=%s)", nt.Environment, plaidEnv))
+	case tokenEnv != "" && tokenEnv != nt.Environment:
+		problems = append(problems, fmt.Sprintf("access_token is a %s token, not %s", tokenEnv, nt.Environment))
 	}
 	if len(problems) > 0 {
 		return Errorf(CodeInvalid, "invalid token: %s", strings.Join(problems, "; "))

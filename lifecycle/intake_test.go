@@ -168,6 +168,13 @@ func TestStoreTokenRefusals(t *testing.T) {
 		{"no token", newToken("item-x", sample.Alice, ""), lifecycle.CodeInvalid},
 		{"public token, not exchanged", newToken("item-x", sample.Alice, "public-sandbox-x"), lifecycle.CodeInvalid},
 		{"production token for sandbox", newToken("item-x", sample.Alice, "access-production-x"), lifecycle.CodeInvalid},
+		// DESIGN §7 rule 0: a sandbox deployment takes no production token,
+		// however consistently labelled.
+		{"production token of a production item on sandbox", func() lifecycle.NewToken {
+			nt := newToken("item-x", sample.Alice, "access-production-x")
+			nt.Environment = "production"
+			return nt
+		}(), lifecycle.CodeInvalid},
 		{"unknown environment", func() lifecycle.NewToken {
 			nt := newToken("item-x", sample.Alice, "access-sandbox-x")
 			nt.Environment = "development"

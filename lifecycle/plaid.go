@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // ErrorClass is what a Plaid error means for the token (PLAID.md, DESIGN §7).
@@ -63,6 +64,30 @@ func (e *PlaidError) Error() string {
 }
 
 func (e *PlaidError) Unwrap() error { return e.Err }
+
+// CodeWrongEnvironment is the code of the *PlaidError a call gets, without
+// reaching Plaid, for an access token of another Plaid environment than
+// PLAID_ENV (DESIGN §7 rule 0).
+const CodeWrongEnvironment = "WRONG_ENVIRONMENT"
+
+// TokenEnvironment is the Plaid environment an access or public token
+// names in its prefix (access-sandbox-…, public-production-…), or "" when
+// it names none Plaid has had.
+func TokenEnvironment(token string) string {
+	for _, kind := range []string{"access-", "public-"} {
+		rest, ok := strings.CutPrefix(token, kind)
+		if !ok {
+			continue
+		}
+		env, _, ok := strings.Cut(rest, "-")
+		switch {
+		case !ok:
+		case env == "sandbox", env == "development", env == "production":
+			return env
+		}
+	}
+	return ""
+}
 
 // Item is what /item/get tells about an Item in good standing.
 type Item struct {

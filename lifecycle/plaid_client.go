@@ -81,6 +81,10 @@ type PlaidClientConfig struct {
 type PlaidClient struct {
 	api    *plaid.APIClient
 	secret string // redacted from Plaid's messages, like access tokens
+	// env is the Plaid environment the credentials belong to (PLAID_ENV),
+	// whatever host PlaidBaseURL points at: an access token of another
+	// environment is never sent (DESIGN §7 rule 0).
+	env string
 
 	pacer             Pacer
 	webhookKeyLimiter *rate.Limiter
@@ -105,12 +109,14 @@ func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 	}
 	var env plaid.Environment
 	switch cfg.PlaidEnv {
-	case "", "sandbox":
+	case "sandbox":
 		env = plaid.Sandbox
 	case "production":
 		env = plaid.Production
 	case "development":
 		errs = append(errs, errors.New(`plaid client: PlaidEnv "development" was retired by Plaid; use sandbox or production`))
+	case "":
+		errs = append(errs, errors.New("plaid client: PlaidEnv is required: sandbox or production"))
 	default:
 		errs = append(errs, fmt.Errorf("plaid client: PlaidEnv must be sandbox or production, got %q", cfg.PlaidEnv))
 	}
@@ -154,6 +160,7 @@ func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 	return &PlaidClient{
 		api:               plaid.NewAPIClient(pc),
 		secret:            cfg.PlaidSecret,
+		env:               cfg.PlaidEnv,
 		pacer:             pacer,
 		webhookKeyLimiter: newPerMinuteLimiter(orDefault(cfg.WebhookKeyRPM, DefaultWebhookKeyRPM), webhookKeyBurst),
 		maxAttempts:       orDefault(cfg.MaxAttempts, DefaultPlaidMaxAttempts),
@@ -196,6 +203,9 @@ func newPerMinuteLimiter(rpm, burst int) *rate.Limiter {
 // GetItem calls /item/get. An Item in an error state comes back as a
 // *PlaidError with Status 0 and the class of its item.error code.
 func (c *PlaidClient) GetItem(ctx context.Context, accessToken string) (*Item, error) {
+	if err := c.checkEnvironment(accessToken); err != nil {
+		return nil, err
+	}
 	var resp plaid.ItemGetResponse
 	err := c.call(ctx, plaidEndpointItemGet, c.pacer, accessToken, func(ctx context.Context) (*http.Response, error) {
 		var httpResp *http.Response
@@ -223,10 +233,13 @@ func (c *PlaidClient) GetItem(ctx context.Context, accessToken string) (*Item, e
 }
 
 // RemoveItem calls /item/remove, which stops Plaid billing for the Item.
-// ITEM_NOT_FOUND and INVALID_ACCESS_TOKEN mean the Item is already gone (a
-// retried removal may meet them after the first attempt succeeded unseen),
-// so they return nil.
+// ITEM_NOT_FOUND and INVALID_ACCESS_TOKEN (for a token of this environment:
+// see fromPlaidModel) mean the Item is already gone (a retried removal may
+// meet them after the first attempt succeeded unseen), so they return nil.
 func (c *PlaidClient) RemoveItem(ctx context.Context, accessToken string) error {
+	if err := c.checkEnvironment(accessToken); err != nil {
+		return err
+	}
 	var resp plaid.ItemRemoveResponse
 	err := c.call(ctx, plaidEndpointItemRemove, c.pacer, accessToken, func(ctx context.Context) (*http.Response, error) {
 		var httpResp *http.Response
@@ -241,10 +254,23 @@ func (c *PlaidClient) RemoveItem(ctx context.Context, accessToken string) error 
 		return incompleteAnswer(plaidEndpointItemRemove, "no request_id")
 	}
 	var pe *PlaidError
-	if errors.As(err, &pe) && (pe.Code == "ITEM_NOT_FOUND" || pe.Code == "INVALID_ACCESS_TOKEN") {
+	if errors.As(err, &pe) && pe.Class == ClassGone && (pe.Code == "ITEM_NOT_FOUND" || pe.Code == "INVALID_ACCESS_TOKEN") {
 		return nil
 	}
 	return err
+}
+
+// checkEnvironment refuses, without calling Plaid, an access token whose
+// access-<env>- prefix names another Plaid environment than the client's:
+// Plaid would answer INVALID_ACCESS_TOKEN, which must not read as "gone"
+// (DESIGN §7 rule 0: a wrong PLAID_ENV must not destroy the other
+// environment's tokens).
+func (c *PlaidClient) checkEnvironment(accessToken string) error {
+	if env := TokenEnvironment(accessToken); env != "" && env != c.env {
+		return &PlaidError{Class: ClassConfig, Code: CodeWrongEnvironment,
+			Err: fmt.Errorf("the access token belongs to Plaid's %s environment; this client talks to %s (PLAID_ENV)", env, c.env)}
+	}
+	return nil
 }
 
 // WebhookVerificationKey calls /webhook_verification_key/get. An unknown
@@ -440,6 +466,12 @@ func (c *PlaidClient) fromPlaidModel(m plaid.PlaidError, status int, accessToken
 	}
 	if msg := c.redact(m.ErrorMessage, accessToken); msg != "" {
 		pe.Err = errors.New(msg)
+	}
+	if pe.Code == "INVALID_ACCESS_TOKEN" && TokenEnvironment(accessToken) != c.env {
+		// Plaid says the same of a token of another environment and of a
+		// malformed one: only a token that is provably of this environment
+		// is gone (DESIGN §7 rule 0). Anything else changes nothing.
+		pe.Class = ClassConfig
 	}
 	return pe
 }

@@ -624,14 +624,14 @@ func TestNewPlaidClient(t *testing.T) {
 		wantHost string
 	}{
 		{name: "sandbox", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "sandbox"}}, wantHost: "sandbox.plaid.com"},
-		{name: "empty env is sandbox", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s"}}, wantHost: "sandbox.plaid.com"},
+		{name: "no env", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s"}}, wantErr: "PlaidEnv is required"},
 		{name: "production", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "production"}}, wantHost: "production.plaid.com"},
 		{name: "base URL override", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "production", PlaidBaseURL: "http://127.0.0.1:9/"}}, wantHost: "127.0.0.1:9"},
 		{name: "development is retired", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "development"}}, wantErr: "retired"},
 		{name: "unknown env", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "staging"}}, wantErr: "sandbox or production"},
 		{name: "missing credentials", cfg: lifecycle.PlaidClientConfig{}, wantErr: "PlaidClientID is required"},
-		{name: "bad base URL", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidBaseURL: "plaid.local"}}, wantErr: "PlaidBaseURL"},
-		{name: "negative rpm", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", ItemGetRPM: -1}}, wantErr: "ItemGetRPM"},
+		{name: "bad base URL", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "sandbox", PlaidBaseURL: "plaid.local"}}, wantErr: "PlaidBaseURL"},
+		{name: "negative rpm", cfg: lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: "id", PlaidSecret: "s", PlaidEnv: "sandbox", ItemGetRPM: -1}}, wantErr: "ItemGetRPM"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -648,7 +648,7 @@ func TestNewPlaidClient(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewPlaidClient: %v", err)
 			}
-			if _, err := client.GetItem(context.Background(), "access-sandbox-x"); err != nil {
+			if _, err := client.GetItem(context.Background(), "access-"+tt.cfg.PlaidEnv+"-x"); err != nil {
 				t.Fatalf("GetItem: %v", err)
 			}
 			r := rt.reqs[0]
@@ -710,6 +710,60 @@ func TestClassifyPlaidError(t *testing.T) {
 	for _, tt := range tests {
 		if got := lifecycle.ClassifyPlaidError(tt.errType, tt.code, tt.status, tt.noAnswer); got != tt.want {
 			t.Errorf("ClassifyPlaidError(%q, %q, %d, %v) = %v, want %v", tt.errType, tt.code, tt.status, tt.noAnswer, got, tt.want)
+		}
+	}
+}
+
+// DESIGN §7 rule 0 in the adapter: a token of another Plaid environment is
+// never sent (a sandbox Plaid would answer INVALID_ACCESS_TOKEN, which
+// reads as gone), and INVALID_ACCESS_TOKEN for a token that is not provably
+// of this environment does not count as removed.
+func TestPlaidClientOtherEnvironment(t *testing.T) {
+	t.Parallel()
+	fake := plaidfake.New(t)
+	client := newPlaidTestClient(t, fake, nil) // sandbox
+	ctx := context.Background()
+
+	const production = "access-production-0f1e2d3c"
+	_, getErr := client.GetItem(ctx, production)
+	removeErr := client.RemoveItem(ctx, production)
+	for name, err := range map[string]error{"GetItem": getErr, "RemoveItem": removeErr} {
+		var pe *lifecycle.PlaidError
+		if !errors.As(err, &pe) || pe.Class != lifecycle.ClassConfig || pe.Code != lifecycle.CodeWrongEnvironment {
+			t.Errorf("%s of a production token on sandbox: %v, want a configuration error %s", name, err, lifecycle.CodeWrongEnvironment)
+		}
+	}
+	if calls := fake.Calls(); len(calls) != 0 {
+		t.Errorf("Plaid received %d calls for a token of another environment, want none: %+v", len(calls), calls)
+	}
+
+	// No environment in the token: Plaid's INVALID_ACCESS_TOKEN proves
+	// nothing about the Item, so the removal did not happen.
+	err := client.RemoveItem(ctx, "not-a-plaid-token")
+	var pe *lifecycle.PlaidError
+	if !errors.As(err, &pe) || pe.Code != "INVALID_ACCESS_TOKEN" || pe.Class != lifecycle.ClassConfig {
+		t.Errorf("removal of a token of no environment answered INVALID_ACCESS_TOKEN: %v, want a configuration error, not success", err)
+	}
+	// Of this environment, it is gone: the removal succeeded.
+	if err := client.RemoveItem(ctx, "access-sandbox-never-issued"); err != nil {
+		t.Errorf("removal of a sandbox token Plaid does not know: %v, want success (gone)", err)
+	}
+}
+
+func TestTokenEnvironment(t *testing.T) {
+	t.Parallel()
+	for token, want := range map[string]string{
+		"access-sandbox-8ab976e6-64bc-4b38-98f7-731e7a349970": "sandbox",
+		"access-production-8ab976e6":                          "production",
+		"access-development-8ab976e6":                         "development",
+		"public-sandbox-b0e2c4ee-a763-4df5-bfe9-46a46bce993d": "sandbox",
+		"access-staging-x":                                    "",
+		"access-sandbox":                                      "",
+		"sandbox-x":                                           "",
+		"":                                                    "",
+	} {
+		if got := lifecycle.TokenEnvironment(token); got != want {
+			t.Errorf("TokenEnvironment(%q) = %q, want %q", token, got, want)
 		}
 	}
 }

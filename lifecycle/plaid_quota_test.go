@@ -309,7 +309,7 @@ func TestRevokeUnderSaturatedQuotaAnswersAtOnce(t *testing.T) {
 	}
 	// Cleanup finishes the removals at Plaid (here with room in the quota).
 	fast, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{
-		PlaidClientID: env.Plaid.ClientID, PlaidSecret: env.Plaid.Secret, PlaidBaseURL: env.Plaid.URL(),
+		PlaidClientID: env.Plaid.ClientID, PlaidSecret: env.Plaid.Secret, PlaidEnv: "sandbox", PlaidBaseURL: env.Plaid.URL(),
 		ItemGetRPM: 600000, ItemRemoveRPM: 600000}})
 	if err != nil {
 		t.Fatal(err)

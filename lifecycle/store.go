@@ -19,6 +19,13 @@ type TokenStore interface {
 	Get(ctx context.Context, itemID string) (*Token, error)
 	// Create stores a new token document; ErrChanged if it already exists.
 	Create(ctx context.Context, t *Token) error
+	// Mutate reads the token document itemID (nil when there is none) and,
+	// in the same transaction, writes what decide says. decide may run more
+	// than once (a contended transaction is retried); its error aborts
+	// without writing. A document at itemID that is not a token is a
+	// conflict. Mutate returns the token as written, or as read when
+	// nothing was, without its Version.
+	Mutate(ctx context.Context, itemID string, decide func(existing *Token) (Mutation, error)) (*Token, error)
 	// ListByUser returns every token of userID.
 	ListByUser(ctx context.Context, userID string) ([]*Token, error)
 	// Page returns the tokens among the next limit documents in item id
@@ -42,6 +49,13 @@ type TokenStore interface {
 	// no particular order, reading only those fields. It stops at visit's
 	// first error.
 	Summaries(ctx context.Context, visit func(*TokenSummary) error) error
+}
+
+// Mutation is what a read-decide-write on one token document writes: a new
+// document, a patch of the existing one, or nothing (the zero Mutation).
+type Mutation struct {
+	Create *Token
+	Patch  *Patch
 }
 
 // Write is one write of a TokenStore.Apply batch: a conditional delete, or

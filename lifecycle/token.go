@@ -97,6 +97,37 @@ type Patch struct {
 	Metadata        *Metadata
 }
 
+// applyTo sets in t what p writes.
+func (p Patch) applyTo(t *Token) {
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	if p.Status != nil {
+		t.Status = *p.Status
+	}
+	set(&t.ErrorCode, p.ErrorCode)
+	if p.ClearErrorCode {
+		t.ErrorCode = ""
+	}
+	if p.PlaidRemoved != nil {
+		t.PlaidRemoved = *p.PlaidRemoved
+	}
+	for dst, v := range map[*time.Time]*time.Time{&t.LastUsedAt: p.LastUsedAt, &t.LastValidatedAt: p.LastValidatedAt, &t.UpdatedAt: p.UpdatedAt} {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&t.AccessToken, p.AccessToken)
+	set(&t.InstitutionID, p.InstitutionID)
+	set(&t.InstitutionName, p.InstitutionName)
+	set(&t.Environment, p.Environment)
+	if p.Metadata != nil {
+		t.Metadata = *p.Metadata
+	}
+}
+
 // MaxItemIDLength bounds the item ids the service accepts (Plaid's are
 // a few dozen characters; Firestore's document ids at most 1,500 bytes).
 const MaxItemIDLength = 256

@@ -627,7 +627,7 @@ func FuzzVerifyWebhook(f *testing.F) {
 	fake := plaidfake.NewServer(plaidfake.DefaultClientID, plaidfake.DefaultSecret)
 	defer fake.Close()
 	kid := fake.NewWebhookKey()
-	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: plaidfake.DefaultClientID, PlaidSecret: plaidfake.DefaultSecret, PlaidBaseURL: fake.URL()}})
+	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: plaidfake.DefaultClientID, PlaidSecret: plaidfake.DefaultSecret, PlaidEnv: "sandbox", PlaidBaseURL: fake.URL()}})
 	if err != nil {
 		f.Fatal(err)
 	}

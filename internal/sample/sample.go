@@ -39,6 +39,11 @@ const (
 	Erin      = "user-erin"
 )
 
+// Environment is the Plaid environment of every sample token: the sample is
+// one deployment's data (a token of another environment is DESIGN §7 rule
+// 0's, left untouched; tests make their own).
+const Environment = "sandbox"
+
 // Tokens returns the sample set relative to now. With a 90-day threshold a
 // cleanup gives: total_checked 15, expired_removed 3, stale_removed 2,
 // invalid_marked 1, revoked_removed 1, total_cleaned 6 (and needs_user 1).
@@ -46,39 +51,39 @@ func Tokens(now time.Time) []Token {
 	day := 24 * time.Hour
 	ago := func(days int) time.Time { return now.Add(-time.Duration(days) * day) }
 	type row struct {
-		item, user, instID, inst, env string
-		status                        lifecycle.Status
-		created, used                 int // days ago; used < 0: never used
-		plaidRemoved                  bool
-		plaid                         PlaidState
+		item, user, instID, inst string
+		status                   lifecycle.Status
+		created, used            int // days ago; used < 0: never used
+		plaidRemoved             bool
+		plaid                    PlaidState
 	}
 	rows := []row{
 		// Healthy, recently used.
-		{"item-alice-chase", Alice, "ins_3", "Chase Bank", "sandbox", lifecycle.StatusActive, 300, 1, false, Healthy},
-		{"item-alice-boa", Alice, "ins_1", "Bank of America", "sandbox", lifecycle.StatusActive, 200, 5, false, Healthy},
-		{"item-bob-chase", Bob, "ins_3", "Chase Bank", "production", lifecycle.StatusActive, 150, 2, false, Healthy},
-		{"item-bob-wells", Bob, "ins_4", "Wells Fargo", "production", lifecycle.StatusActive, 100, 45, false, Healthy},
-		{"item-carol-chase", Carol, "ins_3", "Chase Bank", "sandbox", lifecycle.StatusActive, 80, 35, false, Healthy},
-		{"item-carol-citi", Carol, "ins_5", "Citi", "sandbox", lifecycle.StatusActive, 60, 10, false, Healthy},
-		{"item-dave-unknown", Dave, "", "", "sandbox", lifecycle.StatusActive, 20, -1, false, Healthy},
+		{"item-alice-chase", Alice, "ins_3", "Chase Bank", lifecycle.StatusActive, 300, 1, false, Healthy},
+		{"item-alice-boa", Alice, "ins_1", "Bank of America", lifecycle.StatusActive, 200, 5, false, Healthy},
+		{"item-bob-chase", Bob, "ins_3", "Chase Bank", lifecycle.StatusActive, 150, 2, false, Healthy},
+		{"item-bob-wells", Bob, "ins_4", "Wells Fargo", lifecycle.StatusActive, 100, 45, false, Healthy},
+		{"item-carol-chase", Carol, "ins_3", "Chase Bank", lifecycle.StatusActive, 80, 35, false, Healthy},
+		{"item-carol-citi", Carol, "ins_5", "Citi", lifecycle.StatusActive, 60, 10, false, Healthy},
+		{"item-dave-unknown", Dave, "", "", lifecycle.StatusActive, 20, -1, false, Healthy},
 		// Alive, but the user must log in again at the bank.
-		{"item-erin-chase", Erin, "ins_3", "Chase Bank", "production", lifecycle.StatusActive, 90, 3, false, NeedsUser},
+		{"item-erin-chase", Erin, "ins_3", "Chase Bank", lifecycle.StatusActive, 90, 3, false, NeedsUser},
 		// Dead at Plaid although still active here: marked expired.
-		{"item-dave-citi", Dave, "ins_5", "Citi", "sandbox", lifecycle.StatusActive, 70, 20, false, Gone},
+		{"item-dave-citi", Dave, "ins_5", "Citi", lifecycle.StatusActive, 70, 20, false, Gone},
 		// Stale: unused for more than 90 days.
-		{"item-carol-boa", Carol, "ins_1", "Bank of America", "sandbox", lifecycle.StatusActive, 400, 120, false, Healthy},
-		{"item-erin-wells", Erin, "ins_4", "Wells Fargo", "sandbox", lifecycle.StatusActive, 200, -1, false, Healthy},
+		{"item-carol-boa", Carol, "ins_1", "Bank of America", lifecycle.StatusActive, 400, 120, false, Healthy},
+		{"item-erin-wells", Erin, "ins_4", "Wells Fargo", lifecycle.StatusActive, 200, -1, false, Healthy},
 		// Expired and revoked: finished at Plaid (unless already) and deleted.
-		{"item-alice-old", Alice, "ins_3", "Chase Bank", "sandbox", lifecycle.StatusExpired, 500, 200, false, Gone},
-		{"item-bob-old", Bob, "ins_1", "Bank of America", "sandbox", lifecycle.StatusExpired, 400, 100, false, Healthy},
-		{"item-erin-old", Erin, "ins_5", "Citi", "production", lifecycle.StatusExpired, 300, 95, true, Gone},
-		{"item-dave-revoked", Dave, "ins_4", "Wells Fargo", "sandbox", lifecycle.StatusRevoked, 30, 10, false, Healthy},
+		{"item-alice-old", Alice, "ins_3", "Chase Bank", lifecycle.StatusExpired, 500, 200, false, Gone},
+		{"item-bob-old", Bob, "ins_1", "Bank of America", lifecycle.StatusExpired, 400, 100, false, Healthy},
+		{"item-erin-old", Erin, "ins_5", "Citi", lifecycle.StatusExpired, 300, 95, true, Gone},
+		{"item-dave-revoked", Dave, "ins_4", "Wells Fargo", lifecycle.StatusRevoked, 30, 10, false, Healthy},
 	}
 	out := make([]Token, 0, len(rows))
 	for _, r := range rows {
 		t := lifecycle.Token{
 			ItemID: r.item, UserID: r.user, InstitutionID: r.instID, InstitutionName: r.inst,
-			Status: r.status, Environment: r.env, CreatedAt: ago(r.created), UpdatedAt: ago(r.created),
+			Status: r.status, Environment: Environment, CreatedAt: ago(r.created), UpdatedAt: ago(r.created),
 			PlaidRemoved: r.plaidRemoved,
 			Metadata:     lifecycle.Metadata{Name: r.inst},
 		}
@@ -88,7 +93,7 @@ func Tokens(now time.Time) []Token {
 		if r.plaid == NeedsUser {
 			t.ErrorCode = "ITEM_LOGIN_REQUIRED"
 		}
-		out = append(out, Token{Token: t, Plaintext: "access-sandbox-" + r.item, Plaid: r.plaid})
+		out = append(out, Token{Token: t, Plaintext: "access-" + Environment + "-" + r.item, Plaid: r.plaid})
 	}
 	return out
 }

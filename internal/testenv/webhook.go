@@ -79,7 +79,7 @@ func WebhookClaims(body []byte, iat time.Time) jwt.MapClaims {
 func NewWebhookPlaidClient(t testing.TB, fake *plaidfake.Server) *lifecycle.PlaidClient {
 	t.Helper()
 	client, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{
-		PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidBaseURL: fake.URL()},
+		PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidEnv: "sandbox", PlaidBaseURL: fake.URL()},
 		WebhookKeyRPM: 60000,
 		MaxAttempts:   1,
 	})

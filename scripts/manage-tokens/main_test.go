@@ -40,6 +40,7 @@ func newCLIEnv(t *testing.T, seedSample bool) *cliEnv {
 		"TOKEN_ENCRYPTION_KEY":  testenv.EncryptionKey,
 		"PLAID_CLIENT_ID":       env.Plaid.ClientID,
 		"PLAID_SECRET":          env.Plaid.Secret,
+		"PLAID_ENV":             "sandbox",
 		"PLAID_BASE_URL":        env.Plaid.URL(),
 		"PLAID_ITEM_GET_RPM":    "600000",
 		"PLAID_ITEM_REMOVE_RPM": "600000",
@@ -382,7 +383,7 @@ func TestMissingConfiguration(t *testing.T) {
 func TestFirestoreUnreachable(t *testing.T) {
 	t.Setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
 	vars := map[string]string{"GOOGLE_CLOUD_PROJECT": "unreachable", "TOKEN_ENCRYPTION_KEY": testenv.EncryptionKey,
-		"PLAID_CLIENT_ID": "id", "PLAID_SECRET": "secret"}
+		"PLAID_CLIENT_ID": "id", "PLAID_SECRET": "secret", "PLAID_ENV": "sandbox"}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -420,7 +421,7 @@ func TestAnalytics(t *testing.T) {
 		TotalTokens: 15, ActiveTokens: 11, ExpiredTokens: 3, RevokedTokens: 1, ErrorTokens: 1, UniqueUsers: 5,
 		StaleTokens30Days: 4, StaleTokens90Days: 2,
 		Institutions: map[string]int{"Chase Bank": 5, "Bank of America": 3, "Wells Fargo": 3, "Citi": 3, "Unknown": 1},
-		Environments: map[string]int{"sandbox": 11, "production": 4},
+		Environments: map[string]int{"sandbox": 15},
 	}
 	if diff := cmp.Diff(want, body.Analytics, cmpopts.IgnoreFields(lifecycle.Analytics{}, "AsOf", "Source", "Trend")); diff != "" {
 		t.Errorf("analytics (-want +got):\n%s", diff)
@@ -450,8 +451,7 @@ func TestAnalytics(t *testing.T) {
       Wells Fargo: 3
       Unknown: 1
    Environments:
-      sandbox: 11
-      production: 4
+      sandbox: 15
    As of: TIME (a recount of every token)
 `
 	if diff := cmp.Diff(wantText, asOfTime.ReplaceAllString(res.stdout, "As of: TIME")); diff != "" {

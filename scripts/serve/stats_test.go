@@ -62,6 +62,7 @@ func startServe(t *testing.T, env *testenv.Env, port string, extra []string, arg
 		"TOKEN_ENCRYPTION_KEY="+testenv.EncryptionKey,
 		"PLAID_CLIENT_ID="+env.Plaid.ClientID,
 		"PLAID_SECRET="+env.Plaid.Secret,
+		"PLAID_ENV=sandbox",
 		"PLAID_BASE_URL="+env.Plaid.URL(),
 		"AUTH_JWT_SECRET="+env.Config.AuthJWTSecret,
 		"ADMIN_USER_IDS="+sample.AdminUser,
