@@ -42,12 +42,12 @@ type tokenRun struct {
 type rule int
 
 const (
-	ruleOtherEnvironment  rule = iota // 0: not this deployment's to touch
-	ruleRemoveDead                    // 1: expired or revoked
-	ruleRemoveStale                   // 2: active, unused too long
-	ruleSkipValidated                 // 3: active, validated recently
-	ruleValidate                      // 3: active, due for /item/get
-	ruleUnknownStatus                 // a status DESIGN §5 does not know
+	ruleOtherEnvironment rule = iota // 0: not this deployment's to touch
+	ruleRemoveDead                   // 1: expired or revoked
+	ruleRemoveStale                  // 2: active, unused too long
+	ruleSkipValidated                // 3: active, validated recently
+	ruleValidate                     // 3: active, due for /item/get
+	ruleUnknownStatus                // a status DESIGN §5 does not know
 )
 
 // ruleFor says which rule applies to t at now. plaidEnv is PLAID_ENV;
