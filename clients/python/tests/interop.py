@@ -77,7 +77,7 @@ def read_store(req, vault, legacy):
     now = firestore_rest.parse_timestamp(req["now"])
     store = TokenStore(client, vault, legacy, clock=lambda: now)
     out = {"users": {}, "created": []}
-    for c in req.get("create", []):
+    for c in req.get("create") or []:
         # The app writes a new Item itself, in format v1 (DESIGN §12: every writer).
         doc = dict(c["fields"])
         for k in ("created_at", "updated_at"):
@@ -86,7 +86,7 @@ def read_store(req, vault, legacy):
         doc["access_token"] = vault.encrypt(c["item_id"], c["plaintext"])
         client.collection(TOKENS_COLLECTION).document(c["item_id"]).create(doc)
         out["created"].append(c["item_id"])
-    for user_id in req["users"]:
+    for user_id in req.get("users") or []:
         items = []
         for item in store.items(user_id):
             got = {"item_id": item.item_id, "user_id": item.user_id, "status": item.status,
