@@ -1,11 +1,13 @@
 """Reading plaid_tokens as the app does, over the app's own Firestore client.
 
 The functions here take a google-cloud-firestore ``Client`` (or anything of
-the same shape: this module never imports google-cloud-firestore) and use
-only this much of it:
+the same shape: the package does not depend on google-cloud-firestore, and
+imports only its FieldFilter, when it is installed) and use only this much
+of it:
 
     client.collection(name).document(id).get()   -> snapshot
-    client.collection(name).where(field, op, value).stream()
+    client.collection(name).where(filter=FieldFilter(field, "==", value)).stream()
+        (where(field, "==", value) when FieldFilter cannot be imported)
     snapshot.exists, snapshot.id, snapshot.to_dict(), snapshot.update_time
     document.update({field_path: value}, option=client.write_option(last_update_time=...))
     client.field_path(*names)
