@@ -23,6 +23,7 @@ migration moves one user at a time, each in one transaction.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -31,6 +32,8 @@ from .legacy import LegacyDecrypter, open_token
 from .vault import Vault
 
 TOKENS_COLLECTION = "plaid_tokens"
+
+_log = logging.getLogger(__name__)
 
 # USAGE_WRITE_EVERY is the least time between two last_used_at writes of a
 # token (DESIGN §7): Firestore sustains about one write a second per
@@ -119,7 +122,8 @@ class TokenStore:
         (alike), TokenUnusableError for a revoked or expired one (the user
         must link the account again), and the vault's errors for a token
         that does not decrypt. An active item with an error_code is returned:
-        Link's update mode needs it to repair the Item.
+        Link's update mode needs it to repair the Item. A failure to record
+        the use is logged (logger ``plaid_token_vault.store``), not raised.
         """
         if not _valid_id(user_id) or not _valid_id(item_id):
             raise ItemNotFoundError(f"no item {item_id!r} for this user")
@@ -129,8 +133,13 @@ class TokenStore:
         if status != "active":
             raise TokenUnusableError(f"item {item_id!r} is {status}; link the account again", status)
         token = open_token(item_id, fields.get("access_token"), self._vault, self._legacy)
-        _record_use(self._client, ref, snap, path, self._clock(),
-                    lambda s: _fields_at(s, path) if _owned(s, path, user_id) else None)
+        try:
+            _record_use(self._client, ref, snap, path, self._clock(),
+                        lambda s: _fields_at(s, path) if _owned(s, path, user_id) else None)
+        except Exception:  # noqa: BLE001 - any Firestore failure
+            # The app's Plaid call must not fail for this bookkeeping; the
+            # next use tries again, as last_used_at did not move.
+            _log.warning("recording the use of item %s failed", item_id, exc_info=True)
         return token
 
     def _locate(self, col: Any, user_id: str, item_id: str):

@@ -11,6 +11,7 @@ from plaid_token_vault import (
     KeyConfigError,
     LegacyDecrypter,
     MalformedTokenError,
+    TokenError,
     Vault,
     is_legacy_plaintext,
     open_token,
@@ -99,6 +100,23 @@ class LegacyDecryptTest(unittest.TestCase):
                 with self.assertRaises(want) as ctx:
                     (decrypter or self.legacy).decrypt(value)
                 self.assertNotIn(token, str(ctx.exception))
+
+    def test_mutations_raise_token_errors_only(self):
+        import random
+        rng = random.Random(21)
+        stored, token = VECTORS[0]
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/ \n\x00é"
+        for _ in range(1000):
+            s = list(stored)
+            i = rng.randrange(len(s))
+            if rng.random() < 0.5:
+                s[i] = rng.choice(alphabet)
+            else:
+                del s[i:i + rng.randint(1, 8)]
+            try:
+                self.assertEqual(self.legacy.decrypt("".join(s)), token)
+            except TokenError:
+                pass
 
     def test_key_is_derived_only_when_needed(self):
         # No password and only plaintext or v1 values: nothing to complain about.

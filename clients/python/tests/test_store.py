@@ -209,6 +209,20 @@ class TokenStoreTest(unittest.TestCase):
         # The rest of the per-user document is as it was.
         self.assertEqual(self.fs.data(COL, "user-1")["items"]["item-plain"]["transactions"]["cursor"], "CAESJ3Z4")
 
+    def test_a_failed_use_record_does_not_fail_the_call(self):
+        class ServiceUnavailable(Exception):
+            pass
+
+        def unavailable(doc):
+            raise ServiceUnavailable("Firestore is away")
+
+        self.fs.before_update = unavailable
+        with self.assertLogs("plaid_token_vault.store", "WARNING") as logs:
+            self.assertEqual(self.store.access_token("user-1", "item-v1"), "access-sandbox-v1")
+        self.assertIn("item-v1", logs.output[0])
+        self.assertNotIn("access-sandbox-v1", "".join(logs.output))
+        self.assertNotIn("last_used_at", self.fs.data(COL, "item-v1"))
+
     def test_refusals(self):
         cases = [
             ("another user's item document", "user-1", "item-other", ItemNotFoundError),

@@ -198,6 +198,29 @@ class RefusalTest(unittest.TestCase):
                 return
         self.fail("no payload length with stray bits found")
 
+    def test_mutations_raise_token_errors_only(self):
+        # Never a crash: every mutation of a valid string either decrypts to
+        # the token (it cannot, but for a no-op edit) or raises a TokenError.
+        import random
+        rng = random.Random(20)
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_:=+/ \n\x00é"
+        for _ in range(2000):
+            s = list(self.good)
+            for _ in range(rng.randint(1, 3)):
+                op = rng.randrange(3)
+                i = rng.randrange(len(s) + 1)
+                if op == 0 and s:
+                    del s[min(i, len(s) - 1)]
+                elif op == 1:
+                    s.insert(i, rng.choice(alphabet))
+                elif s:
+                    s[min(i, len(s) - 1)] = rng.choice(alphabet)
+            stored = "".join(s)
+            try:
+                self.assertEqual(self.vault.decrypt("item-1", stored), self.token)
+            except TokenError:
+                pass
+
     def test_not_a_string(self):
         with self.assertRaises(MalformedTokenError):
             self.vault.decrypt("item-1", None)
