@@ -9,6 +9,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/emulator.sh
 
+# --- Python for clients/python ------------------------------------------------
+# go test ./clients/python runs the Python reference implementation against
+# the Go vault with Debian's /usr/bin/python3 and its python3-cryptography
+# (the oldest cryptography the package supports). A fresh machine of this
+# image may lack them: install them, or stop here saying why.
+if ! /usr/bin/python3 -E -s -c 'import cryptography' 2>/dev/null; then
+  echo "==> installing python3-cryptography (clients/python's tests need it)"
+  sudo=
+  if (( EUID != 0 )); then sudo="sudo -n"; fi
+  if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends python3-cryptography >/dev/null; } ||
+    ! /usr/bin/python3 -E -s -c 'import cryptography'; then
+    echo "scripts/test.sh: /usr/bin/python3 cannot import cryptography, and installing python3-cryptography failed;" >&2
+    echo "  run: apt-get update && apt-get install -y python3-cryptography" >&2
+    exit 1
+  fi
+fi
+# ------------------------------------------------------------------------------
+
 work=$(mktemp -d)
 tf_pid=
 cleanup() {
