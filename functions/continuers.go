@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
 // PubSubContinuer continues a checkpointed run by publishing
@@ -26,6 +28,14 @@ func (c *PubSubContinuer) ContinueCleanup(ctx context.Context, runID string) err
 	return nil
 }
 
+// RequestRemoval publishes {"remove_item": ...} for an early removal.
+func (c *PubSubContinuer) RequestRemoval(ctx context.Context, r lifecycle.RemovalRequest) error {
+	if err := c.pub.publish(ctx, c.Project, c.Topic, cleanupMessage{RemoveItem: &r}); err != nil {
+		return fmt.Errorf("publishing the early removal of item %s to %s: %w", r.ItemID, c.Topic, err)
+	}
+	return nil
+}
+
 // HTTPContinuer continues a run by delivering a Pub/Sub-shaped CloudEvent
 // to a DailyCleanup endpoint over HTTP, as Eventarc would: what scripts/serve
 // uses so that a long run finishes locally too. Delivery is asynchronous
@@ -40,4 +50,10 @@ type HTTPContinuer struct {
 func (c *HTTPContinuer) ContinueCleanup(ctx context.Context, runID string) error {
 	return postEvent(ctx, c.Client, c.URL, cleanupMessage{ContinueRunID: runID}, c.Logger,
 		"delivering cleanup continuation failed", slog.String("run_id", runID))
+}
+
+// RequestRemoval posts the early removal event in the background.
+func (c *HTTPContinuer) RequestRemoval(ctx context.Context, r lifecycle.RemovalRequest) error {
+	return postEvent(ctx, c.Client, c.URL, cleanupMessage{RemoveItem: &r}, c.Logger,
+		"delivering an early removal failed", slog.String("item_id", r.ItemID))
 }

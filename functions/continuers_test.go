@@ -197,3 +197,36 @@ func TestTokenCleanupHandsOver(t *testing.T) {
 		})
 	}
 }
+
+// A revocation that went local (Plaid down) publishes its early removal to
+// the real Pub/Sub emulator's cleanup topic; delivered to DailyCleanup as
+// Eventarc would, it removes the Item at Plaid once Plaid is back.
+func TestRevocationEarlyRemovalThroughPubSub(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	env.SeedSample(t)
+	client, _, sub := pubsubTopic(t, env.Project)
+	s := newTestServer(t, env, &PubSubContinuer{Project: env.Project, Topic: lifecycle.DefaultCleanupTopic})
+
+	env.Plaid.FailAlways("/item/remove", 500, "API_ERROR", "INTERNAL_SERVER_ERROR")
+	res := apiCall(t, s.Routes(), http.MethodDelete, "/api/v1/plaid/items/item-carol-citi", env.Bearer(t, sample.Carol), nil)
+	if res.Status != http.StatusOK {
+		t.Fatalf("revoke with Plaid down: %d %s", res.Status, res.Raw)
+	}
+	if doc := env.Doc(t, "item-carol-citi"); doc.Status != lifecycle.StatusRevoked || doc.PlaidRemoved {
+		t.Fatalf("after the revocation: %s, plaid_removed %v", doc.Status, doc.PlaidRemoved)
+	}
+	env.Plaid.ClearFaults()
+	if n := deliverPulled(t, s, client, env.Project, sub); n != 1 {
+		t.Fatalf("delivered %d messages from the cleanup topic, want the one early removal", n)
+	}
+	if !env.Plaid.Removed("access-sandbox-item-carol-citi") {
+		t.Error("the early removal did not remove the Item at Plaid")
+	}
+	if doc := env.Doc(t, "item-carol-citi"); !doc.PlaidRemoved {
+		t.Error("the document does not record the removal")
+	}
+	if runs := env.CleanupRuns(t); len(runs) != 0 {
+		t.Errorf("an early removal started %d cleanup runs", len(runs))
+	}
+}

@@ -13,11 +13,13 @@ import (
 
 // cleanupMessage is the optional JSON body of a DailyCleanup message. The
 // scheduler sends {"days_threshold": N, "dry_run": false}; a checkpointed
-// run sends {"continue_run_id": "..."} to continue.
+// run sends {"continue_run_id": "..."} to continue; a revocation that could
+// not remove its Item at Plaid sends {"remove_item": {"item_id": "..."}}.
 type cleanupMessage struct {
-	DaysThreshold *int   `json:"days_threshold"`
-	DryRun        bool   `json:"dry_run"`
-	ContinueRunID string `json:"continue_run_id"`
+	DaysThreshold *int                      `json:"days_threshold,omitempty"`
+	DryRun        bool                      `json:"dry_run,omitempty"`
+	ContinueRunID string                    `json:"continue_run_id,omitempty"`
+	RemoveItem    *lifecycle.RemovalRequest `json:"remove_item,omitempty"`
 }
 
 // parseCleanupMessage decodes the body of a DailyCleanup message, reading
@@ -49,6 +51,13 @@ func parseCleanupMessage(body []byte) (cleanupMessage, error) {
 			return msg, fmt.Errorf("continue_run_id: %w", err)
 		}
 	}
+	if v, ok := fields["remove_item"]; ok {
+		var r lifecycle.RemovalRequest
+		if err := json.Unmarshal(v, &r); err != nil || !lifecycle.ValidItemID(r.ItemID) {
+			return msg, fmt.Errorf("remove_item: needs a valid item_id")
+		}
+		msg.RemoveItem = &r
+	}
 	return msg, nil
 }
 
@@ -69,6 +78,14 @@ func (s *Server) DailyCleanup(ctx context.Context, e event.Event) error {
 	msg, err := parseCleanupMessage(body)
 	if err != nil {
 		log.ErrorContext(ctx, "malformed DailyCleanup message; dropped", slog.String("error", err.Error()))
+		return nil
+	}
+	if msg.RemoveItem != nil {
+		// Idempotent: a redelivery finds the Item removed.
+		if _, err := s.svc.RemoveOwedItem(ctx, *msg.RemoveItem); err != nil {
+			log.WarnContext(ctx, "early removal asks for a retry", slog.String("error", err.Error()))
+			return err
+		}
 		return nil
 	}
 	ev := lifecycle.CleanupEvent{EventID: e.ID(), ContinueRunID: msg.ContinueRunID, DaysThreshold: s.cfg.StaleDays,

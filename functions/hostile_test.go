@@ -137,8 +137,9 @@ func TestJWTClaimNamesAreExact(t *testing.T) {
 }
 
 // A signed webhook naming an item id Firestore refuses is an unknown item:
-// 200 and a WARNING, not a 500 (issue 10.1). A revocation Plaid reports is
-// audited (issue 10.7).
+// 200 and a WARNING, not a 500. A revocation Plaid reports (consent
+// withdrawn) is audited, once, in the same commit: the Item is still to be
+// removed at Plaid.
 func TestWebhookHostileItemIDAndRevocationAudit(t *testing.T) {
 	t.Parallel()
 	f := newWebhookFixture(t)
@@ -153,12 +154,12 @@ func TestWebhookHostileItemIDAndRevocationAudit(t *testing.T) {
 	}
 
 	f.addToken(t, "item-revoked-at-bank", lifecycle.StatusActive, "")
-	body := webhookBody(t, "USER_ACCOUNT_REVOKED", "item-revoked-at-bank", "")
+	body := webhookBody(t, "USER_PERMISSION_REVOKED", "item-revoked-at-bank", "")
 	f.post(t, http.MethodPost, PathWebhook, f.sign(t, f.kid, body), body)
 	f.post(t, http.MethodPost, PathWebhook, f.sign(t, f.kid, body), body) // redelivered: one entry
 	snaps := testenv.AuditEntries(t, f.client, "item-revoked-at-bank")
-	if len(snaps) != 1 || snaps[0].Reason != lifecycle.ReasonPlaidRevoked || !snaps[0].PlaidRemoved || snaps[0].UserID != "user-item-revoked-at-bank" {
-		t.Errorf("audit entries = %+v, want one plaid_revoked entry", snaps)
+	if len(snaps) != 1 || snaps[0].Reason != lifecycle.ReasonPlaidRevoked || snaps[0].PlaidRemoved || snaps[0].UserID != "user-item-revoked-at-bank" {
+		t.Errorf("audit entries = %+v, want one plaid_revoked entry, plaid_removed false", snaps)
 	}
 }
 

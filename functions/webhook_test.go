@@ -51,7 +51,7 @@ func newWebhookFixture(t *testing.T) *webhookFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := lifecycle.NewService(lifecycle.Config{}, lifecycle.Deps{Tokens: stores.Tokens, Runs: stores.Runs,
+	svc, err := lifecycle.NewService(lifecycle.Config{PlaidSettings: lifecycle.PlaidSettings{PlaidEnv: "sandbox"}}, lifecycle.Deps{Tokens: stores.Tokens, Runs: stores.Runs,
 		Plaid: testenv.NewWebhookPlaidClient(t, wp.Fake), Cipher: vault, Clock: wp.Clock})
 	if err != nil {
 		t.Fatal(err)
@@ -216,9 +216,9 @@ func TestWebhookItemCodes(t *testing.T) {
 		{name: "PENDING_DISCONNECT", validated: true, code: "PENDING_DISCONNECT", status: active,
 			want: fields{active, "PENDING_DISCONNECT", false, created}},
 		{name: "USER_PERMISSION_REVOKED", validated: true, code: "USER_PERMISSION_REVOKED", status: active,
-			want: fields{revoked, "", true, testNow}},
+			want: fields{revoked, "", false, testNow}},
 		{name: "USER_ACCOUNT_REVOKED", validated: true, code: "USER_ACCOUNT_REVOKED", status: active, errorBefore: "PENDING_EXPIRATION",
-			want: fields{revoked, "PENDING_EXPIRATION", true, testNow}},
+			want: fields{active, "USER_ACCOUNT_REVOKED", false, created}},
 		{name: "LOGIN_REPAIRED", validated: true, code: "LOGIN_REPAIRED", status: active, errorBefore: "ITEM_LOGIN_REQUIRED",
 			want: fields{active, "", false, created}},
 		{name: "NEW_ACCOUNTS_AVAILABLE", code: "NEW_ACCOUNTS_AVAILABLE", status: active, errorBefore: "ITEM_LOGIN_REQUIRED",

@@ -31,11 +31,14 @@ import (
 //   - The resume is one transaction on the run's record and the lease, so
 //     two deliveries never run one run at once.
 
-// Continuer delivers a checkpointed run's continuation to a new DailyCleanup
-// invocation: the cleanup topic in production, scripts/serve's own
-// /events/DailyCleanup locally.
+// Continuer hands work on to later DailyCleanup invocations: the cleanup
+// topic in production, scripts/serve's own /events/DailyCleanup locally.
 type Continuer interface {
+	// ContinueCleanup delivers a checkpointed run's continuation.
 	ContinueCleanup(ctx context.Context, runID string) error
+	// RequestRemoval asks for the early removal of an Item still billed
+	// (removal.go).
+	RequestRemoval(ctx context.Context, r RemovalRequest) error
 }
 
 // DefaultCleanupLeaseTTL is how long a run's lease lasts unless renewed:

@@ -314,3 +314,56 @@ func TestStoreAuditedDeleteLandsWithItsEntry(t *testing.T) {
 		t.Errorf("audit entries after the retries (-want +got):\n%s", diff)
 	}
 }
+
+// A revocation's patch and its audit entry land together or not at all:
+// one refused by its precondition (the document changed since it was read)
+// writes neither, and the one decided again on the fresh version lands with
+// its own entry.
+func TestStoreAuditedPatchLandsWithItsEntry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := emulator.NewClient(t)
+	s := lifecycle.NewFirestoreTokenStore(client)
+	tok := sampleToken("item-r", "u")
+	if err := s.Create(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	stale := tok.Version
+	fresh, err := s.Update(ctx, "item-r", lifecycle.Patch{LastUsedAt: lifecycle.Ptr(time.Now())}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoke := func(version time.Time) lifecycle.Write {
+		return lifecycle.Write{ItemID: "item-r", IfVersion: version,
+			Patch: lifecycle.Patch{Status: lifecycle.Ptr(lifecycle.StatusRevoked), PlaidRemoved: lifecycle.Ptr(false)},
+			Audit: &lifecycle.AuditEntry{ItemID: "item-r", UserID: "u", Reason: lifecycle.ReasonUserRevoked, Actor: "u", At: time.Now().UTC()}}
+	}
+	auditCount := func() int {
+		t.Helper()
+		snaps, err := client.Collection(lifecycle.AuditCollection).Where("item_id", "==", "item-r").Documents(ctx).GetAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(snaps)
+	}
+	if errs := s.Apply(ctx, []lifecycle.Write{revoke(stale)}); !errors.Is(errs[0], lifecycle.ErrChanged) {
+		t.Fatalf("revocation decided on a stale version = %v, want ErrChanged", errs[0])
+	}
+	if got, _ := s.Get(ctx, "item-r"); got.Status != lifecycle.StatusActive || auditCount() != 0 {
+		t.Fatalf("a refused revocation wrote something: status %s, %d audit entries", got.Status, auditCount())
+	}
+	if errs := s.Apply(ctx, []lifecycle.Write{revoke(fresh)}); errs[0] != nil {
+		t.Fatalf("revocation on the fresh version = %v", errs[0])
+	}
+	if got, _ := s.Get(ctx, "item-r"); got.Status != lifecycle.StatusRevoked || auditCount() != 1 {
+		t.Errorf("after the revocation: status %s, %d audit entries; want revoked with one", got.Status, auditCount())
+	}
+	// Its answer lost, the same write again finds its own entry: success.
+	if errs := s.Apply(ctx, []lifecycle.Write{revoke(fresh)}); errs[0] != nil || auditCount() != 1 {
+		t.Errorf("retried revocation = %v with %d entries, want success and still one", errs[0], auditCount())
+	}
+	// An unconditional audited write is refused: the entry's id needs the version.
+	if errs := s.Apply(ctx, []lifecycle.Write{revoke(time.Time{})}); !lifecycle.IsCode(errs[0], lifecycle.CodeInvalid) {
+		t.Errorf("audited write without a version = %v, want invalid", errs[0])
+	}
+}

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -195,10 +196,10 @@ func (s *FirestoreTokenStore) Delete(ctx context.Context, itemID string, ifVersi
 }
 
 // Apply performs writes: patches and plain deletes through a BulkWriter
-// (parallel, batched, retried by the client library), and deletes with an
-// audit entry in atomic commits alongside, each delete with its entry (a
+// (parallel, batched, retried by the client library), and writes with an
+// audit entry in atomic commits alongside, each write with its entry (a
 // BulkWriter batch is not atomic): a hundred to a commit, and alone when
-// their commit is refused (deleteAuditedGroup).
+// their commit is refused (writeAuditedGroup).
 func (s *FirestoreTokenStore) Apply(ctx context.Context, writes []Write) []error {
 	errs := make([]error, len(writes))
 	var (
@@ -214,7 +215,9 @@ func (s *FirestoreTokenStore) Apply(ctx context.Context, writes []Write) []error
 			err = ErrNotFound
 		case w.Delete && w.IfVersion.IsZero():
 			err = Errorf(CodeInvalid, "deleting token %s: refusing an unconditional delete", w.ItemID)
-		case w.Delete && w.Audit != nil:
+		case w.Audit != nil && w.IfVersion.IsZero():
+			err = Errorf(CodeInvalid, "writing token %s: an audited write needs the version it was decided on", w.ItemID)
+		case w.Audit != nil:
 			audited = append(audited, i)
 			continue
 		default:
@@ -232,9 +235,9 @@ func (s *FirestoreTokenStore) Apply(ctx context.Context, writes []Write) []error
 		}
 	}
 	var groups sync.WaitGroup
-	for start := 0; start < len(audited); start += auditedDeletesPerCommit {
-		group := audited[start:min(start+auditedDeletesPerCommit, len(audited))]
-		groups.Go(func() { s.deleteAuditedGroup(ctx, writes, group, errs) })
+	for start := 0; start < len(audited); start += auditedWritesPerCommit {
+		group := audited[start:min(start+auditedWritesPerCommit, len(audited))]
+		groups.Go(func() { s.writeAuditedGroup(ctx, writes, group, errs) })
 	}
 	if bw != nil {
 		bw.End()
@@ -252,79 +255,90 @@ func (s *FirestoreTokenStore) Apply(ctx context.Context, writes []Write) []error
 }
 
 const (
-	// auditedDeletesPerCommit is how many deletes, each with its audit
+	// auditedWritesPerCommit is how many writes, each with its audit
 	// entry, one atomic commit carries (two writes each; a commit takes
 	// 500). One commit a token made the cleanup 1.7x its floor at 100,000
 	// tokens on the emulator: 25,000 commits where the floor sends 1,250
 	// batches of deletes.
-	auditedDeletesPerCommit = 100
-	// maxAuditedDeletes bounds the commits of single deletes with their
+	auditedWritesPerCommit = 100
+	// maxAuditedWrites bounds the commits of single writes with their
 	// audit entries in flight for one group that could not land whole.
-	maxAuditedDeletes = 32
+	maxAuditedWrites = 32
 )
 
-// deleteAuditedGroup deletes the writes at indices group, each with its
-// audit entry, in one atomic commit, and sets their errs. Usually they all
-// land together. One refused precondition (a token the app used meanwhile)
+// writeAuditedGroup makes the writes at indices group, each with its audit
+// entry, in one atomic commit, and sets their errs. Usually they all land
+// together. One refused precondition (a token the app used meanwhile)
 // refuses the whole commit, and a failed commit may have landed with its
-// answer lost: then each goes again alone (deleteAudited), which tells
+// answer lost: then each goes again alone (writeAudited), which tells
 // which landed, which changed, and which to retry.
-func (s *FirestoreTokenStore) deleteAuditedGroup(ctx context.Context, writes []Write, group []int, errs []error) {
-	ok := true
-	//lint:ignore SA1019 an atomic commit without reads: see deleteAudited.
-	batch := s.client.Batch()
+func (s *FirestoreTokenStore) writeAuditedGroup(ctx context.Context, writes []Write, group []int, errs []error) {
+	ws := make([]Write, 0, len(group))
 	for _, i := range group {
-		w := writes[i]
-		if w.Audit.RunID == "" {
-			ok = false // deleteAudited says why
+		if writes[i].Audit.RunID == "" && writes[i].Audit.Reason == "" {
+			ws = nil // writeAudited says why
 			break
 		}
-		batch.Delete(s.tokens.Doc(w.ItemID), firestore.LastUpdateTime(w.IfVersion)).Create(s.auditEntryRef(w), w.Audit)
+		ws = append(ws, writes[i])
 	}
-	if ok {
-		if _, err := batch.Commit(ctx); err == nil {
-			return
-		}
+	if len(ws) > 1 && s.commitAudited(ctx, ws) == nil {
+		return
 	}
-	slots := make(chan struct{}, maxAuditedDeletes)
+	slots := make(chan struct{}, maxAuditedWrites)
 	var alone sync.WaitGroup
 	for _, i := range group {
 		alone.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = s.deleteAudited(ctx, writes[i])
+			errs[i] = s.writeAudited(ctx, writes[i])
 		})
 	}
 	alone.Wait()
 }
 
-// auditEntryRef is where w's audit entry goes: its id is the run's, the
-// item's and the version's, the same for every attempt of that delete.
-func (s *FirestoreTokenStore) auditEntryRef(w Write) *firestore.DocumentRef {
-	return s.client.Collection(AuditCollection).Doc(fmt.Sprintf("%s_%s_%d", w.Audit.RunID, w.ItemID, w.IfVersion.UnixNano()))
+// commitAudited commits ws, each conditional on its version and with its
+// audit entry, in one atomic Commit. A WriteBatch is that, in one round
+// trip; the Transaction its deprecation points to would add a
+// BeginTransaction (and a Rollback when refused) for reads this commit
+// does not make.
+func (s *FirestoreTokenStore) commitAudited(ctx context.Context, ws []Write) error {
+	//lint:ignore SA1019 see above: an atomic commit without reads.
+	batch := s.client.Batch()
+	for _, w := range ws {
+		doc := s.tokens.Doc(w.ItemID)
+		if w.Delete {
+			batch.Delete(doc, firestore.LastUpdateTime(w.IfVersion))
+		} else {
+			batch.Update(doc, patchUpdates(w.Patch), firestore.LastUpdateTime(w.IfVersion))
+		}
+		batch.Create(s.auditEntryRef(w), w.Audit)
+	}
+	_, err := batch.Commit(ctx)
+	return err
 }
 
-// deleteAudited deletes w's token document, if unchanged since
-// w.IfVersion, and creates its audit entry, in one commit. The entry's id
-// is the run's, the item's and the version's, so an attempt that landed
+// auditEntryRef is where w's audit entry goes: its id is the run's (or,
+// outside a run, the reason's), the item's and the version's, the same for
+// every attempt of that write.
+func (s *FirestoreTokenStore) auditEntryRef(w Write) *firestore.DocumentRef {
+	return s.client.Collection(AuditCollection).Doc(fmt.Sprintf("%s_%s_%d", cmp.Or(w.Audit.RunID, w.Audit.Reason), w.ItemID, w.IfVersion.UnixNano()))
+}
+
+// writeAudited makes w, if the token is unchanged since w.IfVersion, and
+// creates its audit entry, in one commit. The entry's id is the run's (or
+// the reason's), the item's and the version's, so an attempt that landed
 // with its answer lost (Firestore went away, the deadline passed) is
 // recognised: the retry is refused by its own precondition, finds the
 // entry, and reports success. A refusal without that entry is ErrChanged
-// or ErrNotFound, as for any delete.
-func (s *FirestoreTokenStore) deleteAudited(ctx context.Context, w Write) error {
-	if w.Audit.RunID == "" {
-		return Errorf(CodeInvalid, "deleting token %s: an audited delete needs the run's id", w.ItemID)
+// or ErrNotFound, as for any conditional write.
+func (s *FirestoreTokenStore) writeAudited(ctx context.Context, w Write) error {
+	if w.Audit.RunID == "" && w.Audit.Reason == "" {
+		return Errorf(CodeInvalid, "writing token %s: an audit entry needs its run's id or its reason", w.ItemID)
 	}
-	doc := s.tokens.Doc(w.ItemID)
 	entry := s.auditEntryRef(w)
 	backoff := retry.WithMaxRetries(5, retry.WithCappedDuration(5*time.Second, retry.NewExponential(250*time.Millisecond)))
 	err := retry.Do(ctx, backoff, func(ctx context.Context) error {
-		// One atomic Commit of two writes. A WriteBatch is that, in one
-		// round trip; the Transaction its deprecation points to would add
-		// a BeginTransaction (and a Rollback when refused) for reads this
-		// commit does not make.
-		//lint:ignore SA1019 see above: an atomic commit without reads.
-		_, err := s.client.Batch().Delete(doc, firestore.LastUpdateTime(w.IfVersion)).Create(entry, w.Audit).Commit(ctx)
+		err := s.commitAudited(ctx, []Write{w})
 		switch status.Code(err) {
 		case codes.OK:
 			return nil
@@ -344,7 +358,7 @@ func (s *FirestoreTokenStore) deleteAudited(ctx context.Context, w Write) error 
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("deleting token %s with its audit entry: %w", w.ItemID, storeError(err))
+		return fmt.Errorf("writing token %s with its audit entry: %w", w.ItemID, storeError(err))
 	}
 	return nil
 }

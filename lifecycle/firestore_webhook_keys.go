@@ -35,21 +35,26 @@ type webhookKeyDoc struct {
 	FetchedAt time.Time `firestore:"fetched_at"`
 }
 
-// WebhookKey reads kid's key.
-func (s *FirestoreWebhookKeyStore) WebhookKey(ctx context.Context, kid string) (*WebhookKey, time.Time, error) {
-	snap, err := s.keys.Doc(eventDocID("kid", kid)).Get(ctx)
+// maxStoredWebhookKeys bounds one read of the store: Plaid has signed with
+// a handful of keys in its history.
+const maxStoredWebhookKeys = 100
+
+// WebhookKeys reads the stored keys, the most recently vouched for first.
+func (s *FirestoreWebhookKeyStore) WebhookKeys(ctx context.Context) ([]StoredWebhookKey, error) {
+	snaps, err := s.keys.OrderBy("fetched_at", firestore.Desc).Limit(maxStoredWebhookKeys).Documents(ctx).GetAll()
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("reading webhook key %s: %w", kid, storeError(err))
+		return nil, fmt.Errorf("reading webhook keys: %w", storeError(err))
 	}
-	var d webhookKeyDoc
-	if err := snap.DataTo(&d); err != nil {
-		return nil, time.Time{}, fmt.Errorf("decoding webhook key %s: %w", kid, err)
+	out := make([]StoredWebhookKey, 0, len(snaps))
+	for _, snap := range snaps {
+		var d webhookKeyDoc
+		if err := snap.DataTo(&d); err != nil || snap.Ref.ID != eventDocID("kid", d.KeyID) {
+			continue // not a document SaveWebhookKey wrote
+		}
+		out = append(out, StoredWebhookKey{FetchedAt: d.FetchedAt, Key: &WebhookKey{Alg: d.Alg, Crv: d.Crv, KeyID: d.KeyID,
+			Kty: d.Kty, Use: d.Use, X: d.X, Y: d.Y, CreatedAt: d.CreatedAt, ExpiredAt: d.ExpiredAt}})
 	}
-	if d.KeyID != kid {
-		return nil, time.Time{}, fmt.Errorf("webhook key document of %s names %s: %w", kid, d.KeyID, ErrNotFound)
-	}
-	return &WebhookKey{Alg: d.Alg, Crv: d.Crv, KeyID: d.KeyID, Kty: d.Kty, Use: d.Use, X: d.X, Y: d.Y,
-		CreatedAt: d.CreatedAt, ExpiredAt: d.ExpiredAt}, d.FetchedAt, nil
+	return out, nil
 }
 
 // SaveWebhookKey stores key as Plaid returned it at fetchedAt.

@@ -511,6 +511,9 @@ var (
 		"USER_SETUP_REQUIRED":      true,
 		"MFA_NOT_SUPPORTED":        true,
 		"ACCESS_NOT_GRANTED":       true,
+		// One account's access withdrawn: the Item works, and update mode
+		// grants it again (DESIGN §7).
+		"USER_ACCOUNT_REVOKED": true,
 	}
 	plaidTransientTypes = map[string]bool{
 		"RATE_LIMIT_EXCEEDED": true, // 429, any code: ITEM_GET_LIMIT, RATE_LIMIT...

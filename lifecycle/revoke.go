@@ -168,52 +168,34 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 	res := &Revocation{ItemID: itemID}
 	plaidTried := false
 	for attempt := 1; ; attempt++ {
-		if tok == nil {
-			t, err := s.Tokens.Get(ctx, itemID)
-			if errors.Is(err, ErrNotFound) {
-				return nil, ErrItemNotFound
-			}
-			if err != nil {
-				return nil, fmt.Errorf("revoking item %s: %w", itemID, err)
-			}
-			tok = t
-		}
-		if tok.UserID != userID {
-			// Same answer as a missing item; the document is left alone.
-			log.InfoContext(ctx, "revocation refused: item belongs to another user")
-			return nil, ErrItemNotFound
+		tok, err := s.ownToken(ctx, userID, itemID, tok, log)
+		if err != nil {
+			return nil, err
 		}
 		if tok.Status == StatusRevoked && tok.PlaidRemoved {
 			res.PlaidRemoved = true
 			log.InfoContext(ctx, "item already revoked", slog.Bool("plaid_removed", true))
 			return res, nil
 		}
-
 		// Plaid first (at most once per call, even if the write is retried):
 		// the Item is only billed until /item/remove succeeds.
-		if !tok.PlaidRemoved && !plaidTried {
+		switch {
+		case tok.PlaidRemoved:
+			res.PlaidRemoved = true
+		case !plaidTried:
 			plaidTried = true
 			res.PlaidRemoved = s.removeForRevocation(ctx, tok, log)
-		} else if tok.PlaidRemoved {
-			res.PlaidRemoved = true
 		}
 		if tok.Status == StatusRevoked && !res.PlaidRemoved {
 			// Still revoked and still not removed: nothing to write, cleanup
 			// keeps trying.
 			return res, nil
 		}
-
-		now := s.Clock.Now()
-		patch := Patch{Status: Ptr(StatusRevoked), PlaidRemoved: Ptr(res.PlaidRemoved), UpdatedAt: &now}
-		writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeWriteTimeout)
-		_, err := s.Tokens.Update(writeCtx, itemID, patch, tok.Version)
-		cancel()
+		err = s.writeRevocation(ctx, tok, by, res.PlaidRemoved)
 		switch {
+		case errors.Is(err, ErrNotFound) && res.PlaidRemoved:
+			return res, nil // deleted meanwhile (cleanup removed it): gone for good
 		case errors.Is(err, ErrNotFound):
-			// Deleted meanwhile (cleanup removed it): it is gone for good.
-			if res.PlaidRemoved {
-				return res, nil
-			}
 			return nil, ErrItemNotFound
 		case errors.Is(err, ErrChanged) && attempt < revokeAttempts:
 			// Changed since read: decide again on what it says now, so
@@ -224,14 +206,52 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 			return nil, fmt.Errorf("revoking item %s: %w", itemID, err)
 		}
 		res.Changed = true
-		// With plaid_removed false the token is dead to the app at once and
-		// the next cleanup removes it at Plaid.
 		log.InfoContext(ctx, "item revoked", slog.String("institution_id", tok.InstitutionID),
 			slog.String("status_before", string(tok.Status)), slog.Bool("plaid_removed", res.PlaidRemoved),
 			slog.String("actor", by.actor), slog.String("reason", by.reason))
-		s.auditRevocation(ctx, tok, by, res.PlaidRemoved, now, log)
+		if !res.PlaidRemoved {
+			// Dead to the app at once; billed until the early removal (or
+			// the next cleanup) removes it at Plaid.
+			s.requestEarlyRemoval(ctx, tok, log)
+		}
 		return res, nil
 	}
+}
+
+// ownToken returns tok, or itemID's document when tok is nil, if it is
+// userID's; ErrItemNotFound otherwise, the same answer as for a missing
+// item, and the other user's document is left alone.
+func (s *Service) ownToken(ctx context.Context, userID, itemID string, tok *Token, log *slog.Logger) (*Token, error) {
+	if tok == nil {
+		t, err := s.Tokens.Get(ctx, itemID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrItemNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("revoking item %s: %w", itemID, err)
+		}
+		tok = t
+	}
+	if tok.UserID != userID {
+		log.InfoContext(ctx, "revocation refused: item belongs to another user")
+		return nil, ErrItemNotFound
+	}
+	return tok, nil
+}
+
+// writeRevocation marks tok revoked, conditionally on the version read,
+// with its audit entry in the same atomic commit. It runs detached from the
+// caller: once Plaid has removed the Item, the document must say so even
+// if the caller has gone away.
+func (s *Service) writeRevocation(ctx context.Context, tok *Token, by revoker, plaidRemoved bool) error {
+	now := s.Clock.Now()
+	w := Write{ItemID: tok.ItemID, IfVersion: tok.Version,
+		Patch: Patch{Status: Ptr(StatusRevoked), PlaidRemoved: Ptr(plaidRemoved), UpdatedAt: &now},
+		Audit: &AuditEntry{ItemID: tok.ItemID, UserID: tok.UserID, Reason: by.reason, Actor: by.actor, At: now,
+			PlaidRemoved: plaidRemoved}}
+	writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeWriteTimeout)
+	defer cancel()
+	return s.Tokens.Apply(writeCtx, []Write{w})[0]
 }
 
 // removeForRevocation calls /item/remove for tok and reports whether the
@@ -259,15 +279,4 @@ func (s *Service) removeForRevocation(ctx context.Context, tok *Token, log *slog
 		log.ErrorContext(ctx, "plaid removal failed during revocation", slog.String("error", err.Error()))
 	}
 	return false
-}
-
-// auditRevocation records the revocation. The token is revoked whether or
-// not the entry lands, so a failure is logged, not returned.
-func (s *Service) auditRevocation(ctx context.Context, tok *Token, by revoker, plaidRemoved bool, at time.Time, log *slog.Logger) {
-	entry := AuditEntry{ItemID: tok.ItemID, UserID: tok.UserID, Reason: by.reason, Actor: by.actor, At: at, PlaidRemoved: plaidRemoved}
-	auditCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeWriteTimeout)
-	defer cancel()
-	if err := s.Runs.Audit(auditCtx, entry); err != nil {
-		log.ErrorContext(ctx, "writing revocation audit entry failed", slog.String("error", err.Error()))
-	}
 }

@@ -64,12 +64,13 @@ type Write struct {
 	ItemID    string
 	Delete    bool
 	Patch     Patch
-	IfVersion time.Time // required for deletes
-	// Audit, on a delete, is the audit entry recorded with it: both land
-	// or neither, so no document is ever gone without its entry. (It needs
-	// a RunID: the entry's identity is the run, the item and IfVersion, so
-	// that a retried delete whose first answer was lost finds its own entry
-	// and reports success rather than ErrChanged.)
+	IfVersion time.Time // required for deletes and audited writes
+	// Audit is the audit entry recorded with the write: both land or
+	// neither, so no document is ever gone or revoked without its entry.
+	// (It needs a RunID, or outside a run a Reason: the entry's identity is
+	// that, the item and IfVersion, so that a retried write whose first
+	// answer was lost finds its own entry and reports success rather than
+	// ErrChanged.)
 	Audit *AuditEntry
 }
 

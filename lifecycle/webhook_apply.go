@@ -54,7 +54,8 @@ const (
 	WebhookErrorCodeCleared WebhookAction = "error_code_cleared"
 	// WebhookExpired: the token is expired (the Item is gone).
 	WebhookExpired WebhookAction = "expired"
-	// WebhookRevoked: the token is revoked and its Item removed at Plaid.
+	// WebhookRevoked: the token is revoked (consent withdrawn); its Item is
+	// still to be removed at Plaid.
 	WebhookRevoked WebhookAction = "revoked"
 	// WebhookIgnored: the token is already expired or revoked and the
 	// webhook would not move it further on; a dead token never comes back.
@@ -77,91 +78,93 @@ type WebhookResult struct {
 const webhookApplyAttempts = 5
 
 // ReasonPlaidRevoked is the audit reason of a revocation Plaid reported by
-// webhook (the user revoked access at the bank or at Plaid).
+// webhook (the user withdrew consent at the bank or at Plaid).
 const ReasonPlaidRevoked = "plaid_revoked"
 
 // ApplyWebhook acts on a verified webhook (DESIGN §7): ITEM webhooks update
-// the Item's token document, anything else is acknowledged. Every update is
+// the Item's token document, anything else is acknowledged, and so is a
+// webhook of another Plaid environment than PLAID_ENV. Every update is
 // idempotent and never brings a dead token back: a revoked token stays
 // revoked, an expired one only becomes revoked. Writes are conditional on
 // the version read, so a concurrent revocation is never overwritten. A
 // webhook about a live token is Plaid telling its state: it counts as a
 // validation when it changes the token (last_validated_at, DESIGN §12). A
-// revocation is audited.
+// revocation is written with its audit entry, atomically, and asks for the
+// Item's early removal: consent withdrawn does not remove the Item at Plaid.
 func (s *Service) ApplyWebhook(ctx context.Context, wh *Webhook) (WebhookResult, error) {
-	res := WebhookResult{ItemID: wh.ItemID, Type: wh.Type, Code: wh.Code}
-	logger := Logger(ctx)
-	attrs := []slog.Attr{
-		slog.String("item_id", wh.ItemID),
-		slog.String("webhook_type", wh.Type),
-		slog.String("webhook_code", wh.Code),
-		slog.String("environment", wh.Environment),
-	}
+	res := WebhookResult{ItemID: wh.ItemID, Type: wh.Type, Code: wh.Code, Action: WebhookAcknowledged}
+	log := Logger(ctx).With(slog.String("item_id", wh.ItemID), slog.String("webhook_type", wh.Type),
+		slog.String("webhook_code", wh.Code), slog.String("environment", wh.Environment))
 	if wh.Error != nil {
-		attrs = append(attrs, slog.String("error_code", wh.Error.ErrorCode))
+		log = log.With(slog.String("error_code", wh.Error.ErrorCode))
 	}
-	if !webhookActsOnItem(wh) {
-		res.Action = WebhookAcknowledged
-		logger.LogAttrs(ctx, slog.LevelInfo, "webhook acknowledged", attrs...)
+	switch {
+	case !webhookActsOnItem(wh):
+		log.InfoContext(ctx, "webhook acknowledged")
+		return res, nil
+	case wh.Environment != "" && wh.Environment != s.Config.PlaidEnv:
+		// DESIGN §7 rule 0: another environment's Item is not ours to touch.
+		log.WarnContext(ctx, "webhook of another Plaid environment acknowledged without acting",
+			slog.String("plaid_env", s.Config.PlaidEnv))
+		return res, nil
+	case wh.ItemID == "" || (wh.Code == "ERROR" && (wh.Error == nil || wh.Error.ErrorCode == "")):
+		log.WarnContext(ctx, "incomplete ITEM webhook acknowledged")
 		return res, nil
 	}
-	if wh.ItemID == "" || (wh.Code == "ERROR" && (wh.Error == nil || wh.Error.ErrorCode == "")) {
-		res.Action = WebhookAcknowledged
-		logger.LogAttrs(ctx, slog.LevelWarn, "incomplete ITEM webhook acknowledged", attrs...)
-		return res, nil
-	}
-
 	for attempt := 1; ; attempt++ {
 		tok, err := s.Tokens.Get(ctx, wh.ItemID)
 		if errors.Is(err, ErrNotFound) {
 			res.Action = WebhookUnknownItem
 			// Plaid still bills for an Item we hold no token for.
-			logger.LogAttrs(ctx, slog.LevelWarn, "verified webhook for unknown item", attrs...)
+			log.WarnContext(ctx, "verified webhook for unknown item")
 			return res, nil
 		}
 		if err != nil {
 			return res, fmt.Errorf("applying %s webhook to item %s: %w", wh.Code, wh.ItemID, err)
 		}
 		now := s.Clock.Now()
-		patch, action := webhookPatch(tok, wh, now)
+		w, action := webhookWrite(tok, wh, now)
 		res.Action = action
-		if patch != nil && tok.Status == StatusActive {
-			// Plaid just told this live Item's state: as good as a
-			// validation, so the next cleanup need not ask again (§12).
-			// Only a change is stamped, so a replayed webhook writes nothing.
-			patch.LastValidatedAt = &now
-		}
-		if patch != nil {
-			_, err = s.Tokens.Update(ctx, wh.ItemID, *patch, tok.Version)
-			switch {
-			case (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < webhookApplyAttempts:
-				// Changed or deleted since it was read: decide again on what
-				// the document says now.
-				continue
-			case err != nil:
+		if w != nil {
+			err = s.Tokens.Apply(ctx, []Write{*w})[0]
+			if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < webhookApplyAttempts {
+				continue // changed or deleted since read: decide again on what it says now
+			}
+			if err != nil {
 				return res, fmt.Errorf("applying %s webhook to item %s: %w", wh.Code, wh.ItemID, err)
 			}
 			res.Changed = true
-			if patch.Status != nil && *patch.Status == StatusRevoked {
-				s.auditWebhookRevocation(ctx, tok, now)
-			}
 		}
-		attrs = append(attrs, slog.String("user_id", tok.UserID), slog.String("status_before", string(tok.Status)),
+		log = log.With(slog.String("user_id", tok.UserID))
+		log.InfoContext(ctx, "webhook applied", slog.String("status_before", string(tok.Status)),
 			slog.String("action", string(res.Action)), slog.Bool("changed", res.Changed))
-		logger.LogAttrs(ctx, slog.LevelInfo, "webhook applied", attrs...)
+		if res.Changed && action == WebhookRevoked && !tok.PlaidRemoved {
+			s.requestEarlyRemoval(ctx, tok, log)
+		}
 		return res, nil
 	}
 }
 
-// auditWebhookRevocation records a revocation Plaid reported. The token is
-// revoked whether or not the entry lands, so a failure is logged.
-func (s *Service) auditWebhookRevocation(ctx context.Context, tok *Token, at time.Time) {
-	entry := AuditEntry{ItemID: tok.ItemID, UserID: tok.UserID, Reason: ReasonPlaidRevoked, Actor: "plaid-webhook",
-		At: at, PlaidRemoved: true}
-	if err := s.Runs.Audit(context.WithoutCancel(ctx), entry); err != nil {
-		Logger(ctx).ErrorContext(ctx, "writing webhook revocation audit entry failed", slog.String("item_id", tok.ItemID),
-			slog.String("error", err.Error()))
+// webhookWrite is what wh does to tok at now: the conditional write (nil
+// when the document already says it), with its audit entry for a
+// revocation, and the action.
+func webhookWrite(tok *Token, wh *Webhook, now time.Time) (*Write, WebhookAction) {
+	patch, action := webhookPatch(tok, wh, now)
+	if patch == nil {
+		return nil, action
 	}
+	if tok.Status == StatusActive {
+		// Plaid just told this live Item's state: as good as a validation,
+		// so the next cleanup need not ask again (§12). Only a change is
+		// stamped, so a replayed webhook writes nothing.
+		patch.LastValidatedAt = &now
+	}
+	w := &Write{ItemID: tok.ItemID, Patch: *patch, IfVersion: tok.Version}
+	if patch.Status != nil && *patch.Status == StatusRevoked {
+		w.Audit = &AuditEntry{ItemID: tok.ItemID, UserID: tok.UserID, Reason: ReasonPlaidRevoked, Actor: "plaid-webhook",
+			At: now, PlaidRemoved: tok.PlaidRemoved}
+	}
+	return w, action
 }
 
 // webhookActsOnItem reports whether wh is an ITEM webhook that changes the
@@ -185,17 +188,14 @@ func webhookPatch(tok *Token, wh *Webhook, now time.Time) (*Patch, WebhookAction
 	dead := revoked || tok.Status == StatusExpired
 
 	switch wh.Code {
-	case "USER_PERMISSION_REVOKED", "USER_ACCOUNT_REVOKED":
-		// The user revoked access at the bank or at Plaid: Plaid has removed
-		// the Item, so cleanup need not call /item/remove.
-		p := Patch{}
-		if !revoked {
-			p.Status, p.UpdatedAt = Ptr(StatusRevoked), Ptr(now)
+	case "USER_PERMISSION_REVOKED":
+		// The user withdrew consent: the token is dead to the app, but the
+		// Item is not removed at Plaid by that, so it stays billed until
+		// /item/remove (the early removal, else cleanup) removes it.
+		if revoked {
+			return nil, WebhookRevoked
 		}
-		if !tok.PlaidRemoved {
-			p.PlaidRemoved = Ptr(true)
-		}
-		return patchOrNil(p), WebhookRevoked
+		return &Patch{Status: Ptr(StatusRevoked), UpdatedAt: Ptr(now)}, WebhookRevoked
 
 	case "LOGIN_REPAIRED":
 		if dead {

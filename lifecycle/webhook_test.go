@@ -675,7 +675,7 @@ func webhookToken(itemID string, status lifecycle.Status, errorCode string, plai
 // for the audit), on clock.
 func webhookService(t *testing.T, store lifecycle.TokenStore, runs lifecycle.RunStore, clock lifecycle.Clock) *lifecycle.Service {
 	t.Helper()
-	svc, err := lifecycle.NewService(lifecycle.Config{}, lifecycle.Deps{Tokens: store, Runs: runs,
+	svc, err := lifecycle.NewService(lifecycle.Config{PlaidSettings: lifecycle.PlaidSettings{PlaidEnv: "sandbox"}}, lifecycle.Deps{Tokens: store, Runs: runs,
 		Plaid: stubKeys{}, Cipher: plainCipher{}, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
@@ -751,30 +751,45 @@ func TestApplyWebhook(t *testing.T) {
 			action: lifecycle.WebhookErrorCodeSet, changed: true,
 		},
 		{
-			name: "USER_PERMISSION_REVOKED", start: webhookToken("a", active, "", false), code: "USER_PERMISSION_REVOKED",
+			// Consent withdrawn does not remove the Item at Plaid: it stays
+			// billed until cleanup (or an early removal) calls /item/remove.
+			name: "USER_PERMISSION_REVOKED revokes, the Item still to be removed", start: webhookToken("a", active, "", false),
+			code: "USER_PERMISSION_REVOKED",
 			edit: func(t *lifecycle.Token) {
-				t.Status, t.PlaidRemoved, t.UpdatedAt, t.LastValidatedAt = revoked, true, now, now
+				t.Status, t.PlaidRemoved, t.UpdatedAt, t.LastValidatedAt = revoked, false, now, now
 			},
 			action: lifecycle.WebhookRevoked, changed: true,
 		},
 		{
-			name: "USER_ACCOUNT_REVOKED", start: webhookToken("a", active, "ITEM_LOGIN_REQUIRED", false), code: "USER_ACCOUNT_REVOKED",
-			edit: func(t *lifecycle.Token) {
-				t.Status, t.PlaidRemoved, t.UpdatedAt, t.LastValidatedAt = revoked, true, now, now
-			},
-			action: lifecycle.WebhookRevoked, changed: true,
+			// One account's access withdrawn: the Item works, and update
+			// mode grants it again.
+			name: "USER_ACCOUNT_REVOKED sets error_code", start: webhookToken("a", active, "ITEM_LOGIN_REQUIRED", false),
+			code:   "USER_ACCOUNT_REVOKED",
+			edit:   func(t *lifecycle.Token) { t.ErrorCode, t.LastValidatedAt = "USER_ACCOUNT_REVOKED", now },
+			action: lifecycle.WebhookErrorCodeSet, changed: true,
 		},
 		{
 			name: "USER_PERMISSION_REVOKED moves an expired token on to revoked", start: webhookToken("a", expired, "ITEM_NOT_FOUND", false),
 			code:   "USER_PERMISSION_REVOKED",
-			edit:   func(t *lifecycle.Token) { t.Status, t.PlaidRemoved, t.UpdatedAt = revoked, true, now },
+			edit:   func(t *lifecycle.Token) { t.Status, t.UpdatedAt = revoked, now },
 			action: lifecycle.WebhookRevoked, changed: true,
 		},
 		{
-			name:  "USER_ACCOUNT_REVOKED records the removal of a token revoked while Plaid was down",
+			name:  "USER_PERMISSION_REVOKED leaves a revoked token as it is",
+			start: webhookToken("a", revoked, "", false), code: "USER_PERMISSION_REVOKED",
+			action: lifecycle.WebhookRevoked,
+		},
+		{
+			name:  "USER_ACCOUNT_REVOKED leaves a revoked token",
 			start: webhookToken("a", revoked, "", false), code: "USER_ACCOUNT_REVOKED",
-			edit:   func(t *lifecycle.Token) { t.PlaidRemoved = true }, // status unchanged: updated_at too
-			action: lifecycle.WebhookRevoked, changed: true,
+			action: lifecycle.WebhookIgnored,
+		},
+		{
+			// DESIGN §7 rule 0: another environment's Item is not ours.
+			name: "a webhook of another environment is acknowledged, not acted on", start: webhookToken("a", active, "", false),
+			webhook: &lifecycle.Webhook{Type: "ITEM", Code: "ERROR", Environment: "production",
+				Error: &lifecycle.WebhookError{ErrorType: "ITEM_ERROR", ErrorCode: "ITEM_NOT_FOUND"}},
+			action: lifecycle.WebhookAcknowledged,
 		},
 		{
 			name: "LOGIN_REPAIRED clears error_code", start: webhookToken("a", active, "ITEM_LOGIN_REQUIRED", false), code: "LOGIN_REPAIRED",

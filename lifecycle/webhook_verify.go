@@ -27,12 +27,17 @@ import (
 //     hash) is checked first.
 //   - Keys Plaid vouched for are cached by kid in memory and shared through
 //     WebhookKeyStore (Firestore), so a new instance verifies genuine
-//     webhooks with a known key without asking Plaid at all.
-//   - Kids never seen before are looked up at Plaid within a small budget
-//     of their own; when a flood of forged kids spends it, unknown kids get
-//     503 (Plaid retries genuine webhooks) while known keys keep verifying.
-//   - Refreshing a known key past its TTL has a separate budget, and a key
-//     that cannot be refreshed keeps verifying for a grace period.
+//     webhooks with a known key without asking Plaid at all. The store is
+//     read as a whole, at most once a minute per instance: a forged kid
+//     costs no Firestore read.
+//   - Kids Plaid never vouched for are looked up at Plaid within a small
+//     budget of their own; when a flood of forged kids spends it, unknown
+//     kids get 503 (Plaid retries genuine webhooks) while known keys keep
+//     verifying.
+//   - A kid Plaid ever vouched for is refreshed past its TTL within a
+//     separate budget, never the unknown kids' one. A refresh refused by
+//     that budget keeps the key verifying (it cannot become a lock-out); a
+//     refresh Plaid fails keeps it verifying for a grace period.
 
 // Limits of webhook verification (DESIGN §7, PLAID.md "Webhooks").
 const (
@@ -57,9 +62,11 @@ const (
 	// again, so that an expired_at Plaid sets after rotating keys is noticed.
 	webhookKeyTTL = time.Hour
 	// webhookKeyStaleGrace is how long past its TTL a key keeps verifying
-	// while it cannot be fetched again (key lookups rate limited by a flood of
-	// forged kids, or Plaid failing), so neither turns away genuine webhooks.
+	// while Plaid fails to answer its refresh, so that an outage of the key
+	// endpoint does not turn away genuine webhooks at once.
 	webhookKeyStaleGrace = time.Hour
+	// webhookStoreReadEvery spaces the reads of the shared key store.
+	webhookStoreReadEvery = time.Minute
 	// webhookKeyRetryEvery spaces refetches of a stale key that failed.
 	webhookKeyRetryEvery = time.Minute
 	// webhookUnknownKeyTTL is how long a kid Plaid does not know is refused
@@ -79,12 +86,19 @@ const (
 // WebhookKeyStore shares the verification keys Plaid vouched for between
 // instances. FirestoreWebhookKeyStore implements it.
 type WebhookKeyStore interface {
-	// WebhookKey returns the stored key of kid and when Plaid last vouched
-	// for it; ErrNotFound when there is none.
-	WebhookKey(ctx context.Context, kid string) (*WebhookKey, time.Time, error)
+	// WebhookKeys returns every stored key with when Plaid last vouched for
+	// it: a few (Plaid signs with one or two keys at a time, and a rotation
+	// adds one), so they are read together.
+	WebhookKeys(ctx context.Context) ([]StoredWebhookKey, error)
 	// SaveWebhookKey stores a key Plaid returned (expired ones too, so
 	// other instances refuse them).
 	SaveWebhookKey(ctx context.Context, key *WebhookKey, fetchedAt time.Time) error
+}
+
+// StoredWebhookKey is a key of the shared store.
+type StoredWebhookKey struct {
+	Key       *WebhookKey
+	FetchedAt time.Time // when Plaid last vouched for it
 }
 
 // WebhookVerifier checks the Plaid-Verification header of webhooks. It is
@@ -104,6 +118,9 @@ type WebhookVerifier struct {
 
 	mu   sync.Mutex
 	keys map[string]*webhookKeyEntry // by kid
+	// stored is the shared store's keys as read at storeReadAt (by kid).
+	stored      map[string]*webhookKeyEntry
+	storeReadAt time.Time
 }
 
 // webhookKeyEntry is what is known about a kid: its key, or why the kid
@@ -115,9 +132,9 @@ type webhookKeyEntry struct {
 	recheckAt time.Time        // when to look again
 }
 
-// usable reports whether the entry's key may verify a webhook at now: until
-// its TTL, then for a grace period while it cannot be refreshed.
-func (e *webhookKeyEntry) usable(now time.Time) bool {
+// graceful reports whether the entry's key may still verify at now while
+// Plaid fails to refresh it: until its TTL and a grace period after it.
+func (e *webhookKeyEntry) graceful(now time.Time) bool {
 	return e.key != nil && now.Before(e.fetchedAt.Add(webhookKeyTTL+webhookKeyStaleGrace))
 }
 
@@ -264,71 +281,151 @@ func (v *WebhookVerifier) cached(kid string, now time.Time) (key *ecdsa.PublicKe
 		return nil, nil, false
 	case e.key == nil:
 		return nil, webhookRefused(e.refusal, nil), true
-	case e.usable(now):
-		return e.key, nil, true
 	default:
-		// Stale past its grace and a refresh failed recently.
-		return nil, Errorf(CodeUnavailable, "webhook verification key %s could not be refreshed from Plaid", kid), true
+		return e.key, nil, true
 	}
 }
 
-// lookup finds kid's key when memory cannot answer: in the shared store,
-// then at Plaid within the budget of its kind. It runs once per kid at a
-// time (singleflight).
+// lookup finds kid's key when memory cannot answer. A kid Plaid vouched
+// for (in memory or in the shared store) is refreshed within the refresh
+// budget; any other goes to Plaid within the unknown kids' budget. It runs
+// once per kid at a time (singleflight).
 func (v *WebhookVerifier) lookup(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	now := v.clock.Now()
 	// A lookup that finished just before this one started already answered.
 	if key, err, ok := v.cached(kid, now); ok {
 		return key, err
 	}
-	v.mu.Lock()
-	known := v.keys[kid]
-	v.mu.Unlock()
-	if known != nil && known.key == nil {
-		known = nil // a refused kid is asked about again like a new one
+	known := v.vouched(ctx, kid, now)
+	if key, err, ok := v.cached(kid, now); ok {
+		return key, err // fresh from the store, or refused there (an expired key)
 	}
 	if known == nil {
-		if e := v.fromStore(ctx, kid, now); e != nil {
-			v.remember(kid, e)
-			if key, err, ok := v.cached(kid, now); ok {
-				return key, err
-			}
-			known = e
-		}
+		return v.fetchUnknown(ctx, kid, now)
 	}
-	if known != nil && !known.usable(now) {
-		known = nil
-	}
+	return v.refresh(ctx, kid, known, now)
+}
 
-	limiter := v.unknownLimiter
-	if known != nil {
-		limiter = v.refreshLimiter
+// vouched returns what is known of a key Plaid vouched for under kid, from
+// memory or the shared store (whose entries it caches, an expired key's
+// refusal included); nil for any other kid.
+func (v *WebhookVerifier) vouched(ctx context.Context, kid string, now time.Time) *webhookKeyEntry {
+	v.mu.Lock()
+	e := v.keys[kid]
+	v.mu.Unlock()
+	if e != nil && e.key != nil {
+		return e
 	}
-	if !limiter.AllowN(now, 1) {
-		if known != nil {
-			Logger(ctx).WarnContext(ctx, "webhook key refresh rate limited; verifying with the cached key", slog.String("kid", kid))
-			return known.key, nil
+	stored := v.storedKeys(ctx, now)[kid]
+	if stored == nil {
+		return nil
+	}
+	e = new(*stored)
+	if e.key != nil && !now.Before(e.recheckAt) {
+		e.recheckAt = now // stale: refresh it (within the refresh budget)
+	}
+	v.remember(kid, e)
+	if e.key == nil {
+		return nil // refused until its recheck; then asked about like a new kid
+	}
+	return e
+}
+
+// storedKeys returns the shared store's keys, read at most once every
+// webhookStoreReadEvery: however many kids a flood makes up, the store is
+// read once a minute per instance. A failed read is logged and answers
+// what was read before.
+func (v *WebhookVerifier) storedKeys(ctx context.Context, now time.Time) map[string]*webhookKeyEntry {
+	if v.store == nil {
+		return nil
+	}
+	res, _, _ := v.fetches.Do("\x00store", func() (any, error) { // not a kid: kids are printable
+		v.mu.Lock()
+		fresh := !v.storeReadAt.IsZero() && now.Sub(v.storeReadAt) < webhookStoreReadEvery
+		stored := v.stored
+		v.mu.Unlock()
+		if fresh {
+			return stored, nil
 		}
+		keys, err := v.store.WebhookKeys(ctx)
+		if err != nil {
+			Logger(ctx).WarnContext(ctx, "reading the shared webhook keys failed", slog.String("error", err.Error()))
+			return stored, nil
+		}
+		stored = make(map[string]*webhookKeyEntry, len(keys))
+		for _, k := range keys {
+			if k.Key != nil && validKeyID(k.Key.KeyID) {
+				stored[k.Key.KeyID] = entryFor(k.Key.KeyID, k.Key, k.FetchedAt)
+			}
+		}
+		v.mu.Lock()
+		v.stored, v.storeReadAt = stored, now
+		v.mu.Unlock()
+		return stored, nil
+	})
+	stored, _ := res.(map[string]*webhookKeyEntry)
+	return stored
+}
+
+// fetchUnknown asks Plaid about a kid it never vouched for, within the
+// unknown kids' budget.
+func (v *WebhookVerifier) fetchUnknown(ctx context.Context, kid string, now time.Time) (*ecdsa.PublicKey, error) {
+	if !v.unknownLimiter.AllowN(now, 1) {
 		return nil, Errorf(CodeUnavailable, "too many webhook verification key lookups; retry later")
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, webhookKeyFetchTimeout)
-	defer cancel()
-	jwk, err := v.plaid.WebhookVerificationKey(ctx, kid)
-	if err != nil {
-		if unknownWebhookKey(err) {
-			Logger(ctx).WarnContext(ctx, "webhook names a key Plaid does not know", slog.String("kid", kid))
-			v.remember(kid, &webhookKeyEntry{refusal: "unknown kid", fetchedAt: now, recheckAt: now.Add(webhookUnknownKeyTTL)})
-			return nil, webhookRefused("unknown kid", nil)
-		}
-		if known != nil {
-			Logger(ctx).WarnContext(ctx, "refreshing a webhook key failed; verifying with the cached key",
-				slog.String("kid", kid), slog.String("error", err.Error()))
-			v.remember(kid, &webhookKeyEntry{key: known.key, fetchedAt: known.fetchedAt, recheckAt: now.Add(webhookKeyRetryEvery)})
-			return known.key, nil
-		}
+	jwk, err := v.fetch(ctx, kid)
+	switch {
+	case err == nil:
+		return v.learn(ctx, kid, jwk, now)
+	case unknownWebhookKey(err):
+		Logger(ctx).WarnContext(ctx, "webhook names a key Plaid does not know", slog.String("kid", kid))
+		v.remember(kid, &webhookKeyEntry{refusal: "unknown kid", fetchedAt: now, recheckAt: now.Add(webhookUnknownKeyTTL)})
+		return nil, webhookRefused("unknown kid", nil)
+	default:
 		return nil, WrapError(CodeUnavailable, err, "could not fetch the webhook verification key from Plaid")
 	}
+}
+
+// refresh asks Plaid again about a key it vouched for, past its TTL,
+// within the refresh budget. A refresh the budget refuses keeps the key
+// verifying, so that requests naming a known kid cannot lock it out; one
+// Plaid fails keeps it verifying for a grace period.
+func (v *WebhookVerifier) refresh(ctx context.Context, kid string, known *webhookKeyEntry, now time.Time) (*ecdsa.PublicKey, error) {
+	keep := func() *ecdsa.PublicKey {
+		v.remember(kid, &webhookKeyEntry{key: known.key, fetchedAt: known.fetchedAt, recheckAt: now.Add(webhookKeyRetryEvery)})
+		return known.key
+	}
+	if !v.refreshLimiter.AllowN(now, 1) {
+		Logger(ctx).WarnContext(ctx, "webhook key refresh rate limited; verifying with the key Plaid vouched for", slog.String("kid", kid))
+		return keep(), nil
+	}
+	jwk, err := v.fetch(ctx, kid)
+	switch {
+	case err == nil:
+		return v.learn(ctx, kid, jwk, now)
+	case unknownWebhookKey(err):
+		Logger(ctx).WarnContext(ctx, "Plaid no longer knows a webhook key it vouched for", slog.String("kid", kid))
+		v.remember(kid, &webhookKeyEntry{refusal: "unknown kid", fetchedAt: now, recheckAt: now.Add(webhookUnknownKeyTTL)})
+		return nil, webhookRefused("unknown kid", nil)
+	case known.graceful(now):
+		Logger(ctx).WarnContext(ctx, "refreshing a webhook key failed; verifying with the cached key",
+			slog.String("kid", kid), slog.String("error", err.Error()))
+		return keep(), nil
+	default:
+		v.remember(kid, &webhookKeyEntry{key: known.key, fetchedAt: known.fetchedAt, recheckAt: now.Add(webhookKeyRetryEvery)})
+		return nil, WrapError(CodeUnavailable, err, "the webhook verification key could not be refreshed from Plaid")
+	}
+}
+
+// fetch calls /webhook_verification_key/get for kid, bounded in time.
+func (v *WebhookVerifier) fetch(ctx context.Context, kid string) (*WebhookKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, webhookKeyFetchTimeout)
+	defer cancel()
+	return v.plaid.WebhookVerificationKey(ctx, kid)
+}
+
+// learn caches and shares what Plaid said about kid at now.
+func (v *WebhookVerifier) learn(ctx context.Context, kid string, jwk *WebhookKey, now time.Time) (*ecdsa.PublicKey, error) {
 	if v.store != nil && (jwk.KeyID == "" || jwk.KeyID == kid) {
 		jwk.KeyID = kid
 		if err := v.store.SaveWebhookKey(ctx, jwk, now); err != nil {
@@ -341,26 +438,6 @@ func (v *WebhookVerifier) lookup(ctx context.Context, kid string) (*ecdsa.Public
 		return nil, webhookRefused(e.refusal, nil)
 	}
 	return e.key, nil
-}
-
-// fromStore reads kid from the shared store; nil when it is not there or
-// the store fails (Plaid is asked then).
-func (v *WebhookVerifier) fromStore(ctx context.Context, kid string, now time.Time) *webhookKeyEntry {
-	if v.store == nil {
-		return nil
-	}
-	jwk, fetchedAt, err := v.store.WebhookKey(ctx, kid)
-	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			Logger(ctx).WarnContext(ctx, "reading a shared webhook key failed", slog.String("kid", kid), slog.String("error", err.Error()))
-		}
-		return nil
-	}
-	e := entryFor(kid, jwk, fetchedAt)
-	if e.key != nil && !now.Before(e.recheckAt) {
-		e.recheckAt = now // stale: refresh it (within the refresh budget)
-	}
-	return e
 }
 
 // entryFor turns what Plaid said about kid at fetchedAt into an entry.

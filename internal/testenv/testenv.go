@@ -281,7 +281,29 @@ func (e *Env) CleanupRuns(t testing.TB) []*lifecycle.RunRecord {
 type Continuer struct {
 	mu       sync.Mutex
 	runIDs   []string
+	removals []lifecycle.RemovalRequest
 	failNext int
+}
+
+// RequestRemoval records r, or fails like ContinueCleanup.
+func (c *Continuer) RequestRemoval(_ context.Context, r lifecycle.RemovalRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failNext > 0 {
+		c.failNext--
+		return lifecycle.Errorf(lifecycle.CodeUnavailable, "publishing the removal of %s failed (test)", r.ItemID)
+	}
+	c.removals = append(c.removals, r)
+	return nil
+}
+
+// TakeRemovals returns the removal requests recorded since the last call.
+func (c *Continuer) TakeRemovals() []lifecycle.RemovalRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.removals
+	c.removals = nil
+	return out
 }
 
 // ContinueCleanup records runID, or fails.
