@@ -100,7 +100,7 @@ func TestVerifyWebhookRefusedRefreshIsNoLockOut(t *testing.T) {
 			t.Fatalf("first webhook of %s: %v", kid, err)
 		}
 	}
-	p.Clock.Advance(3 * time.Hour) // all three stale, past any grace
+	p.Clock.Advance(3 * time.Hour)               // all three stale, past any grace
 	forgeFlood(t, p.Verifier, p.Clock.Now(), 50) // and the unknown kids' budget spent
 	before := len(p.Fake.Calls())
 	for _, kid := range kids {
