@@ -805,6 +805,7 @@ func TestWeeklyAnalyticsOverHTTP(t *testing.T) {
 	for range 2 {
 		r := httptest.NewRequest(http.MethodPost, "/events/WeeklyAnalytics", bytes.NewReader(raw))
 		r.RemoteAddr = "127.0.0.1:50000" // the local server takes events from loopback only
+		r.Host = "127.0.0.1:8080"
 		r.Header.Set("Content-Type", "application/cloudevents+json")
 		w := httptest.NewRecorder()
 		f.routes.ServeHTTP(w, r)
@@ -827,5 +828,57 @@ func TestWeeklyAnalyticsOverHTTP(t *testing.T) {
 	}
 	if f.env.Plaid.CallCount("/item/get") != 0 || len(f.env.CleanupRuns(t)) != 0 {
 		t.Error("a refused remote event ran a cleanup")
+	}
+}
+
+// A web page whose name an attacker rebinds to 127.0.0.1 reaches the local
+// server from the operator's own browser: the peer is loopback, the Host is
+// the attacker's name. Scheduled events (real cleanups) are refused then,
+// and from any browser page of another site.
+func TestLocalEventsRefuseDNSRebinding(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	f.env.SeedSample(t)
+	raw, err := json.Marshal(testenv.PubSubEvent(t, "rebound-1", lifecycle.DefaultCleanupTopic, []byte(`{"days_threshold": 30}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, host string
+		header     map[string]string
+		want       int
+	}{
+		{"rebound name", "attacker.example:8080", nil, http.StatusForbidden},
+		{"rebound name without port", "attacker.example", nil, http.StatusForbidden},
+		{"loopback host, page of another site", "127.0.0.1:8080", map[string]string{"Origin": "http://attacker.example"}, http.StatusForbidden},
+		{"loopback host, cross-site fetch", "localhost:8080", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/events/DailyCleanup", bytes.NewReader(raw))
+			r.RemoteAddr, r.Host = "127.0.0.1:50000", tc.host
+			r.Header.Set("Content-Type", "application/cloudevents+json")
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			f.routes.ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Errorf("%d %s, want %d", w.Code, w.Body.String(), tc.want)
+			}
+		})
+	}
+	if n := f.env.Plaid.CallCount("/item/remove") + f.env.Plaid.CallCount("/item/get"); n != 0 || len(f.env.CleanupRuns(t)) != 0 {
+		t.Fatalf("a refused event reached Plaid (%d calls) or ran a cleanup", n)
+	}
+	// What dev.sh prints (curl to 127.0.0.1, no Origin) is taken.
+	for _, host := range []string{"127.0.0.1:8080", "localhost:8080", "[::1]:8080"} {
+		r := httptest.NewRequest(http.MethodPost, "/events/DailyCleanup", bytes.NewReader(raw))
+		r.RemoteAddr, r.Host = "127.0.0.1:50000", host
+		r.Header.Set("Content-Type", "application/cloudevents+json")
+		w := httptest.NewRecorder()
+		f.routes.ServeHTTP(w, r)
+		if w.Code/100 != 2 {
+			t.Errorf("event for Host %s: %d %s, want it taken", host, w.Code, w.Body.String())
+		}
 	}
 }

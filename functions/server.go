@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -145,16 +146,54 @@ func (s *Server) Routes() http.Handler {
 // localEvents guards the local server's /events/* endpoints: they run real
 // cleanups and carry no credentials (Eventarc's IAM stands in front of the
 // deployed ones), so only loopback callers reach them unless
-// SERVE_REMOTE_EVENTS says otherwise.
+// SERVE_REMOTE_EVENTS says otherwise. A loopback peer is not enough: a web
+// page whose name an attacker rebinds to 127.0.0.1 reaches the server from
+// the operator's own browser, so the Host must name the loopback too, and
+// a browser's cross-site request (Origin or Sec-Fetch-Site) is refused.
 func (s *Server) localEvents(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.cfg.ServeRemoteEvents && !isLoopback(r.RemoteAddr) {
-			writeError(w, r, lifecycle.Errorf(lifecycle.CodeForbidden,
-				"scheduled events are taken from loopback callers only; set SERVE_REMOTE_EVENTS=true to open them"))
+		if s.cfg.ServeRemoteEvents {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var why string
+		switch {
+		case !isLoopback(r.RemoteAddr):
+			why = "scheduled events are taken from loopback callers only; set SERVE_REMOTE_EVENTS=true to open them"
+		case !loopbackHost(r.Host):
+			why = "scheduled events are taken for a loopback Host only (localhost, 127.0.0.1, [::1]); " +
+				"a name that resolves to the loopback may be a DNS-rebinding page"
+		case r.Header.Get("Origin") != "" && !loopbackOrigin(r.Header.Get("Origin")),
+			r.Header.Get("Sec-Fetch-Site") == "cross-site":
+			why = "scheduled events are not taken from a web page of another site"
+		}
+		if why != "" {
+			writeError(w, r, lifecycle.Errorf(lifecycle.CodeForbidden, "%s", why))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHost reports whether a Host header names the loopback: localhost
+// or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackOrigin reports whether an Origin header is a page served from
+// the loopback.
+func loopbackOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && loopbackHost(u.Host)
 }
 
 func isLoopback(remoteAddr string) bool {

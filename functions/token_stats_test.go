@@ -187,7 +187,7 @@ func TestEmulatorTriggerHandler(t *testing.T) {
 	}
 	deliver := func(remote string, body []byte, path string) int {
 		r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
-		r.RemoteAddr = remote
+		r.RemoteAddr, r.Host = remote, "127.0.0.1:8080" // as the emulator connects to serve
 		for k, v := range map[string]string{
 			"Content-Type": "application/protobuf", "Ce-Specversion": "1.0", "Ce-Id": "e9d9a3bb",
 			"Ce-Type": FirestoreWrittenEventType, "Ce-Source": "//firestore.googleapis.com/projects/projects/p/databases/(default)",
