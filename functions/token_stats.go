@@ -49,7 +49,7 @@ func (s *Server) TokenStats(ctx context.Context, e event.Event) error {
 		log.DebugContext(ctx, "not a plaid_tokens document; ignored", slog.String("subject", e.Subject()))
 		return nil
 	}
-	got, err := s.svc.ApplyTokenChanges(ctx, []lifecycle.TokenChange{change})
+	got, err := s.svc.CountTokenChanges(ctx, []lifecycle.TokenChange{change})
 	if err != nil {
 		retry := retryable(err)
 		log.ErrorContext(ctx, "counting a token change failed", slog.String("item_id", change.ItemID()),
@@ -94,7 +94,7 @@ func TokenStats(ctx context.Context, e event.Event) error {
 // TokenStats does one event at a time: scripts/serve feeds it batches from
 // its listener and from the emulator's trigger deliveries.
 func (s *Server) CountTokenChanges(ctx context.Context, changes []lifecycle.TokenChange) (lifecycle.StatsApplied, error) {
-	return s.svc.ApplyTokenChanges(ctx, changes)
+	return s.svc.CountTokenChanges(ctx, changes)
 }
 
 // RepairCounters brings the counters up to date with what is stored (the

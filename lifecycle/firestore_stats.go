@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"strings"
 	"time"
 
@@ -226,141 +227,96 @@ func (s *FirestoreStatsStore) runTx(ctx context.Context, f func(context.Context,
 	return s.client.RunTransaction(ctx, f, firestore.MaxAttempts(statsTxAttempts))
 }
 
-// ApplyTokenChanges applies changes in one transaction (see StatsStore).
-func (s *FirestoreStatsStore) ApplyTokenChanges(ctx context.Context, changes []TokenChange) ([]ChangeOutcome, error) {
-	if len(changes) > MaxTokenChangesPerCall {
-		return nil, Errorf(CodeInvalid, "%d token changes in one call; at most %d", len(changes), MaxTokenChangesPerCall)
+// CountChanges reads the state, the event records of eventIDs and the
+// counts of users, and writes what count says, in one transaction (see
+// StatsStore).
+func (s *FirestoreStatsStore) CountChanges(ctx context.Context, eventIDs, users []string, count func(CountState) (CountWrites, error)) error {
+	if len(eventIDs) > MaxTokenChangesPerCall {
+		return Errorf(CodeInvalid, "%d token changes in one call; at most %d", len(eventIDs), MaxTokenChangesPerCall)
 	}
-	deltas := make([]StatsDelta, len(changes))
 	refs := []*firestore.DocumentRef{s.stateRef()}
 	seen := map[string]bool{}
-	for i, c := range changes {
-		if c.EventID == "" {
-			return nil, Errorf(CodeInvalid, "a token change without an event id")
-		}
-		deltas[i] = ChangeDelta(c)
-		if deltas[i].Empty() {
-			continue
-		}
-		ref := s.eventRef(c.EventID)
+	for _, ref := range append(mapRefs(eventIDs, s.eventRef), mapRefs(users, s.userRef)...) {
 		if !seen[ref.Path] {
 			seen[ref.Path] = true
 			refs = append(refs, ref)
 		}
-		for u := range deltas[i].Users {
-			ref := s.userRef(u)
-			if !seen[ref.Path] {
-				seen[ref.Path] = true
-				refs = append(refs, ref)
-			}
-		}
 	}
-	if len(refs) == 1 { // nothing to count
-		out := make([]ChangeOutcome, len(changes))
-		for i := range out {
-			out[i] = ChangeEmpty
-		}
-		return out, nil
-	}
-
-	var outcomes []ChangeOutcome
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		outcomes = make([]ChangeOutcome, len(changes))
 		snaps, err := tx.GetAll(refs)
 		if err != nil {
 			return err
 		}
-		state := decodeState(snaps[0])
-		exists := map[string]bool{}
-		counts := map[string]int64{}
+		st := CountState{State: decodeState(snaps[0]), Recorded: map[string]bool{}, Users: map[string]int64{}}
 		for _, snap := range snaps[1:] {
-			if !snap.Exists() {
-				continue
-			}
-			exists[snap.Ref.Path] = true
-			if snap.Ref.Parent.ID == StatsUsersCollection {
+			switch {
+			case !snap.Exists():
+			case snap.Ref.Parent.ID == StatsUsersCollection:
 				var u userCountDoc
 				if err := snap.DataTo(&u); err != nil {
 					return fmt.Errorf("decoding user count %s: %w", snap.Ref.ID, err)
 				}
-				counts[u.UserID] = u.Count
+				st.Users[u.UserID] = u.Count
+			default:
+				var a appliedChangeDoc
+				if err := snap.DataTo(&a); err != nil {
+					return fmt.Errorf("decoding applied change %s: %w", snap.Ref.ID, err)
+				}
+				st.Recorded[a.EventID] = true
 			}
 		}
-		before := make(map[string]int64, len(counts))
-		for u, n := range counts {
-			before[u] = n
-		}
-		touched := map[string]bool{}
-		var plan shardPlan
-		now := time.Now().UTC()
-		for i, c := range changes {
-			d := deltas[i]
-			ref := s.eventRef(c.EventID)
-			switch {
-			case d.Empty():
-				outcomes[i] = ChangeEmpty
-				continue
-			case exists[ref.Path]:
-				outcomes[i] = ChangeDuplicate
-				continue
-			case !state.Horizon.IsZero() && !c.At.After(state.Horizon):
-				outcomes[i] = ChangeCovered
-				continue
-			}
-			applied := d.Counters.Clone()
-			doc := appliedChangeDoc{EventID: c.EventID, ItemID: c.ItemID(), At: c.At, AppliedAt: now, ExpireAt: now.Add(statsEventTTL)}
-			var unique int64
-			for _, u := range sortedKeys(d.Users) {
-				n := d.Users[u]
-				old := counts[u]
-				counts[u] = old + n
-				touched[u] = true
-				unique += positive(old+n) - positive(old)
-			}
-			applied.Add(CounterTokens, CounterUniqueUsers, unique)
-			applied.Compact()
-			delta, err := json.Marshal(appliedDelta{Counters: applied, Users: d.Users})
-			if err != nil {
-				return err
-			}
-			doc.Delta = string(delta)
-			plan.add(c.ItemID(), applied)
-			if err := tx.Create(ref, doc); err != nil {
-				return err
-			}
-			exists[ref.Path] = true // the same event twice in one call
-			outcomes[i] = ChangeApplied
-		}
-		if err := plan.write(tx, s); err != nil {
+		w, err := count(st)
+		if err != nil {
 			return err
 		}
-		return s.writeUserCounts(tx, touched, before, counts)
+		return s.writeCounted(tx, w)
 	})
 	if err != nil {
-		return nil, statsError("applying token changes", err)
+		return statsError("counting token changes", err)
 	}
-	return outcomes, nil
+	return nil
 }
 
-func positive(n int64) int64 {
-	if n > 0 {
-		return 1
+func mapRefs(ids []string, ref func(string) *firestore.DocumentRef) []*firestore.DocumentRef {
+	out := make([]*firestore.DocumentRef, len(ids))
+	for i, id := range ids {
+		out[i] = ref(id)
 	}
-	return 0
+	return out
 }
 
-// writeUserCounts writes the counts of the users touched whose count
-// changed; a count back to zero deletes the user's document.
-func (s *FirestoreStatsStore) writeUserCounts(tx *firestore.Transaction, touched map[string]bool, before, after map[string]int64) error {
-	for u := range touched {
-		if after[u] == before[u] {
-			continue
+// writeCounted writes w in tx: each applied change's record, the counters'
+// increments spread over the shards, the users' new counts (a count back
+// to zero deletes the user's document).
+func (s *FirestoreStatsStore) writeCounted(tx *firestore.Transaction, w CountWrites) error {
+	var plan shardPlan
+	for _, a := range w.Applied {
+		delta, err := json.Marshal(appliedDelta{Counters: a.Counters, Users: a.Users})
+		if err != nil {
+			return err
 		}
+		doc := appliedChangeDoc{EventID: a.EventID, ItemID: a.ItemID, At: a.At, Delta: string(delta),
+			AppliedAt: a.AppliedAt, ExpireAt: a.AppliedAt.Add(statsEventTTL)}
+		if err := tx.Create(s.eventRef(a.EventID), doc); err != nil {
+			return err
+		}
+		plan.add(a.ItemID, a.Counters)
+	}
+	if err := plan.write(tx, s); err != nil {
+		return err
+	}
+	return s.writeUserCounts(tx, w.Users)
+}
+
+// writeUserCounts writes users' new token counts; a count back to zero
+// deletes the user's document.
+func (s *FirestoreStatsStore) writeUserCounts(tx *firestore.Transaction, counts map[string]int64) error {
+	for u, n := range counts {
 		var err error
-		if after[u] == 0 {
+		if n == 0 {
 			err = tx.Delete(s.userRef(u))
 		} else {
-			err = tx.Set(s.userRef(u), userCountDoc{UserID: u, Count: after[u]})
+			err = tx.Set(s.userRef(u), userCountDoc{UserID: u, Count: n})
 		}
 		if err != nil {
 			return err
@@ -449,7 +405,8 @@ func (s *FirestoreStatsStore) ReadStats(ctx context.Context, opts StatsRead) (*S
 			if delta.Counters == nil {
 				delta.Counters = Counters{}
 			}
-			r.Later = append(r.Later, AppliedChange{EventID: doc.EventID, At: doc.At, Counters: delta.Counters, Users: delta.Users})
+			r.Later = append(r.Later, AppliedChange{EventID: doc.EventID, ItemID: doc.ItemID, At: doc.At, AppliedAt: doc.AppliedAt,
+				Counters: delta.Counters, Users: delta.Users})
 		}
 	}
 	return r, nil
@@ -574,24 +531,15 @@ func (s *FirestoreStatsStore) ApplyRepair(ctx context.Context, repairID string, 
 				counts[u.UserID] = u.Count
 			}
 		}
-		before := make(map[string]int64, len(counts))
-		for u, n := range counts {
-			before[u] = n
-		}
+		before := maps.Clone(counts)
 		inc := counters.Clone()
-		touched := map[string]bool{}
-		for u, n := range users {
-			old := counts[u]
-			counts[u] = old + n
-			touched[u] = true
-			inc.Add(CounterTokens, CounterUniqueUsers, positive(old+n)-positive(old))
-		}
+		inc.Add(CounterTokens, CounterUniqueUsers, moveUserCounts(counts, users))
 		var plan shardPlan
 		plan.add(repairID, inc)
 		if err := plan.write(tx, s); err != nil {
 			return err
 		}
-		return s.writeUserCounts(tx, touched, before, counts)
+		return s.writeUserCounts(tx, changedCounts(before, counts))
 	})
 	if err != nil {
 		if errors.Is(err, ErrRepairLeaseLost) {

@@ -26,12 +26,12 @@ func readCounters(t *testing.T, env *testenv.Env) lifecycle.Counters {
 	return r.Counters
 }
 
-// apply applies changes in one ApplyTokenChanges call.
+// apply applies changes in one CountTokenChanges call.
 func apply(t *testing.T, env *testenv.Env, changes ...lifecycle.TokenChange) lifecycle.StatsApplied {
 	t.Helper()
-	got, err := env.Service.ApplyTokenChanges(context.Background(), changes)
+	got, err := env.Service.CountTokenChanges(context.Background(), changes)
 	if err != nil {
-		t.Fatalf("ApplyTokenChanges: %v", err)
+		t.Fatalf("CountTokenChanges: %v", err)
 	}
 	return got
 }
@@ -169,7 +169,7 @@ func TestStatsExactAfterDuplicateAndReorderedDeliveries(t *testing.T) {
 	}
 }
 
-// Concurrent ApplyTokenChanges calls, many on the same users and
+// Concurrent CountTokenChanges calls, many on the same users and
 // redelivering each other's changes, count every change once.
 func TestStatsConcurrentApply(t *testing.T) {
 	t.Parallel()
@@ -200,7 +200,7 @@ func TestStatsConcurrentApply(t *testing.T) {
 					batch[i] = changes[k]
 				}
 				order = order[n:]
-				got, err := env.Service.ApplyTokenChanges(context.Background(), batch)
+				got, err := env.Service.CountTokenChanges(context.Background(), batch)
 				if err != nil {
 					return err
 				}
@@ -213,7 +213,7 @@ func TestStatsConcurrentApply(t *testing.T) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		t.Fatalf("concurrent ApplyTokenChanges: %v", err)
+		t.Fatalf("concurrent CountTokenChanges: %v", err)
 	}
 	if total.Applied != len(changes) || total.Duplicates != 7*len(changes) {
 		t.Errorf("applied %d, duplicates %d; want %d and %d", total.Applied, total.Duplicates, len(changes), 7*len(changes))
@@ -412,7 +412,7 @@ func TestStatsRepairUnderConcurrentWrites(t *testing.T) {
 				if rng.IntN(4) == 0 {
 					batch = append(batch, ch)
 				}
-				if _, err := env.Service.ApplyTokenChanges(ctx, batch); err != nil {
+				if _, err := env.Service.CountTokenChanges(ctx, batch); err != nil {
 					return err
 				}
 			}

@@ -403,7 +403,7 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 
 // Bounds of one StatsStore call, so that one transaction stays well under
 // Firestore's 500 writes and 500 field transforms per document: a call of
-// ApplyTokenChanges writes at most one event record and two users' counts
+// CountChanges writes at most one event record and two users' counts
 // per change, plus the counter shards.
 const (
 	MaxTokenChangesPerCall = 100
@@ -411,7 +411,7 @@ const (
 	MaxRepairUsersPerCall  = 200
 )
 
-// ChangeOutcome is what ApplyTokenChanges did with one change.
+// ChangeOutcome is what countChanges did with one change.
 type ChangeOutcome string
 
 // Outcomes of a change.
@@ -435,14 +435,6 @@ type StatsReading struct {
 	State    StatsState
 	Users    map[string]int64 // with StatsRead.Users
 	Later    []AppliedChange  // with StatsRead.ChangesAfter, in no order
-}
-
-// AppliedChange is the record of an applied change.
-type AppliedChange struct {
-	EventID  string
-	At       time.Time
-	Counters Counters // as applied, with the unique users change it made
-	Users    map[string]int64
 }
 
 // StatsState is the counters' state document.

@@ -12,7 +12,7 @@ import (
 
 // How the counters stay exact (DESIGN §12):
 //
-//   - TokenStats applies each write's delta once (ApplyTokenChanges).
+//   - TokenStats counts each write's delta once (stats_count.go).
 //   - ExactAnalytics recounts every token as of one read time T0 and
 //     compares with the counters as of T0: the counters read after the
 //     recount, minus the deltas of the applied changes committed after T0
@@ -27,7 +27,7 @@ import (
 //     is the backfill.
 //   - Unique users are exact through the users' counts: the repair corrects
 //     each user whose count is off, and the unique users counter moves
-//     with their crossings between 0 and more, as in ApplyTokenChanges.
+//     with their crossings between 0 and more, as in countChanges.
 
 // ErrRepairLeaseLost: another repair took the lease over (this one ran
 // past repairLeaseTTL); this one stops writing.
@@ -44,71 +44,6 @@ var (
 	driftRechecks     = 3
 	driftRecheckDelay = 700 * time.Millisecond
 )
-
-// StatsApplied sums what ApplyTokenChanges did.
-type StatsApplied struct {
-	Applied, Duplicates, Covered, Empty int
-	// Created, Used and Removed are the trend counts the applied changes
-	// added (the "token activity" log line carries them).
-	Created, Used, Removed int64
-}
-
-// ApplyTokenChanges counts writes to plaid_tokens into the analytics
-// counters (TokenStats), in transactions of MaxTokenChangesPerCall: each
-// change exactly once, whatever order and however many times they come.
-// It logs the trend the applied changes added ("token activity"), which the
-// dashboard charts. An error of CodeUnavailable is worth a retry: nothing
-// of the failed call's changes was applied.
-func (s *Service) ApplyTokenChanges(ctx context.Context, changes []TokenChange) (StatsApplied, error) {
-	var sum StatsApplied
-	if s.Stats == nil {
-		return sum, Errorf(CodeUnavailable, "this program keeps no analytics counters")
-	}
-	trend := Counters{}
-	for start := 0; start < len(changes); start += MaxTokenChangesPerCall {
-		chunk := changes[start:min(start+MaxTokenChangesPerCall, len(changes))]
-		outcomes, err := s.Stats.ApplyTokenChanges(ctx, chunk)
-		if err != nil {
-			s.logActivity(ctx, sum, trend)
-			return sum, err
-		}
-		for i, o := range outcomes {
-			switch o {
-			case ChangeApplied:
-				sum.Applied++
-				trend.AddAll(ChangeDelta(chunk[i]).Counters.only(trendGroups), 1)
-			case ChangeDuplicate:
-				sum.Duplicates++
-			case ChangeCovered:
-				sum.Covered++
-			case ChangeEmpty:
-				sum.Empty++
-			}
-		}
-	}
-	s.logActivity(ctx, sum, trend)
-	return sum, nil
-}
-
-// logActivity logs the trend of applied changes as fields, one line per
-// call that added any: log-based metrics chart tokens created, used and
-// removed per day from them.
-func (s *Service) logActivity(ctx context.Context, sum StatsApplied, trend Counters) {
-	total := func(group string) int64 {
-		var n int64
-		for _, v := range trend[group] {
-			n += v
-		}
-		return n
-	}
-	sum.Created, sum.Used, sum.Removed = total(CounterCreated), total(CounterUsed), total(CounterRemoved)
-	if sum.Created == 0 && sum.Used == 0 && sum.Removed == 0 {
-		return
-	}
-	Logger(ctx).LogAttrs(ctx, slog.LevelInfo, "token activity",
-		slog.Int64("created", sum.Created), slog.Int64("used", sum.Used), slog.Int64("removed", sum.Removed),
-		slog.Int("applied", sum.Applied))
-}
 
 // Triggers of a recount beside those of cleanup runs (TriggerHTTP,
 // TriggerSchedule, TriggerCLI).

@@ -141,15 +141,15 @@ type LegacyPlanner func(userID string, data map[string]any) *LegacyMigration
 // shards, each user's token count, the record of every applied change, and
 // the state of the repairs that keep them exact.
 type StatsStore interface {
-	// ApplyTokenChanges applies at most MaxTokenChangesPerCall changes in
-	// one transaction: it skips the changes whose event id is recorded
-	// already (a redelivery) and those a repair's recount already covered
-	// (committed at or before its horizon), and for the others adds their
-	// ChangeDelta to the counters, updates the users' counts (moving the
-	// unique users count when one crosses between 0 and more) and records
-	// the event id, with its commit time and delta, in the same atomic
-	// write. It returns what it did with each change, in order.
-	ApplyTokenChanges(ctx context.Context, changes []TokenChange) ([]ChangeOutcome, error)
+	// CountChanges reads, in one transaction, the counters' state, which
+	// of eventIDs (at most MaxTokenChangesPerCall) were applied already and
+	// the token counts of users; count decides (countChanges), and the store
+	// writes what it says atomically with those reads: the applied changes'
+	// records (event id, commit time and delta), their increments to the
+	// counter shards, and the users' new counts. count may run more than
+	// once (a contended transaction is retried); its error aborts without
+	// writing.
+	CountChanges(ctx context.Context, eventIDs, users []string, count func(CountState) (CountWrites, error)) error
 	// ReadStats reads the counters and their state at one read time; with
 	// opts, also every user's count and the applied changes committed after
 	// opts.ChangesAfter, at the same read time.
@@ -167,7 +167,7 @@ type StatsStore interface {
 	// RaiseHorizon sets the repair horizon to t0 (never lowering it), while
 	// repairID holds the lease: from then on a change committed at or
 	// before t0 that was not applied yet is counted by the repair's recount,
-	// and ApplyTokenChanges skips it.
+	// and CountChanges skips it.
 	RaiseHorizon(ctx context.Context, repairID string, t0, now time.Time) error
 	// ApplyRepair adds counters (at most MaxRepairKeysPerCall keys) and
 	// users' count changes (at most MaxRepairUsersPerCall users) in one
