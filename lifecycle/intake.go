@@ -20,6 +20,9 @@ type NewToken struct {
 	// Environment is sandbox or production; empty means PLAID_ENV.
 	Environment string
 	Metadata    Metadata
+	// AccountMasks are the masks of the Item's accounts (Link's metadata),
+	// kept for the duplicate check of the exchange.
+	AccountMasks []string
 }
 
 const (
@@ -70,6 +73,7 @@ func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 		ItemID: nt.ItemID, UserID: nt.UserID, AccessToken: enc,
 		InstitutionID: nt.InstitutionID, InstitutionName: nt.InstitutionName,
 		Status: StatusActive, Environment: nt.Environment, CreatedAt: now, UpdatedAt: now, Metadata: nt.Metadata,
+		AccountMasks: nt.AccountMasks,
 	}
 	err = s.Tokens.Create(ctx, tok)
 	if err == nil {

@@ -1,0 +1,224 @@
+package lifecycle
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The user's Items as the app shows them (DESIGN §4): the list, and the
+// verification after a repair in Link's update mode. Neither ever answers
+// a token, another user's Item, or the old service's per-user documents
+// (the TokenStore passes those over).
+
+const (
+	// verifyPlaidBudget bounds a verification's /item/get, quota wait and
+	// retries included: a user is waiting for the answer.
+	verifyPlaidBudget = 10 * time.Second
+	// verifyAttempts bounds the read-verify-write rounds when the document
+	// changes meanwhile (a webhook, the app using it).
+	verifyAttempts = 3
+)
+
+// ItemState is an Item as its user sees it: never its token.
+type ItemState struct {
+	ItemID          string
+	InstitutionID   string
+	InstitutionName string
+	Status          Status
+	ErrorCode       string
+	// NeedsRepair: the Item carries an error its user can fix in Link's
+	// update mode (NeedsRepair).
+	NeedsRepair bool
+	CreatedAt   time.Time
+	LastUsedAt  time.Time // zero when never used
+}
+
+func itemStateOf(t *Token) ItemState {
+	return ItemState{
+		ItemID: t.ItemID, InstitutionID: t.InstitutionID, InstitutionName: t.InstitutionName,
+		Status: t.Status, ErrorCode: t.ErrorCode, NeedsRepair: NeedsRepair(t.Status, t.ErrorCode),
+		CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt,
+	}
+}
+
+// NeedsRepair reports whether an Item in status with errorCode needs its
+// user in Link's update mode: an active Item whose error is one the user
+// resolves (the needs-the-user class of ClassifyPlaidError:
+// ITEM_LOGIN_REQUIRED, PENDING_EXPIRATION, PENDING_DISCONNECT and the
+// login errors), USER_ACCOUNT_REVOKED (update mode re-grants the account),
+// or LEGACY_ERROR (the old service's unknown error: the user's login is
+// the likeliest cause, and verification tells).
+func NeedsRepair(status Status, errorCode string) bool {
+	if status != StatusActive || errorCode == "" {
+		return false
+	}
+	switch errorCode {
+	case "USER_ACCOUNT_REVOKED", LegacyErrorCode:
+		return true
+	}
+	return ClassifyPlaidError("", errorCode, 0, false) == ClassNeedsUser
+}
+
+// ListItems returns userID's Items, oldest first, whatever their status
+// (an expired or revoked one stays until cleanup removes it).
+func (s *Service) ListItems(ctx context.Context, userID string) ([]ItemState, error) {
+	if userID == "" {
+		return nil, Errorf(CodeInvalid, "listing items needs the user id")
+	}
+	tokens, err := s.Tokens.ListByUser(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing items of user %s: %w", userID, err)
+	}
+	slices.SortFunc(tokens, func(a, b *Token) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ItemID, b.ItemID))
+	})
+	out := make([]ItemState, len(tokens))
+	for i, t := range tokens {
+		out[i] = itemStateOf(t)
+	}
+	return out, nil
+}
+
+// VerifyItem asks Plaid about the user's Item now (/item/get, before batch
+// work) and records the answer as cleanup's validation would (rule 3 of
+// DESIGN §7: no error clears error_code, a needs-the-user error sets it, a
+// gone Item is marked expired), with last_validated_at, so that it counts
+// as the Item's validation for VALIDATION_INTERVAL. It answers the Item's
+// state. Another user's or a missing item is ErrItemNotFound; an Item that
+// is not active is answered as it is, without asking Plaid (cleanup
+// removes it). Plaid's outages change nothing and are CodeUnavailable.
+func (s *Service) VerifyItem(ctx context.Context, userID, itemID string) (*ItemState, error) {
+	if userID == "" {
+		return nil, Errorf(CodeInvalid, "verifying an item needs the user id")
+	}
+	log := Logger(ctx).With(slog.String("user_id", userID), slog.String("item_id", itemID))
+	for attempt := 1; ; attempt++ {
+		tok, err := s.callersToken(ctx, userID, itemID)
+		if err != nil {
+			return nil, err
+		}
+		if tok.Status != StatusActive {
+			st := itemStateOf(tok)
+			return &st, nil
+		}
+		if _, err := s.plaintextFor(ctx, tok, log); err != nil {
+			return nil, err
+		}
+		var failed error
+		plaidCtx, cancel := context.WithTimeout(WithPlaidPriority(ctx, PriorityInteractive), verifyPlaidBudget)
+		o := s.validateToken(plaidCtx, tok, tokenOutcome{token: tok}, func(_ string, err error) tokenOutcome {
+			failed = err
+			return tokenOutcome{token: tok}
+		})
+		cancel()
+		if failed != nil {
+			return nil, s.linkPlaidError(ctx, log, "verifying the item", failed)
+		}
+		_, err = s.Tokens.Update(ctx, itemID, o.write.Patch, o.write.IfVersion)
+		if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < verifyAttempts {
+			// Changed since read: decide again on what it says now.
+			continue
+		}
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrItemNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("verifying item %s: %w", itemID, err)
+		}
+		applyPatch(tok, o.write.Patch)
+		st := itemStateOf(tok)
+		log.InfoContext(ctx, "item verified", slog.String("status", string(st.Status)),
+			slog.String("error_code", st.ErrorCode), slog.Bool("needs_repair", st.NeedsRepair))
+		return &st, nil
+	}
+}
+
+// applyPatch applies the status and error fields of p to t, as the store
+// wrote them.
+func applyPatch(t *Token, p Patch) {
+	if p.Status != nil {
+		t.Status = *p.Status
+	}
+	switch {
+	case p.ClearErrorCode:
+		t.ErrorCode = ""
+	case p.ErrorCode != nil:
+		t.ErrorCode = *p.ErrorCode
+	}
+	if p.LastValidatedAt != nil {
+		t.LastValidatedAt = *p.LastValidatedAt
+	}
+}
+
+// callersToken returns the token itemID when it is userID's. A missing
+// item, another user's and an id that names no document are all
+// ErrItemNotFound: nothing tells a caller which ids exist (DESIGN §4).
+func (s *Service) callersToken(ctx context.Context, userID, itemID string) (*Token, error) {
+	if !ValidItemID(itemID) {
+		return nil, ErrItemNotFound
+	}
+	tok, err := s.Tokens.Get(ctx, itemID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrItemNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading item %s: %w", itemID, err)
+	}
+	if tok.UserID != userID {
+		Logger(ctx).InfoContext(ctx, "item refused: it belongs to another user",
+			slog.String("item_id", itemID), slog.String("user_id", userID))
+		return nil, ErrItemNotFound
+	}
+	return tok, nil
+}
+
+// plaintextFor decrypts tok for a Plaid call, refusing a token of another
+// Plaid environment (rule 0 of DESIGN §7: it is never sent to Plaid).
+func (s *Service) plaintextFor(ctx context.Context, tok *Token, log *slog.Logger) (string, error) {
+	access, err := s.Cipher.Decrypt(tok.ItemID, tok.AccessToken)
+	if err != nil {
+		return "", WrapError(CodeInternal, err, "stored token cannot be decrypted")
+	}
+	if env := s.foreignEnvironment(tok, access); env != "" {
+		log.WarnContext(ctx, "item refused: another Plaid environment", slog.String("environment", env),
+			slog.String("plaid_env", s.Config.PlaidEnv))
+		return "", Errorf(CodeConflict, "item belongs to Plaid's %s environment; this service serves %s", env, s.Config.PlaidEnv)
+	}
+	return access, nil
+}
+
+// foreignEnvironment returns the Plaid environment tok belongs to when it
+// is not PLAID_ENV, by its environment field or the access-<env>- prefix of
+// its plaintext; "" when it is this deployment's.
+func (s *Service) foreignEnvironment(tok *Token, plaintext string) string {
+	for _, env := range []string{tok.Environment, plaidTokenEnvironment(plaintext, "access-")} {
+		if env != "" && env != s.Config.PlaidEnv {
+			return env
+		}
+	}
+	return ""
+}
+
+// plaidTokenEnvironment returns the environment a Plaid token of the given
+// kind ("access-", "public-") names in its prefix (<kind><env>-…), or ""
+// when it names none Plaid has.
+func plaidTokenEnvironment(token, kind string) string {
+	rest, ok := strings.CutPrefix(token, kind)
+	if !ok {
+		return ""
+	}
+	env, _, ok := strings.Cut(rest, "-")
+	switch env {
+	case "sandbox", "development", "production":
+		if ok {
+			return env
+		}
+	}
+	return ""
+}
