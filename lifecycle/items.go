@@ -120,6 +120,11 @@ func (s *Service) VerifyItem(ctx context.Context, userID, itemID string) (*ItemS
 		if failed != nil {
 			return nil, s.linkPlaidError(ctx, log, "verifying the item", failed)
 		}
+		if o.write == nil {
+			// The rules decided to write nothing: the Item is as stored.
+			st := itemStateOf(tok)
+			return &st, nil
+		}
 		_, err = s.Tokens.Update(ctx, itemID, o.write.Patch, o.write.IfVersion)
 		if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < verifyAttempts {
 			// Changed since read: decide again on what it says now.
