@@ -110,6 +110,14 @@ func paths(env *testenv.Env) []string {
 	return out
 }
 
+// productionToken is Erin's active token of Plaid's production
+// environment: on the tests' sandbox deployment, rule 0's to leave alone.
+func productionToken(item string) sample.Token {
+	tok := testenv.ActiveToken(item, sample.Erin, 1)
+	tok.Environment, tok.Plaintext = "production", "access-production-"+item
+	return tok
+}
+
 func TestClientUserIDIsStableAndRevealsNothing(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
@@ -145,6 +153,7 @@ func TestCreateLinkToken(t *testing.T) {
 		c.Link.CountryCodes = []string{"US", "CA"}
 	}))
 	env.SeedSample(t)
+	env.Seed(t, productionToken("item-erin-production"))
 	pacer := &priorityPacer{}
 	svc := serviceOver(t, env, env.Tokens, pacer)
 	clientUserID, _ := svc.ClientUserID(sample.Alice)
@@ -189,13 +198,13 @@ func TestCreateLinkToken(t *testing.T) {
 		{"not a document id", "a/b", lifecycle.CodeNotFound},
 		{"revoked", "item-dave-revoked", lifecycle.CodeConflict},
 		{"expired", "item-alice-old", lifecycle.CodeConflict},
-		{"production Item on a sandbox deployment", "item-erin-chase", lifecycle.CodeConflict},
+		{"production Item on a sandbox deployment", "item-erin-production", lifecycle.CodeConflict},
 	} {
 		user := sample.Dave
 		switch tc.item {
 		case "item-alice-old":
 			user = sample.Alice
-		case "item-erin-chase":
+		case "item-erin-production":
 			user = sample.Erin
 		}
 		_, err := svc.CreateLinkToken(t.Context(), user, tc.item)
@@ -652,8 +661,9 @@ func TestVerifyItemRefusals(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	env.SeedSample(t)
+	env.Seed(t, productionToken("item-erin-production"))
 	before := map[string]*lifecycle.Token{}
-	for _, id := range []string{"item-bob-wells", "item-dave-revoked", "item-erin-chase", "item-alice-chase"} {
+	for _, id := range []string{"item-bob-wells", "item-dave-revoked", "item-erin-production", "item-alice-chase"} {
 		before[id] = env.Doc(t, id)
 	}
 	for _, tc := range []struct {
@@ -673,7 +683,7 @@ func TestVerifyItemRefusals(t *testing.T) {
 	if err != nil || revoked.Status != lifecycle.StatusRevoked || revoked.NeedsRepair {
 		t.Errorf("revoked item: %+v, %v", revoked, err)
 	}
-	if _, err := env.Service.VerifyItem(t.Context(), sample.Erin, "item-erin-chase"); lifecycle.ErrorCode(err) != lifecycle.CodeConflict ||
+	if _, err := env.Service.VerifyItem(t.Context(), sample.Erin, "item-erin-production"); lifecycle.ErrorCode(err) != lifecycle.CodeConflict ||
 		!strings.Contains(err.Error(), "production") {
 		t.Errorf("production item on a sandbox deployment: %v, want a conflict naming production", err)
 	}
