@@ -110,9 +110,9 @@ func paths(env *testenv.Env) []string {
 	return out
 }
 
-// productionToken is Erin's active token of Plaid's production
+// erinProductionToken is Erin's active token of Plaid's production
 // environment: on the tests' sandbox deployment, rule 0's to leave alone.
-func productionToken(item string) sample.Token {
+func erinProductionToken(item string) sample.Token {
 	tok := testenv.ActiveToken(item, sample.Erin, 1)
 	tok.Environment, tok.Plaintext = "production", "access-production-"+item
 	return tok
@@ -153,7 +153,7 @@ func TestCreateLinkToken(t *testing.T) {
 		c.Link.CountryCodes = []string{"US", "CA"}
 	}))
 	env.SeedSample(t)
-	env.Seed(t, productionToken("item-erin-production"))
+	env.Seed(t, erinProductionToken("item-erin-production"))
 	pacer := &priorityPacer{}
 	svc := serviceOver(t, env, env.Tokens, pacer)
 	clientUserID, _ := svc.ClientUserID(sample.Alice)
@@ -661,7 +661,7 @@ func TestVerifyItemRefusals(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	env.SeedSample(t)
-	env.Seed(t, productionToken("item-erin-production"))
+	env.Seed(t, erinProductionToken("item-erin-production"))
 	before := map[string]*lifecycle.Token{}
 	for _, id := range []string{"item-bob-wells", "item-dave-revoked", "item-erin-production", "item-alice-chase"} {
 		before[id] = env.Doc(t, id)
