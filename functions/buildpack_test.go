@@ -133,10 +133,6 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 	}
 	webhook := []byte(`{"webhook_type":"ITEM","webhook_code":"PENDING_EXPIRATION","item_id":"item-bob-chase","environment":"sandbox"}`)
 	kid := env.Plaid.NewWebhookKey()
-	signed, err := env.Plaid.SignWebhook(kid, webhook, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A token another writer created, as Eventarc delivers its
 	// document.v1.written event (binary mode, application/protobuf), in a
 	// project of its own: the other functions' writes reach no TokenStats
@@ -158,12 +154,26 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 		"Ce-Type": {"google.cloud.firestore.document.v1.written"}, "Ce-Time": {created.Format(time.RFC3339Nano)},
 		"Ce-Source":  {"//firestore.googleapis.com/projects/" + statsProject + "/databases/(default)"},
 		"Ce-Subject": {"documents/plaid_tokens/item-new"}}
+	// The Link flow's functions get a project and a Plaid of their own: the
+	// Items they add and verify would change what the other cases count.
+	linkEnv := testenv.New(t)
+	linkEnv.SeedSample(t)
+	linkConfig := []string{"GOOGLE_CLOUD_PROJECT=" + linkEnv.Project, "PLAID_BASE_URL=" + linkEnv.Plaid.URL()}
+	public, err := linkEnv.Plaid.SandboxPublicToken("ins_109508")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange := []byte(`{"public_token":"` + public + `","accounts":[{"id":"a1","name":"Plaid Checking","mask":"0000","type":"depository","subtype":"checking","verification_status":null}]}`)
 	type request struct {
 		method, path, auth string
 		header             http.Header
 		body               []byte
 		status             int
 		contains           string
+		// signed: the body goes as a Plaid webhook, signed when sent (a
+		// signature is good for 5 minutes, and starting every target
+		// on a loaded machine can take longer).
+		signed bool
 	}
 	cases := map[string][]request{
 		"TokenCleanup": {
@@ -187,7 +197,7 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 			{method: "DELETE", path: "/", auth: env.Bearer(t, sample.Carol), status: 200, contains: `"revoked_count"`},
 		},
 		"PlaidWebhook": {
-			{method: "POST", path: "/", header: http.Header{"Plaid-Verification": {signed}}, body: webhook, status: 200},
+			{method: "POST", path: "/", signed: true, body: webhook, status: 200},
 			{method: "POST", path: "/", body: webhook, status: 401},
 		},
 		"DailyCleanup": {
@@ -206,10 +216,33 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 			{method: "POST", path: "/", header: writtenHeader, body: written, status: 200},
 			{method: "POST", path: "/", header: writtenHeader, body: written, status: 200}, // redelivered
 		},
+		"CreateLinkToken": {
+			{method: "POST", path: "/", auth: alice, body: []byte(`{}`), status: 200, contains: `"mode":"create"`},
+			{method: "POST", path: "/api/v1/plaid/link/token", auth: alice, body: []byte(`{"item_id":"item-alice-boa"}`), status: 200, contains: `"mode":"update"`},
+			{method: "POST", path: "/", auth: alice, body: []byte(`{"item_id":"item-bob-chase"}`), status: 404, contains: `"detail":"item not found"`},
+		},
+		"ExchangePublicToken": {
+			{method: "POST", path: "/", auth: alice, body: exchange, status: 201, contains: `"institution_name":"First Platypus Bank"`},
+			{method: "POST", path: "/api/v1/plaid/items", auth: alice, body: exchange, status: 400, contains: `"code":"invalid_argument"`},
+			{method: "GET", path: "/", auth: alice, status: 405},
+		},
+		"ListItems": {
+			{method: "GET", path: "/", auth: alice, status: 200, contains: `"item_id":"item-alice-boa"`},
+			{method: "GET", path: "/api/v1/plaid/items", auth: env.Bearer(t, sample.Bob), status: 200, contains: `"item_id":"item-bob-wells"`},
+		},
+		"VerifyItem": {
+			{method: "POST", path: "/item-alice-boa/verify", auth: alice, status: 200, contains: `"needs_repair":false`},
+			{method: "POST", path: "/api/v1/plaid/items/item-alice-boa/verify", auth: alice, status: 200, contains: `"item_id":"item-alice-boa"`},
+			{method: "POST", path: "/item-bob-chase/verify", auth: alice, status: 404, contains: `"detail":"item not found"`},
+		},
 	}
 	extra := map[string][]string{
 		"DailyCleanup/handover-fails": {"RUN_TIME_BUDGET=1ns", "CLEANUP_PAGE_SIZE=5", "CLEANUP_TOPIC=no-such-topic"},
 		"TokenStats":                  {"GOOGLE_CLOUD_PROJECT=" + statsProject}, // the last value of a variable wins
+		"CreateLinkToken":             linkConfig,
+		"ExchangePublicToken":         linkConfig,
+		"ListItems":                   linkConfig,
+		"VerifyItem":                  linkConfig,
 	}
 	for target := range TargetNeeds {
 		if _, ok := cases[target]; !ok {
@@ -221,6 +254,13 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := startDeployed(t, target, append(config, extra[name]...))
 			for _, r := range requests {
+				if r.signed {
+					sig, err := env.Plaid.SignWebhook(kid, r.body, time.Now())
+					if err != nil {
+						t.Fatal(err)
+					}
+					r.header = http.Header{"Plaid-Verification": {sig}}
+				}
 				status, body := p.do(t, r.method, r.path, r.auth, r.header, r.body)
 				if status != r.status || !strings.Contains(body, r.contains) {
 					t.Errorf("%s %s: %d %s, want %d containing %q", r.method, r.path, status, body, r.status, r.contains)
@@ -251,6 +291,13 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 	}
 	if got := stats.Counters["tokens"]["total"]; got != 1 {
 		t.Errorf("TokenStats counted %d tokens after one creation delivered twice, want 1", got)
+	}
+	// The exchange stored the Item Plaid created, for Alice; no answer
+	// carried its token.
+	if ex := linkEnv.Plaid.Exchanges(); len(ex) != 1 {
+		t.Errorf("%d exchanges at Plaid, want 1", len(ex))
+	} else if doc := linkEnv.Doc(t, ex[0].ItemID); doc == nil || doc.UserID != sample.Alice {
+		t.Errorf("exchanged Item %s stored as %+v", ex[0].ItemID, doc)
 	}
 	// The revocation reached Firestore and Plaid.
 	if doc := env.Doc(t, "item-alice-chase"); doc == nil || doc.Status != lifecycle.StatusRevoked {

@@ -26,6 +26,12 @@ var TargetNeeds = map[string]lifecycle.Needs{
 	"DailyCleanup":    {Store: true, Vault: true, Plaid: true},
 	"WeeklyAnalytics": {Store: true},
 	"TokenStats":      {Store: true},
+	// The app's side of an Item's life. ListItems reads documents only:
+	// no token is decrypted, no Plaid call made.
+	"CreateLinkToken":     {Store: true, Vault: true, Plaid: true, Auth: true},
+	"ExchangePublicToken": {Store: true, Vault: true, Plaid: true, Auth: true},
+	"ListItems":           {Store: true, Auth: true},
+	"VerifyItem":          {Store: true, Vault: true, Plaid: true, Auth: true},
 }
 
 // Delivery is where a server sends what Pub/Sub carries for the deployed
@@ -139,6 +145,26 @@ func RevokeItem(w http.ResponseWriter, r *http.Request) {
 // PlaidWebhook is the deployed PlaidWebhook function.
 func PlaidWebhook(w http.ResponseWriter, r *http.Request) {
 	serveDeployed(w, r, "PlaidWebhook", (*Server).PlaidWebhookHandler)
+}
+
+// CreateLinkToken is the deployed CreateLinkToken function.
+func CreateLinkToken(w http.ResponseWriter, r *http.Request) {
+	serveDeployed(w, r, "CreateLinkToken", (*Server).CreateLinkTokenHandler)
+}
+
+// ExchangePublicToken is the deployed ExchangePublicToken function.
+func ExchangePublicToken(w http.ResponseWriter, r *http.Request) {
+	serveDeployed(w, r, "ExchangePublicToken", (*Server).ExchangePublicTokenHandler)
+}
+
+// ListItems is the deployed ListItems function.
+func ListItems(w http.ResponseWriter, r *http.Request) {
+	serveDeployed(w, r, "ListItems", (*Server).ListItemsHandler)
+}
+
+// VerifyItem is the deployed VerifyItem function.
+func VerifyItem(w http.ResponseWriter, r *http.Request) {
+	serveDeployed(w, r, "VerifyItem", (*Server).VerifyItemHandler)
 }
 
 // DailyCleanup is the deployed DailyCleanup function.

@@ -15,7 +15,8 @@ import (
 // only the variables Terraform gives it.
 func TestDeployedTargetsStartWithOnlyTheirOwnConfig(t *testing.T) {
 	emulator.Host(t)
-	targets := []string{"TokenCleanup", "RevokeAllTokens", "TokenAnalytics", "RevokeItem", "PlaidWebhook", "DailyCleanup", "WeeklyAnalytics", "TokenStats"}
+	targets := []string{"TokenCleanup", "RevokeAllTokens", "TokenAnalytics", "RevokeItem", "PlaidWebhook", "DailyCleanup", "WeeklyAnalytics", "TokenStats",
+		"CreateLinkToken", "ExchangePublicToken", "ListItems", "VerifyItem"}
 	if len(TargetNeeds) != len(targets) {
 		t.Errorf("TargetNeeds has %d targets, want %d", len(TargetNeeds), len(targets))
 	}

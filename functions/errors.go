@@ -14,6 +14,9 @@ import (
 type errorBody struct {
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// ExistingItemID names the Item a refused duplicate duplicates
+	// (code duplicate_item, DESIGN §4).
+	ExistingItemID string `json:"existing_item_id,omitempty"`
 }
 
 // statusOf maps an error code to its HTTP status. This is the only place
@@ -28,7 +31,7 @@ func statusOf(code lifecycle.Code) int {
 		return http.StatusForbidden
 	case lifecycle.CodeNotFound:
 		return http.StatusNotFound
-	case lifecycle.CodeConflict:
+	case lifecycle.CodeConflict, lifecycle.CodeDuplicateItem:
 		return http.StatusConflict
 	case lifecycle.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
@@ -59,7 +62,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			detail = "internal error"
 		}
 	}
-	writeJSON(w, status, errorBody{Detail: detail, Code: string(code)})
+	body := errorBody{Detail: detail, Code: string(code)}
+	var dup *lifecycle.DuplicateItemError
+	if errors.As(err, &dup) {
+		body.ExistingItemID = dup.ExistingItemID
+	}
+	writeJSON(w, status, body)
 }
 
 // writeJSON writes v as the JSON response body with status.

@@ -3,8 +3,9 @@
 // parse, authorize, call lifecycle, render.
 //
 // One file per function (cleanup.go, revoke.go, analytics.go, webhook.go,
-// daily_cleanup.go, weekly_analytics.go); server.go builds them all over
-// one lifecycle.Service; deployed.go is what the deployed functions call.
+// daily_cleanup.go, weekly_analytics.go, link_token.go, exchange.go,
+// list_items.go, verify_item.go); server.go builds them all over one
+// lifecycle.Service; deployed.go is what the deployed functions call.
 package functions
 
 import (
@@ -12,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -31,6 +34,12 @@ const (
 	PathAnalytics   = "/api/v1/plaid/tokens/analytics"
 	PathItemPrefix  = "/api/v1/plaid/items/"
 	PathWebhook     = "/api/v1/plaid/webhook"
+	PathLinkToken   = "/api/v1/plaid/link/token"
+	// PathItems is ListItems (GET) and ExchangePublicToken (POST).
+	PathItems = "/api/v1/plaid/items"
+	// PathVerifySuffix ends VerifyItem's path, after PathItemPrefix and
+	// the item id.
+	PathVerifySuffix = "/verify"
 )
 
 // maxRequestBody caps request bodies: no endpoint takes more than a small
@@ -68,6 +77,8 @@ type Server struct {
 	lastBackfillRequest atomic.Int64
 
 	cleanup, cleanupRuns, revokeAll, analytics, revokeItem, webhook http.Handler
+	// The app's side of an Item's life.
+	createLinkToken, exchange, listItems, verifyItem http.Handler
 }
 
 // New validates deps and builds the server's handlers once.
@@ -100,6 +111,10 @@ func New(ctx context.Context, cfg lifecycle.Config, deps Deps) (*Server, error) 
 		s.requireUser(RequireAdmin(s.handleAnalytics())))
 	s.revokeItem = s.endpoint(http.MethodDelete, accepts{}, s.requireUser(s.handleRevokeItem()))
 	s.webhook = s.withLogger(s.handleWebhook())
+	s.createLinkToken = s.endpoint(http.MethodPost, accepts{body: true}, s.requireUser(s.handleCreateLinkToken()))
+	s.exchange = s.endpoint(http.MethodPost, accepts{body: true}, s.requireUser(s.handleExchange()))
+	s.listItems = s.endpoint(http.MethodGet, accepts{}, s.requireUser(s.handleListItems()))
+	s.verifyItem = s.endpoint(http.MethodPost, accepts{}, s.requireUser(s.handleVerifyItem()))
 	return s, nil
 }
 
@@ -117,8 +132,10 @@ func (s *Server) requireUser(next http.Handler) http.Handler {
 
 // Routes returns every HTTP function at its path and the CloudEvent
 // functions at /events/<Target>: what scripts/serve listens with. Item
-// paths go to RevokeItem before any path cleaning: an id such as ".." or
-// "%2e%2e" names no item and answers 404, like any other.
+// paths go to RevokeItem (or VerifyItem, for .../{item_id}/verify) before
+// any path cleaning: an id such as ".." or "%2e%2e" names no item and
+// answers 404, like any other. /api/v1/plaid/items itself is two
+// functions, ListItems (GET) and ExchangePublicToken (POST).
 func (s *Server) Routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(PathCleanup, s.cleanup)
@@ -126,6 +143,8 @@ func (s *Server) Routes() http.Handler {
 	mux.Handle(PathRevokeAll, s.revokeAll)
 	mux.Handle(PathAnalytics, s.analytics)
 	mux.Handle(PathWebhook, s.webhook)
+	mux.Handle(PathLinkToken, s.createLinkToken)
+	mux.Handle(PathItems, byMethod(map[string]http.Handler{http.MethodGet: s.listItems, http.MethodPost: s.exchange}))
 	mux.Handle("/events/DailyCleanup", s.localEvents(CloudEventHandler(s.DailyCleanup)))
 	mux.Handle("/events/WeeklyAnalytics", s.localEvents(CloudEventHandler(s.WeeklyAnalytics)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -135,12 +154,36 @@ func (s *Server) Routes() http.Handler {
 		writeError(w, r, lifecycle.Errorf(lifecycle.CodeNotFound, "no endpoint at %s", r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.EscapedPath(), PathItemPrefix) {
+		if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), PathItemPrefix); ok {
+			if strings.HasSuffix(rest, PathVerifySuffix) {
+				s.verifyItem.ServeHTTP(w, r)
+				return
+			}
 			s.revokeItem.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// byMethod serves each method with its handler, and any other with 405
+// naming them all in Allow: one path, two functions.
+func byMethod(handlers map[string]http.Handler) http.Handler {
+	allowed := slices.Sorted(maps.Keys(handlers))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := handlers[r.Method]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		writeMethodNotAllowed(w, r.Method, allowed...)
+	})
+}
+
+// writeMethodNotAllowed answers 405 with the methods the path takes.
+func writeMethodNotAllowed(w http.ResponseWriter, method string, allowed ...string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+		Detail: fmt.Sprintf("method %s not allowed; use %s", method, strings.Join(allowed, " or ")), Code: "method_not_allowed"})
 }
 
 // localEvents guards the local server's /events/* endpoints: they run real
@@ -212,9 +255,7 @@ func isLoopback(remoteAddr string) bool {
 func (s *Server) endpoint(method string, a accepts, next http.Handler) http.Handler {
 	return s.withLogger(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
-			w.Header().Set("Allow", method)
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
-				Detail: fmt.Sprintf("method %s not allowed; use %s", r.Method, method), Code: "method_not_allowed"})
+			writeMethodNotAllowed(w, r.Method, method)
 			return
 		}
 		if r.ContentLength > maxRequestBody {
@@ -297,6 +338,30 @@ func (s *Server) RevokeItemHandler() http.Handler {
 			r = withPath(r, PathItemPrefix+strings.TrimPrefix(r.URL.EscapedPath(), "/"))
 		}
 		s.revokeItem.ServeHTTP(w, r)
+	})
+}
+
+// CreateLinkTokenHandler is the CreateLinkToken function's handler.
+func (s *Server) CreateLinkTokenHandler() http.Handler {
+	return atPath(PathLinkToken, s.createLinkToken)
+}
+
+// ExchangePublicTokenHandler is the ExchangePublicToken function's handler.
+// Deployed alone it takes POST only: GET on its path is ListItems'.
+func (s *Server) ExchangePublicTokenHandler() http.Handler { return atPath(PathItems, s.exchange) }
+
+// ListItemsHandler is the ListItems function's handler.
+func (s *Server) ListItemsHandler() http.Handler { return atPath(PathItems, s.listItems) }
+
+// VerifyItemHandler is the VerifyItem function's handler. Deployed alone it
+// takes /{item_id}/verify, /{item_id} or the full API path.
+func (s *Server) VerifyItemHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.EscapedPath(), PathItemPrefix) {
+			id := strings.TrimSuffix(strings.TrimPrefix(r.URL.EscapedPath(), "/"), PathVerifySuffix)
+			r = withPath(r, PathItemPrefix+id+PathVerifySuffix)
+		}
+		s.verifyItem.ServeHTTP(w, r)
 	})
 }
 

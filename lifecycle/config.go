@@ -26,6 +26,10 @@ type Config struct {
 	LegacyEncryptionKey   string   // LEGACY_TOKEN_ENCRYPTION_KEY
 
 	PlaidSettings
+	// Link is what the app's Link tokens are created with (PLAID_PRODUCTS,
+	// PLAID_COUNTRY_CODES, PLAID_CLIENT_NAME, PLAID_LANGUAGE,
+	// PLAID_WEBHOOK_URL, PLAID_REDIRECT_URI).
+	Link LinkSettings
 
 	AuthJWTSecret string   // AUTH_JWT_SECRET (HS256)
 	AuthJWKSURL   string   // AUTH_JWKS_URL (RS256/ES256)
@@ -185,6 +189,9 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 	if c.EncryptionSalt == "" {
 		c.EncryptionSalt = DefaultEncryptionSalt
 	}
+	link, linkErrs := loadLinkSettings(get, c.PlaidEnv)
+	c.Link = link
+	errs = append(errs, linkErrs...)
 	if c.StaleDays > MaxDaysThreshold {
 		errs = append(errs, fmt.Errorf("STALE_DAYS must be at most %d, got %d", MaxDaysThreshold, c.StaleDays))
 	}

@@ -16,9 +16,12 @@ const (
 	CodeForbidden    Code = "forbidden"
 	CodeNotFound     Code = "not_found"
 	CodeConflict     Code = "conflict"
-	CodeTooLarge     Code = "too_large"
-	CodeUnavailable  Code = "unavailable"
-	CodeInternal     Code = "internal"
+	// CodeDuplicateItem is a conflict of its own: the Item Link just
+	// created duplicates one the user has (DuplicateItemError names it).
+	CodeDuplicateItem Code = "duplicate_item"
+	CodeTooLarge      Code = "too_large"
+	CodeUnavailable   Code = "unavailable"
+	CodeInternal      Code = "internal"
 )
 
 // Error is an error with a code and a message that is safe to show to the

@@ -569,5 +569,8 @@ func encodeToken(t *Token) map[string]any {
 	if t.ErrorCode != "" {
 		doc["error_code"] = t.ErrorCode
 	}
+	if len(t.AccountMasks) > 0 {
+		doc["account_masks"] = t.AccountMasks
+	}
 	return doc
 }

@@ -20,6 +20,9 @@ type NewToken struct {
 	// Environment is sandbox or production; empty means PLAID_ENV.
 	Environment string
 	Metadata    Metadata
+	// AccountMasks are the masks of the Item's accounts (Link's metadata),
+	// kept for the duplicate check of the exchange.
+	AccountMasks []string
 }
 
 const (
@@ -89,6 +92,7 @@ func (s *Service) decideIntake(existing *Token, nt NewToken, enc string, now tim
 			ItemID: nt.ItemID, UserID: nt.UserID, AccessToken: enc,
 			InstitutionID: nt.InstitutionID, InstitutionName: nt.InstitutionName,
 			Status: StatusActive, Environment: nt.Environment, CreatedAt: now, UpdatedAt: now, Metadata: nt.Metadata,
+			AccountMasks: nt.AccountMasks,
 		}}, nil
 	}
 	switch {

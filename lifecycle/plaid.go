@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ErrorClass is what a Plaid error means for the token (PLAID.md, DESIGN §7).
@@ -95,6 +96,53 @@ type Item struct {
 	InstitutionID string
 }
 
+// LinkTokenRequest is what a Link token is created with
+// (/link/token/create): the deployment's Link settings, the user, and in
+// update mode the Item's access token.
+type LinkTokenRequest struct {
+	LinkSettings
+	// ClientUserID identifies the user to Plaid without revealing who
+	// they are (Service.ClientUserID).
+	ClientUserID string
+	// AccessToken, when set, opens Link in update mode for that Item:
+	// Plaid then takes no products.
+	AccessToken string
+}
+
+// LinkToken is a Link token: what the app opens Link with.
+type LinkToken struct {
+	LinkToken  string
+	Expiration time.Time
+	Mode       LinkMode // set by the service, not by Plaid
+}
+
+// LinkMode says what a Link token opens Link for.
+type LinkMode string
+
+// Link modes.
+const (
+	// LinkModeCreate links a new Item.
+	LinkModeCreate LinkMode = "create"
+	// LinkModeUpdate repairs (or extends) one of the user's Items.
+	LinkModeUpdate LinkMode = "update"
+)
+
+// ExchangedItem is what /item/public_token/exchange gives for a public
+// token: the new Item and its access token.
+type ExchangedItem struct {
+	ItemID      string
+	AccessToken string
+}
+
+// Institution is an institution as /institutions/get_by_id names it.
+type Institution struct {
+	ID   string
+	Name string
+	// Metadata is its display data (name, url, primary_color, logo) as
+	// token documents keep it.
+	Metadata Metadata
+}
+
 // WebhookKey is a key from /webhook_verification_key/get (a JWK).
 type WebhookKey struct {
 	Alg, Crv, KeyID, Kty, Use, X, Y string
@@ -141,4 +189,15 @@ type PlaidAPI interface {
 	RemoveItem(ctx context.Context, accessToken string) error
 	// WebhookVerificationKey calls /webhook_verification_key/get.
 	WebhookVerificationKey(ctx context.Context, keyID string) (*WebhookKey, error)
+	// CreateLinkToken calls /link/token/create.
+	CreateLinkToken(ctx context.Context, req LinkTokenRequest) (*LinkToken, error)
+	// ExchangePublicToken calls /item/public_token/exchange. A public token
+	// that is used, expired or malformed is INVALID_PUBLIC_TOKEN. When an
+	// attempt got no answer and a retry then met INVALID_PUBLIC_TOKEN, the
+	// lost attempt may have exchanged it: the error wraps
+	// ErrExchangeOutcomeUnknown.
+	ExchangePublicToken(ctx context.Context, publicToken string) (*ExchangedItem, error)
+	// GetInstitution calls /institutions/get_by_id, asking for its display
+	// metadata.
+	GetInstitution(ctx context.Context, institutionID string, countryCodes []string) (*Institution, error)
 }

@@ -552,3 +552,130 @@ func ClassifyPlaidError(errorType, errorCode string, status int, noAnswer bool) 
 		return ClassConfig
 	}
 }
+
+// The Link flow's calls (issue 19). They are not paced: Plaid's per-client
+// limits that bind the service are those of /item/get and /item/remove,
+// and a user makes these calls one at a time.
+
+const (
+	plaidEndpointLinkTokenCreate     = "/link/token/create"
+	plaidEndpointPublicTokenExchange = "/item/public_token/exchange"
+	plaidEndpointInstitutionsGetByID = "/institutions/get_by_id"
+)
+
+// ErrExchangeOutcomeUnknown marks an exchange whose public token a retry
+// found used after an earlier attempt got no answer (or a 5xx): that
+// attempt may have created the Item, whose access token is then lost.
+var ErrExchangeOutcomeUnknown = errors.New("an earlier attempt got no answer and may have exchanged the public token")
+
+// CreateLinkToken calls /link/token/create: for a new Item with the
+// settings' products, or in update mode (req.AccessToken) without them.
+func (c *PlaidClient) CreateLinkToken(ctx context.Context, req LinkTokenRequest) (*LinkToken, error) {
+	countries := make([]plaid.CountryCode, len(req.CountryCodes))
+	for i, cc := range req.CountryCodes {
+		countries[i] = plaid.CountryCode(cc)
+	}
+	body := plaid.NewLinkTokenCreateRequest(req.ClientName, req.Language, countries,
+		*plaid.NewLinkTokenCreateRequestUser(req.ClientUserID))
+	if req.AccessToken != "" {
+		body.SetAccessToken(req.AccessToken)
+	} else {
+		products := make([]plaid.Products, len(req.Products))
+		for i, p := range req.Products {
+			products[i] = plaid.Products(p)
+		}
+		body.SetProducts(products)
+	}
+	if req.WebhookURL != "" {
+		body.SetWebhook(req.WebhookURL)
+	}
+	if req.RedirectURI != "" {
+		body.SetRedirectUri(req.RedirectURI)
+	}
+	var resp plaid.LinkTokenCreateResponse
+	err := c.call(ctx, plaidEndpointLinkTokenCreate, c.pacer, req.AccessToken, func(ctx context.Context) (*http.Response, error) {
+		var httpResp *http.Response
+		var err error
+		resp, httpResp, err = c.api.PlaidApi.LinkTokenCreate(ctx).LinkTokenCreateRequest(*body).Execute()
+		return httpResp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetLinkToken() == "" {
+		return nil, incompleteAnswer(plaidEndpointLinkTokenCreate, "no link_token")
+	}
+	return &LinkToken{LinkToken: resp.GetLinkToken(), Expiration: resp.GetExpiration()}, nil
+}
+
+// ExchangePublicToken calls /item/public_token/exchange. The public token
+// is redacted from Plaid's messages like an access token.
+func (c *PlaidClient) ExchangePublicToken(ctx context.Context, publicToken string) (*ExchangedItem, error) {
+	var resp plaid.ItemPublicTokenExchangeResponse
+	// Set once an attempt failed without an answer that proves nothing
+	// happened: Plaid may have exchanged the token all the same.
+	maybeExchanged := false
+	err := c.call(ctx, plaidEndpointPublicTokenExchange, c.pacer, publicToken, func(ctx context.Context) (*http.Response, error) {
+		var httpResp *http.Response
+		var err error
+		resp, httpResp, err = c.api.PlaidApi.ItemPublicTokenExchange(ctx).
+			ItemPublicTokenExchangeRequest(*plaid.NewItemPublicTokenExchangeRequest(publicToken)).Execute()
+		if err != nil && (httpResp == nil || httpResp.StatusCode >= 500) {
+			maybeExchanged = true
+		}
+		return httpResp, err
+	})
+	var pe *PlaidError
+	if errors.As(err, &pe) && pe.Code == "INVALID_PUBLIC_TOKEN" && maybeExchanged {
+		lost := *pe
+		lost.Class = ClassTransient
+		lost.Err = ErrExchangeOutcomeUnknown
+		return nil, &lost
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetAccessToken() == "" || resp.GetItemId() == "" {
+		return nil, incompleteAnswer(plaidEndpointPublicTokenExchange, "no access_token or item_id")
+	}
+	return &ExchangedItem{ItemID: resp.GetItemId(), AccessToken: resp.GetAccessToken()}, nil
+}
+
+// GetInstitution calls /institutions/get_by_id with the institution's
+// optional metadata (url, primary_color, logo), which token documents keep.
+func (c *PlaidClient) GetInstitution(ctx context.Context, institutionID string, countryCodes []string) (*Institution, error) {
+	countries := make([]plaid.CountryCode, len(countryCodes))
+	for i, cc := range countryCodes {
+		countries[i] = plaid.CountryCode(cc)
+	}
+	body := plaid.NewInstitutionsGetByIdRequest(institutionID, countries)
+	opts := plaid.NewInstitutionsGetByIdRequestOptions()
+	opts.SetIncludeOptionalMetadata(true)
+	body.SetOptions(*opts)
+	var resp plaid.InstitutionsGetByIdResponse
+	err := c.call(ctx, plaidEndpointInstitutionsGetByID, c.pacer, "", func(ctx context.Context) (*http.Response, error) {
+		var httpResp *http.Response
+		var err error
+		resp, httpResp, err = c.api.PlaidApi.InstitutionsGetById(ctx).InstitutionsGetByIdRequest(*body).Execute()
+		return httpResp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	inst := resp.GetInstitution()
+	if inst.GetInstitutionId() == "" || inst.GetName() == "" {
+		return nil, incompleteAnswer(plaidEndpointInstitutionsGetByID, "no institution")
+	}
+	return &Institution{ID: inst.GetInstitutionId(), Name: inst.GetName(), Metadata: Metadata{
+		Name: inst.GetName(), URL: inst.GetUrl(), PrimaryColor: inst.GetPrimaryColor(), Logo: inst.GetLogo(),
+	}}, nil
+}
+
+// validLinkProduct reports whether Plaid's API knows product as one a Link
+// token is created with (Balance is not one: Plaid refuses it there).
+func validLinkProduct(product string) bool {
+	return product != string(plaid.PRODUCTS_BALANCE) && plaid.Products(product).IsValid()
+}
+
+// validCountryCode reports whether Plaid's API knows country code cc.
+func validCountryCode(cc string) bool { return plaid.CountryCode(cc).IsValid() }

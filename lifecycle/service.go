@@ -84,6 +84,15 @@ func (p unconfiguredPlaid) RemoveItem(context.Context, string) error       { ret
 func (p unconfiguredPlaid) WebhookVerificationKey(context.Context, string) (*WebhookKey, error) {
 	return nil, p.err()
 }
+func (p unconfiguredPlaid) CreateLinkToken(context.Context, LinkTokenRequest) (*LinkToken, error) {
+	return nil, p.err()
+}
+func (p unconfiguredPlaid) ExchangePublicToken(context.Context, string) (*ExchangedItem, error) {
+	return nil, p.err()
+}
+func (p unconfiguredPlaid) GetInstitution(context.Context, string, []string) (*Institution, error) {
+	return nil, p.err()
+}
 
 // unconfiguredCipher stands in for the vault in a program configured
 // without TOKEN_ENCRYPTION_KEY.

@@ -68,6 +68,14 @@ const (
 	CounterCreated = "created"
 	CounterUsed    = "used"
 	CounterRemoved = "removed"
+	// CounterLinked and CounterRepaired are the trend of the app's side of
+	// an Item's life, per UTC day of the write: Items linked (a token
+	// created active, its created_at on the write's own day: a migrated or
+	// restored document keeps its old created_at and is no new link), and
+	// Items repaired (an active token's error_code cleared, whoever cleared
+	// it: a verification after update mode, a validation, LOGIN_REPAIRED).
+	CounterLinked   = "linked"
+	CounterRepaired = "repaired"
 )
 
 // Keys of the CounterTokens group, the status key of unknown statuses and
@@ -85,7 +93,7 @@ const (
 var exactGroups = []string{CounterTokens, CounterStatus, CounterInstitutions, CounterEnvironments, CounterActivity}
 
 // trendGroups are the per-day trend groups.
-var trendGroups = []string{CounterCreated, CounterUsed, CounterRemoved}
+var trendGroups = []string{CounterCreated, CounterUsed, CounterRemoved, CounterLinked, CounterRepaired}
 
 // maxCounterKey bounds a counter key in bytes. Institution names and
 // environments come from any writer; a key is also a Firestore field name
@@ -192,6 +200,13 @@ func ChangeDelta(c TokenChange) StatsDelta {
 			d.Counters.Add(CounterRemoved, day, 1)
 		case c.Old != nil && c.New != nil && usedLater(c.Old.LastUsedAt, c.New.LastUsedAt):
 			d.Counters.Add(CounterUsed, day, 1)
+		}
+		if c.Old == nil && c.New != nil && c.New.Status == StatusActive && !c.New.CreatedAt.IsZero() && dayKey(c.New.CreatedAt) == day {
+			d.Counters.Add(CounterLinked, day, 1)
+		}
+		if c.Old != nil && c.New != nil && c.Old.Status == StatusActive && c.Old.ErrorCode != "" &&
+			c.New.Status == StatusActive && c.New.ErrorCode == "" {
+			d.Counters.Add(CounterRepaired, day, 1)
 		}
 	}
 	d.Counters.Compact()
@@ -311,6 +326,10 @@ type TrendDay struct {
 	Created int64  `json:"created" firestore:"created"`
 	Used    int64  `json:"used" firestore:"used"`
 	Removed int64  `json:"removed" firestore:"removed"`
+	// Linked and Repaired are Items linked and repaired that day
+	// (CounterLinked, CounterRepaired).
+	Linked   int64 `json:"linked" firestore:"linked"`
+	Repaired int64 `json:"repaired" firestore:"repaired"`
 }
 
 // analyticsFrom renders counters as DESIGN §4's analytics on the UTC day
@@ -345,7 +364,8 @@ func analyticsFrom(c Counters, now time.Time, trendDays int) *Analytics {
 	for i := trendDays - 1; i >= 0; i-- {
 		day := dayKey(today.AddDate(0, 0, -i))
 		a.Trend = append(a.Trend, TrendDay{Date: day, Created: c.Get(CounterCreated, day),
-			Used: c.Get(CounterUsed, day), Removed: c.Get(CounterRemoved, day)})
+			Used: c.Get(CounterUsed, day), Removed: c.Get(CounterRemoved, day),
+			Linked: c.Get(CounterLinked, day), Repaired: c.Get(CounterRepaired, day)})
 	}
 	return a
 }

@@ -19,6 +19,8 @@ type StatsApplied struct {
 	// Created, Used and Removed are the trend counts the applied changes
 	// added (the "token activity" log line carries them).
 	Created, Used, Removed int64
+	// Linked and Repaired are the Link flow's trend counts, likewise.
+	Linked, Repaired int64
 }
 
 // CountState is what a counting transaction read.
@@ -209,10 +211,12 @@ func (s *Service) logActivity(ctx context.Context, sum StatsApplied, trend Count
 		return n
 	}
 	sum.Created, sum.Used, sum.Removed = total(CounterCreated), total(CounterUsed), total(CounterRemoved)
-	if sum.Created == 0 && sum.Used == 0 && sum.Removed == 0 {
+	sum.Linked, sum.Repaired = total(CounterLinked), total(CounterRepaired)
+	if sum.Created == 0 && sum.Used == 0 && sum.Removed == 0 && sum.Repaired == 0 {
 		return
 	}
 	Logger(ctx).LogAttrs(ctx, slog.LevelInfo, "token activity",
 		slog.Int64("created", sum.Created), slog.Int64("used", sum.Used), slog.Int64("removed", sum.Removed),
+		slog.Int64("linked", sum.Linked), slog.Int64("repaired", sum.Repaired),
 		slog.Int("applied", sum.Applied))
 }

@@ -67,8 +67,8 @@ func TestChangeDelta(t *testing.T) {
 			active(func(s *lifecycle.TokenSummary) { s.Status, s.ErrorCode = lifecycle.StatusExpired, "ITEM_NOT_FOUND" }), at,
 			lifecycle.StatsDelta{Counters: lifecycle.Counters{"status": {"active": -1, "expired": 1}, "tokens": {"error": -1},
 				"activity": {"2026-11-20": -1}}, Users: users()}},
-		{"error resolved", active(func(s *lifecycle.TokenSummary) { s.ErrorCode = "ITEM_LOGIN_REQUIRED" }), active(), at,
-			lifecycle.StatsDelta{Counters: lifecycle.Counters{"tokens": {"error": -1}}, Users: users()}},
+		{"error resolved: repaired", active(func(s *lifecycle.TokenSummary) { s.ErrorCode = "ITEM_LOGIN_REQUIRED" }), active(), at,
+			lifecycle.StatsDelta{Counters: lifecycle.Counters{"tokens": {"error": -1}, "repaired": {"2026-11-28": 1}}, Users: users()}},
 		{"revoked", active(), active(func(s *lifecycle.TokenSummary) { s.Status = lifecycle.StatusRevoked }), at,
 			lifecycle.StatsDelta{Counters: lifecycle.Counters{"status": {"active": -1, "revoked": 1}, "activity": {"2026-11-20": -1}}, Users: users()}},
 		{"an unknown status counts as other, not active", nil, active(func(s *lifecycle.TokenSummary) { s.Status = "error" }), at,
@@ -101,7 +101,7 @@ func TestChangeDelta(t *testing.T) {
 			back := lifecycle.ChangeDelta(lifecycle.TokenChange{EventID: "r", Old: tt.new, New: tt.old})
 			sum := got.Counters.Clone()
 			sum.AddAll(back.Counters, 1)
-			for _, g := range []string{"created", "used", "removed"} {
+			for _, g := range []string{"created", "used", "removed", "linked", "repaired"} {
 				delete(sum, g)
 			}
 			if sum.Compact(); len(sum) != 0 {

@@ -60,6 +60,10 @@ type Token struct {
 	ErrorCode       string    `firestore:"error_code"`
 	PlaidRemoved    bool      `firestore:"plaid_removed"`
 	Metadata        Metadata  `firestore:"metadata"`
+	// AccountMasks are the masks (last digits) of the Item's accounts as
+	// Link reported them at the exchange: a second Item at the same
+	// institution sharing one is a duplicate (DESIGN §4).
+	AccountMasks []string `firestore:"account_masks"`
 
 	// Version is the document's update time when it was read. Writes that
 	// must not clobber a concurrent change (deletes, cleanup marks) use it as
@@ -203,6 +207,13 @@ func tokenFromData(id string, data map[string]any) (t *Token, ok bool) {
 	if md, ok := data["metadata"].(map[string]any); ok {
 		t.Metadata = Metadata{Name: str(md, "name"), URL: str(md, "url"),
 			PrimaryColor: str(md, "primary_color"), Logo: str(md, "logo")}
+	}
+	if masks, ok := data["account_masks"].([]any); ok {
+		for _, m := range masks {
+			if m, ok := m.(string); ok {
+				t.AccountMasks = append(t.AccountMasks, m)
+			}
+		}
 	}
 	return t, true
 }

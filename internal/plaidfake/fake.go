@@ -1,6 +1,11 @@
 // Package plaidfake is a fake Plaid API server for tests and local
-// development. It speaks Plaid's JSON (PLAID.md) for the three endpoints the
+// development. It speaks Plaid's JSON (PLAID.md) for the endpoints the
 // service uses, /item/get, /item/remove and /webhook_verification_key/get,
+// and those of the Link flow (link.go: /link/token/create,
+// /item/public_token/exchange, /institutions/get_by_id and the sandbox's
+// /sandbox/public_token/create and /sandbox/item/reset_login). It answers as
+// one Plaid environment (sandbox unless WithEnvironment says otherwise):
+// another environment's tokens are unknown to it, as they are to Plaid. It
 // checks API credentials the way Plaid does, injects faults (Plaid errors,
 // Items in an error state, rate limits, outages, dropped connections,
 // latency, and random faults at a rate, deterministic by seed:
@@ -57,6 +62,7 @@ type Call struct {
 	Path         string    // e.g. /item/get
 	AccessToken  string    // access_token of the body, if any
 	KeyID        string    // key_id of the body (webhook key requests)
+	PublicToken  string    // public_token of the body (exchanges)
 	PlaidVersion string    // the Plaid-Version header
 	Time         time.Time // when the request arrived
 	// RateLimited: the per-client limit (SetClientRateLimit) refused it.
@@ -75,6 +81,7 @@ type Server struct {
 	srv  *httptest.Server
 	done chan struct{} // closed by Close: ends latency waits
 	once sync.Once
+	env  string // the Plaid environment it plays: sandbox or production
 
 	mu         sync.Mutex
 	items      map[string]item   // by access token
@@ -88,6 +95,8 @@ type Server struct {
 	onCall     func(path, accessToken string)
 	calls      []Call
 	keys       map[string]*webhookKey
+
+	link linkState // the Link flow's tokens and institutions (link.go)
 
 	random       randomFaults            // SetRandomFaults (random_faults.go)
 	clientLimits map[string]*clientLimit // SetClientRateLimit (client_limit.go)
@@ -118,6 +127,13 @@ type Option func(*Server)
 // WithCredentials sets the client id and secret the fake accepts.
 func WithCredentials(clientID, secret string) Option {
 	return func(s *Server) { s.ClientID, s.Secret = clientID, secret }
+}
+
+// WithEnvironment makes the fake play Plaid's production environment
+// ("production") instead of the sandbox: the environment its tokens name
+// (access-production-…) and the only one whose tokens it knows.
+func WithEnvironment(env string) Option {
+	return func(s *Server) { s.env = env }
 }
 
 // WithLatency delays every answer by d (see SetLatency).
@@ -162,6 +178,7 @@ func newServer(clientID, secret string, opts []Option) *Server {
 	s := &Server{
 		ClientID:  clientID,
 		Secret:    secret,
+		env:       "sandbox",
 		done:      make(chan struct{}),
 		items:     make(map[string]item),
 		removed:   make(map[string]bool),
@@ -171,11 +188,16 @@ func newServer(clientID, secret string, opts []Option) *Server {
 		always:    make(map[string]fault),
 		keys:      make(map[string]*webhookKey),
 	}
+	s.link = newLinkState()
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
+
+// Environment is the Plaid environment the fake plays: sandbox or
+// production.
+func (s *Server) Environment() string { return s.env }
 
 // URL is the server's base URL, e.g. http://127.0.0.1:41234: the value for
 // PLAID_BASE_URL.
@@ -409,6 +431,8 @@ var knownErrors = map[string]knownError{
 	"UNAUTHORIZED_ENVIRONMENT":            {"INVALID_INPUT", 400, "you are not authorized to create items for this environment"},
 	"INVALID_WEBHOOK_VERIFICATION_KEY_ID": {"INVALID_INPUT", 400, "invalid key_id provided"},
 	"INVALID_PRODUCT":                     {"INVALID_INPUT", 400, "the requested product is not available for this Item"},
+	"INVALID_PUBLIC_TOKEN":                {"INVALID_INPUT", 400, "could not find matching public token: it is expired, already exchanged, or not in the format public-<environment>-<identifier>"},
+	"INVALID_INSTITUTION":                 {"INVALID_INPUT", 400, "invalid institution_id provided"},
 	// INVALID_REQUEST
 	"MISSING_FIELDS":           {"INVALID_REQUEST", 400, "the following required fields are missing"},
 	"INVALID_FIELD":            {"INVALID_REQUEST", 400, "a field has an invalid value"},
@@ -417,6 +441,7 @@ var knownErrors = map[string]knownError{
 	"UNKNOWN_FIELDS":           {"INVALID_REQUEST", 400, "the request contains unknown fields"},
 	"NOT_FOUND":                {"INVALID_REQUEST", 404, "the requested endpoint does not exist"},
 	"INCOMPATIBLE_API_VERSION": {"INVALID_REQUEST", 400, "the Plaid-Version header is not compatible with this request"},
+	"SANDBOX_ONLY":             {"INVALID_REQUEST", 400, "the requested endpoint is only available in the sandbox"},
 	// INSTITUTION_ERROR
 	"INSTITUTION_DOWN":           {"INSTITUTION_ERROR", 400, "this institution is not currently responding to this request. Please try again soon"},
 	"INSTITUTION_NOT_RESPONDING": {"INSTITUTION_ERROR", 400, "this institution is not currently responding to this request. Please try again soon"},
@@ -462,6 +487,7 @@ type requestBody struct {
 	Secret      string `json:"secret"`
 	AccessToken string `json:"access_token"`
 	KeyID       string `json:"key_id"`
+	linkRequest        // the Link flow's fields (link.go)
 }
 
 // ServeHTTP answers a Plaid API request. Server is an http.Handler so a
@@ -482,6 +508,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Path:         path,
 		AccessToken:  body.AccessToken,
 		KeyID:        body.KeyID,
+		PublicToken:  body.PublicToken,
 		PlaidVersion: r.Header.Get("Plaid-Version"),
 		Time:         now,
 		RateLimited:  limited,
@@ -561,6 +588,8 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, path string, bod
 		s.itemRemove(w, body.AccessToken, requestID)
 	case PathWebhookVerificationKey:
 		s.webhookKeyGet(w, body.KeyID, requestID)
+	default:
+		s.answerLink(w, path, body, requestID)
 	}
 }
 
@@ -622,14 +651,19 @@ func (s *Server) itemRemove(w http.ResponseWriter, accessToken, requestID string
 }
 
 // lookupItem finds the Item of accessToken, or the error Plaid answers for
-// it: an injected token error first, then ITEM_NOT_FOUND once removed, then
-// INVALID_ACCESS_TOKEN for tokens Plaid never issued. s.mu must be held.
+// it: an injected token error first, then INVALID_ACCESS_TOKEN for another
+// environment's token (Plaid's environments share no tokens, so the sandbox
+// answers a production token as one it never issued, whatever AddItem
+// said), then ITEM_NOT_FOUND once removed, then INVALID_ACCESS_TOKEN for
+// tokens Plaid never issued. s.mu must be held.
 func (s *Server) lookupItem(accessToken, requestID string) (it item, errCode string, status int, body errorBody) {
 	switch {
 	case accessToken == "":
 		errCode = "MISSING_FIELDS"
 	case s.tokenErrs[accessToken] != "":
 		errCode = s.tokenErrs[accessToken]
+	case s.otherEnvironment(accessToken, "access-"):
+		errCode = "INVALID_ACCESS_TOKEN"
 	case s.removed[accessToken]:
 		errCode = "ITEM_NOT_FOUND"
 	default:
@@ -774,7 +808,7 @@ func knownPath(p string) bool {
 	case PathItemGet, PathItemRemove, PathWebhookVerificationKey:
 		return true
 	}
-	return false
+	return linkPaths[p]
 }
 
 // normalizePath accepts "item/get" and "/item/get/" as "/item/get".

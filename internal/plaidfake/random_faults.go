@@ -1,6 +1,7 @@
 package plaidfake
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -102,10 +103,11 @@ type randomFaults struct {
 //
 // Which requests fail is deterministic by seed, whatever order concurrent
 // requests arrive in: the decision for a request is a hash of seed, the
-// path, the request's access token (or key id) and how many requests with
-// that path and token came before it since this call. So the same seed
-// fails the same attempts of the same tokens in every run, and a retry of a
-// failed call is decided afresh. InjectedFaults counts what was injected.
+// path, the request's access token (or key id, public token or
+// institution id) and how many requests with that path and token came
+// before it since this call. So the same seed fails the same attempts of
+// the same tokens in every run, and a retry of a failed call is decided
+// afresh. InjectedFaults counts what was injected.
 func (s *Server) SetRandomFaults(rate float64, seed int64, kinds ...FaultKind) {
 	if rate < 0 || rate > 1 {
 		panic(fmt.Sprintf("plaidfake: SetRandomFaults rate %v is not in [0, 1]", rate))
@@ -154,10 +156,7 @@ func (s *Server) randomFault(path string, body requestBody) (FaultKind, bool) {
 	if rf.rate <= 0 || len(rf.kinds) == 0 {
 		return 0, false
 	}
-	id := body.AccessToken
-	if id == "" {
-		id = body.KeyID
-	}
+	id := cmp.Or(body.AccessToken, body.KeyID, body.PublicToken, body.InstitutionID)
 	key := path + "\x00" + id
 	n := rf.attempts[key]
 	rf.attempts[key] = n + 1

@@ -124,6 +124,7 @@ func New(t testing.TB, opts ...Option) *Env {
 		EncryptionKey: EncryptionKey, EncryptionSalt: lifecycle.DefaultEncryptionSalt,
 		PlaidSettings: lifecycle.PlaidSettings{PlaidClientID: fake.ClientID, PlaidSecret: fake.Secret, PlaidEnv: "sandbox",
 			PlaidBaseURL: fake.URL(), ItemGetRPM: 600000, ItemRemoveRPM: 600000},
+		Link:          lifecycle.DefaultLinkSettings(),
 		AuthJWTSecret: "test-jwt-secret-0123456789abcdef0123456789", AdminUserIDs: []string{sample.AdminUser},
 		StaleDays:     lifecycle.DefaultStaleDays,
 		RunTimeBudget: lifecycle.DefaultRunTimeBudget, HTTPRunTimeBudget: lifecycle.DefaultHTTPRunTimeBudget,

@@ -12,10 +12,19 @@
 // /item/remove (each counted on its own over a sliding 60 s, whoever
 // calls), answering 429 RATE_LIMIT_EXCEEDED past it, as Plaid does; on exit
 // the stand-in prints how many calls each endpoint answered and refused.
+//
+// -sign-addr serves the local-development controls, what Plaid and the
+// user in the browser would do (scripts/dev-walkthrough.sh uses them):
+//
+//	POST /sign                          a Plaid-Verification JWT for the body, as a webhook of Plaid's
+//	POST /items/{item_id}/reset_login   the bank asks the user to log in again (ITEM_LOGIN_REQUIRED)
+//	POST /link/complete                 the user finishes Link: {"link_token": "...", "institution_id": "..."}
+//	                                    repairs the Item in update mode, else answers Link's public token
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -38,7 +47,7 @@ func main() {
 	latency := flag.Duration("latency", 0, "added to every answer (the benchmark uses 20ms)")
 	withSample := flag.Bool("sample", false, "answer for the sample token set")
 	bench := flag.Int("bench", 0, "answer for the benchmark dataset of this many tokens")
-	signAddr := flag.String("sign-addr", "", "if set, serve POST /sign here: signs the request body as a Plaid webhook (local development only)")
+	signAddr := flag.String("sign-addr", "", "if set, serve the local-development controls here: POST /sign (signs the body as a Plaid webhook), POST /items/{item_id}/reset_login, POST /link/complete")
 	faultRate := flag.Float64("fault-rate", 0, "fail this fraction (0 to 1) of requests with random faults, to try the service under Plaid's failures")
 	faultSeed := flag.Int64("fault-seed", 1, "the seed deciding which requests fail (the same seed fails the same attempts)")
 	faultKinds := flag.String("fault-kinds", "", "comma-separated fault kinds: rate_limit, server_error, timeout, reset, lost_answer (default: all)")
@@ -85,7 +94,7 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "fakeplaid: local Plaid stand-in (NOT Plaid) on %s\n", srv.URL())
 	if *signAddr != "" {
-		if err := serveSigner(*signAddr, srv); err != nil {
+		if err := serveControls(*signAddr, srv); err != nil {
 			fmt.Fprintln(os.Stderr, "fakeplaid:", err)
 			os.Exit(1)
 		}
@@ -102,10 +111,13 @@ func main() {
 	}
 }
 
-// serveSigner answers POST /sign with a Plaid-Verification JWT for the
-// request body, signed by a webhook key this stand-in serves from
-// /webhook_verification_key/get: what Plaid does when it sends a webhook.
-func serveSigner(addr string, srv *plaidfake.Server) error {
+// serveControls serves what Plaid and the user would do, for local
+// development: POST /sign answers a Plaid-Verification JWT for the request
+// body, signed by a webhook key this stand-in serves from
+// /webhook_verification_key/get (what Plaid does when it sends a webhook);
+// POST /items/{item_id}/reset_login breaks the Item's login at the bank;
+// POST /link/complete finishes Link for a link token.
+func serveControls(addr string, srv *plaidfake.Server) error {
 	kid := srv.NewWebhookKey()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -125,7 +137,39 @@ func serveSigner(addr string, srv *plaidfake.Server) error {
 		}
 		fmt.Fprint(w, jwt)
 	})
+	mux.HandleFunc("POST /items/{item_id}/reset_login", func(w http.ResponseWriter, r *http.Request) {
+		if err := srv.ResetLoginOfItem(r.PathValue("item_id")); err != nil {
+			answer(w, http.StatusNotFound, map[string]any{"error": err.Error()})
+			return
+		}
+		answer(w, http.StatusOK, map[string]any{"reset_login": true})
+	})
+	mux.HandleFunc("POST /link/complete", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			LinkToken     string `json:"link_token"`
+			InstitutionID string `json:"institution_id"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			answer(w, http.StatusBadRequest, map[string]any{"error": "the body must be {\"link_token\": \"...\"}"})
+			return
+		}
+		public, err := srv.CompleteLink(req.LinkToken, req.InstitutionID)
+		switch {
+		case err != nil:
+			answer(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
+		case public == "":
+			answer(w, http.StatusOK, map[string]any{"repaired": true})
+		default:
+			answer(w, http.StatusOK, map[string]any{"public_token": public})
+		}
+	})
 	go http.Serve(ln, mux)
-	fmt.Fprintf(os.Stderr, "fakeplaid: webhook signer on http://%s/sign\n", ln.Addr())
+	fmt.Fprintf(os.Stderr, "fakeplaid: local controls (webhook signer, reset_login, Link) on http://%s\n", ln.Addr())
 	return nil
+}
+
+func answer(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
