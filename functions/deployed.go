@@ -19,7 +19,7 @@ import (
 // tests check Terraform gives each exactly these secrets.
 var TargetNeeds = map[string]lifecycle.Needs{
 	"TokenCleanup":    {Store: true, Vault: true, Plaid: true, Auth: true},
-	"RevokeAllTokens": {Store: true, Vault: true, Plaid: true, Auth: true},
+	"RevokeAllTokens": {Store: true, Vault: true, Plaid: true, Auth: true, Legacy: true}, // migrates a caller's legacy document first
 	"RevokeItem":      {Store: true, Vault: true, Plaid: true, Auth: true},
 	"TokenAnalytics":  {Store: true, Auth: true},
 	"PlaidWebhook":    {Store: true, Plaid: true},

@@ -104,10 +104,11 @@ type Lookuper func(key string) (string, bool)
 // Needs says which parts of the configuration a program requires, so that
 // a missing variable is reported at start only by programs that use it.
 type Needs struct {
-	Store bool // Firestore project
-	Vault bool // TOKEN_ENCRYPTION_KEY
-	Plaid bool // PLAID_CLIENT_ID, PLAID_SECRET
-	Auth  bool // AUTH_JWT_SECRET or AUTH_JWKS_URL with issuer and audience
+	Store  bool // Firestore project
+	Vault  bool // TOKEN_ENCRYPTION_KEY
+	Plaid  bool // PLAID_CLIENT_ID, PLAID_SECRET
+	Auth   bool // AUTH_JWT_SECRET or AUTH_JWKS_URL with issuer and audience
+	Legacy bool // LEGACY_TOKEN_ENCRYPTION_KEY where legacy documents remain (not required at start)
 }
 
 // NeedsAll is what the deployed functions require.

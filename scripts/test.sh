@@ -47,7 +47,7 @@ echo "    FIRESTORE_EMULATOR_HOST=$FIRESTORE_EMULATOR_HOST PUBSUB_EMULATOR_HOST=
 
 # The Terraform checks run beside the tests (Terraform from PATH; see
 # scripts/ensure-terraform.sh), their rules test on the same emulator.
-echo "==> terraform fmt, schema and rules checks (in the background)"
+echo "==> terraform fmt, consistency and rules checks (in the background)"
 REQUIRE_FIRESTORE_EMULATOR=1 scripts/tf-checks.sh >"$work/tf.log" 2>&1 &
 tf_pid=$!
 

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # tf-checks.sh checks terraform/ (the root configuration, the module in
-# terraform/modules/plaid-token-lifecycle, the tests) without cloud access:
+# terraform/modules/plaid-token-lifecycle, the tests):
 #   1. `terraform fmt -check -recursive -diff` (Terraform from
 #      scripts/ensure-terraform.sh);
-#   2. scripts/tfcheck (a Go module of its own, so that hcl and cty stay out
-#      of the functions' go.mod): its tests, then every module, module call,
-#      resource, data source, attribute and block against the
-#      hashicorp/google schema kept in scripts/tfcheck/schema/ (extra
-#      arguments are passed to it); its tests also load the module's Firestore
-#      security rules into the Firestore emulator ($FIRESTORE_EMULATOR_HOST, or
-#      one they start) and check that clients are refused;
+#   2. the tests of scripts/tfcheck (a Go module of its own, so that hcl and
+#      cty stay out of the functions' go.mod): what Terraform cannot check
+#      itself, because it compares Terraform with the Go code or with files
+#      Terraform does not read (secrets per function against
+#      functions.TargetNeeds, the root variables against the module, the
+#      module README's tables, terraform.tfvars.example, the runtime against
+#      go.mod, Cloud Build's apply guard), and the module's Firestore
+#      security rules loaded into the Firestore emulator
+#      ($FIRESTORE_EMULATOR_HOST, or one they start);
 #   3. `terraform init -backend=false` and `terraform validate` of the module
 #      and of the root configuration, then `terraform test` (terraform/tests/,
-#      mock provider, no credentials), only where the hashicorp/google
-#      provider of terraform/versions.tf is already on this machine: in
-#      $TF_PLUGIN_CACHE_DIR, the CLI configuration's plugin_cache_dir or
-#      filesystem_mirror paths, or an implied local mirror directory
-#      (~/.terraform.d/plugins, ..., where the project's machines install
-#      it). They run in a copy of terraform/ without the committed lock
-#      file, whose registry hashes a locally built provider cannot match:
-#      the checkout's lock file is never rewritten. A banner says WITH or
-#      WITHOUT the real provider; without it these are not run (Cloud Build
-#      runs them).
+#      mock provider, no credentials) and the tests of
+#      terraform.tfvars.example (terraform/tests/example/), only where the
+#      hashicorp/google provider of terraform/versions.tf is already on this
+#      machine: in $TF_PLUGIN_CACHE_DIR, the CLI configuration's
+#      plugin_cache_dir or filesystem_mirror paths, or an implied local mirror
+#      directory (~/.terraform.d/plugins, ..., where the project's machines
+#      install it). They run in a copy of terraform/ without the committed
+#      lock file, whose registry hashes a locally built provider cannot
+#      match: the checkout's lock file is never rewritten. A banner says WITH
+#      or WITHOUT the real provider; without it these are not run (Cloud
+#      Build runs them, with the registry's provider).
 # All run; the exit status is non-zero when any fails.
 set -uo pipefail
 
@@ -53,9 +56,9 @@ else
   status=1
 fi
 
-# --- 2. schema checks ----------------------------------------------------------
+# --- 2. what Terraform cannot check ---------------------------------------------
 
-if ! (cd scripts/tfcheck && go test -count=1 ./... && go run . "$@"); then
+if ! (cd scripts/tfcheck && go test -count=1 ./...); then
   status=1
 fi
 
@@ -157,6 +160,14 @@ EOF
     else
       grep -vE '\.\.\. pass$' "$work/test.log" >&2
       echo "tf-checks: terraform test FAILED" >&2
+      tf_ok=false
+    fi
+    # terraform.tfvars.example as an operator copies it.
+    if "$tf" -chdir="$copy" test -no-color -test-directory=tests/example -var-file=terraform.tfvars.example >"$work/example.log" 2>&1; then
+      echo "tf-checks: terraform test (terraform.tfvars.example): $(grep -E '^Success!' "$work/example.log")"
+    else
+      grep -vE '\.\.\. pass$' "$work/example.log" >&2
+      echo "tf-checks: terraform test (terraform.tfvars.example) FAILED" >&2
       tf_ok=false
     fi
   else

@@ -39,16 +39,28 @@ module "plaid_token_lifecycle" {
 
   manage_secret_values            = var.manage_secret_values
   enable_previous_encryption_keys = var.enable_previous_encryption_keys
+  enable_legacy_token_key         = var.enable_legacy_token_key
   plaid_secret                    = var.plaid_secret
   token_encryption_key            = var.token_encryption_key
   token_encryption_key_previous   = var.token_encryption_key_previous
   auth_jwt_secret                 = var.auth_jwt_secret
+  legacy_token_encryption_key     = var.legacy_token_encryption_key
 
   admin_invoker_members = var.admin_invoker_members
+  user_invoker_members  = var.user_invoker_members
+  plaid_webhook_public  = var.plaid_webhook_public
   time_zone             = var.time_zone
 
   notification_channels          = var.notification_channels
   alert_email                    = var.alert_email
   invalid_token_rate_threshold   = var.invalid_token_rate_threshold
   invalid_token_rate_min_checked = var.invalid_token_rate_min_checked
+
+  report_bucket_name    = var.report_bucket_name
+  report_retention_days = var.report_retention_days
+
+  kms_key_name                 = var.kms_key_name
+  secrets_kms_key_name         = var.secrets_kms_key_name
+  vpc_egress                   = var.vpc_egress
+  function_image_versions_kept = var.function_image_versions_kept
 }

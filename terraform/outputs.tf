@@ -25,6 +25,26 @@ output "secret_ids" {
   value       = module.plaid_token_lifecycle.secret_ids
 }
 
+output "report_bucket" {
+  description = "Name of the private bucket WeeklyAnalytics renders the weekly report into (REPORT_BUCKET)."
+  value       = module.plaid_token_lifecycle.report_bucket
+}
+
+output "image_repository" {
+  description = "Artifact Registry repository the functions' images are built into."
+  value       = module.plaid_token_lifecycle.image_repository
+}
+
+output "function_environment" {
+  description = "What each function starts with (plain environment, secret ids and pinned versions; no secret value): the input of `deploytool check-config`."
+  value       = module.plaid_token_lifecycle.function_environment
+}
+
+output "firestore_rules_release" {
+  description = "The Firestore rules release and the ruleset it must point at: the input of `deploytool release-rules`."
+  value       = module.plaid_token_lifecycle.firestore_rules_release
+}
+
 output "source_bucket" {
   description = "Name of the bucket holding the source zips."
   value       = module.plaid_token_lifecycle.source_bucket

@@ -10,7 +10,7 @@ variable "project_id" {
 
 variable "region" {
   type        = string
-  description = "Region of the functions, the Pub/Sub Eventarc triggers, the Cloud Scheduler jobs and the source bucket."
+  description = "Region of the functions, the Pub/Sub Eventarc triggers, the Cloud Scheduler jobs, the source and report buckets and the image repository."
   default     = null
 }
 
@@ -22,13 +22,13 @@ variable "name_prefix" {
 
 variable "labels" {
   type        = map(string)
-  description = "Labels added to every resource that takes labels (functions, secrets, bucket, topics, alert policies, notification channel), beside app = plaid-token-lifecycle and instance = the name prefix."
+  description = "Labels added to every resource that takes labels (functions, secrets, buckets, image repository, topics, alert policies, notification channel), beside app = plaid-token-lifecycle and instance = the name prefix."
   default     = null
 }
 
 variable "deploy_functions" {
   type        = bool
-  description = "false only for phase 1 of the first deployment on a new project: APIs, service accounts and their roles, secrets (without versions), bucket, topics, Firestore indexes and rules, metrics and alerts, but no functions, scheduler jobs or invoker bindings. Add the secret versions, then apply with true (phase 2), which checks at plan time that phase 1 was applied and that every enabled secret has a version. false on a deployment that has functions is refused: it would delete them."
+  description = "false only for phase 1 of the first deployment on a new project: APIs, service accounts and their roles, secrets (without versions unless manage_secret_values), buckets, image repository, topics, Firestore fields and rules, log-based metrics and the dashboard, but no functions, scheduler jobs, alert policies or invoker bindings. Add the secret versions, then apply with true (phase 2) at least ten minutes later, once Cloud Monitoring knows the new metrics. Phase 2 checks at plan time that phase 1 was applied, how long ago, and that the secrets the functions need have a version. false on a deployment that has functions is refused: it would delete them."
   default     = null
 }
 
@@ -46,7 +46,7 @@ variable "source_bucket_name" {
 
 variable "go_runtime" {
   type        = string
-  description = "Cloud Functions Go runtime id (the module is built by Google's Go buildpack). go.mod needs Go 1.26: the Cloud client libraries require it."
+  description = "Cloud Functions Go runtime id (the module is built by Google's Go buildpack). It follows go.mod's go line (go 1.26: go126; scripts/tfcheck checks the default against it). Google deprecates go126 in 2027 (its runtime schedule): raise go.mod, the tests and this together, and every function rolls a new revision (docs/DEPLOY.md, \"Runtime upgrades\"). Security patches of the runtime's base image are applied automatically in between."
   default     = null
 }
 
@@ -87,8 +87,7 @@ variable "plaid_client_id" {
 
 variable "plaid_env" {
   type        = string
-  description = "Plaid environment (PLAID_ENV): sandbox or production."
-  default     = null
+  description = "Plaid environment (PLAID_ENV): sandbox or production. No default: a deployment names the environment its tokens belong to, and cleanup never touches another environment's tokens (DESIGN §7 rule 0)."
 }
 
 variable "admin_user_ids" {
@@ -165,19 +164,25 @@ variable "auth_audience" {
 
 variable "enable_auth_jwt_secret" {
   type        = bool
-  description = "Create the AUTH_JWT_SECRET secret (HS256 user JWTs, as the old service issued) and give it to the user and admin HTTP functions. false when only auth_jwks_url is used."
+  description = "Create the AUTH_JWT_SECRET secret (HS256 user JWTs, as the old service issued) and give it to the user and admin HTTP functions. false when only auth_jwks_url is used. Turned on beside auth_jwks_url, the functions get it on the apply after its version is added; without auth_jwks_url they cannot start without it, and the plan refuses to deploy before it has a version."
   default     = null
 }
 
 variable "manage_secret_values" {
   type        = bool
-  description = "false (the default, recommended): Terraform creates the secrets without versions and an operator adds them with gcloud between phase 1 and phase 2 (docs/DEPLOY.md), so no secret passes through Terraform, its plan files or its state. true: the versions come from the sensitive variables below and are stored in the state (encrypted at rest in the GCS backend, but readable by anyone who can read the state); a first deployment then needs no phases."
+  description = "false (the default, recommended): Terraform creates the secrets without versions and an operator adds them with gcloud between phase 1 and phase 2 (docs/DEPLOY.md), so no secret passes through Terraform, its plan files or its state. true: the versions come from the sensitive variables below and are stored in the state (encrypted at rest in the GCS backend, but readable by anyone who can read the state, pull-request builds included); a first deployment still takes the two phases."
   default     = null
 }
 
 variable "enable_previous_encryption_keys" {
   type        = bool
-  description = "Create the TOKEN_ENCRYPTION_KEY_PREVIOUS secret (comma-separated older keys that still decrypt) during a key rotation, and give it to the functions that decrypt tokens."
+  description = "Create the TOKEN_ENCRYPTION_KEY_PREVIOUS secret (comma-separated older keys that still decrypt) during a key rotation, and give it to the functions that decrypt tokens once it has a version (the apply after `gcloud secrets versions add`; docs/DEPLOY.md, \"Rotate the encryption key\")."
+  default     = null
+}
+
+variable "enable_legacy_token_key" {
+  type        = bool
+  description = "Create the LEGACY_TOKEN_ENCRYPTION_KEY secret (the old service's Fernet password) and give it to RevokeAllTokens only, which migrates a caller's legacy document before revoking it. true while the old service's documents remain; false once `manage-tokens migrate-legacy` reports nothing left to migrate (docs/DEPLOY.md)."
   default     = null
 }
 
@@ -209,9 +214,28 @@ variable "auth_jwt_secret" {
   sensitive   = true
 }
 
+variable "legacy_token_encryption_key" {
+  type        = string
+  description = "The old service's Fernet password (LEGACY_TOKEN_ENCRYPTION_KEY). Used only when manage_secret_values and enable_legacy_token_key are true."
+  default     = null
+  sensitive   = true
+}
+
 variable "admin_invoker_members" {
   type        = list(string)
   description = "IAM members allowed to call the admin functions (TokenCleanup, TokenAnalytics) at all, e.g. [\"group:plaid-ops@example.com\"]. The caller must still present an admin JWT; these functions are never public."
+  default     = null
+}
+
+variable "user_invoker_members" {
+  type        = list(string)
+  description = "Who may invoke the user-facing functions (RevokeAllTokens, RevokeItem) at the IAM layer. [\"allUsers\"] (the default): anyone, and the function checks the user's JWT. Where the organization refuses allUsers (domain-restricted sharing, iam.allowedPolicyMemberDomains), the named principals that call them instead, e.g. [\"serviceAccount:app-backend@my-project.iam.gserviceaccount.com\"]: they send their Google identity token in X-Serverless-Authorization and the user's JWT in Authorization, which still decides (docs/DEPLOY.md)."
+  default     = null
+}
+
+variable "plaid_webhook_public" {
+  type        = bool
+  description = "Let allUsers invoke PlaidWebhook: Plaid cannot present a Google identity, and the function verifies Plaid's signature on every request. false where the organization refuses allUsers: then turn Cloud Run's invoker check off for that one service instead (docs/DEPLOY.md), or Plaid's webhooks never arrive."
   default     = null
 }
 
@@ -242,5 +266,45 @@ variable "invalid_token_rate_threshold" {
 variable "invalid_token_rate_min_checked" {
   type        = number
   description = "The invalid-token rate alert only fires when at least this many tokens were checked in the day, so a handful of tokens cannot page anyone."
+  default     = null
+}
+
+variable "report_bucket_name" {
+  type        = string
+  description = "Name of the private bucket WeeklyAnalytics renders the weekly HTML report into (REPORT_BUCKET: reports/weekly/<date>.html and reports/weekly/latest.html). Empty: \"<project_id>-<name_prefix>plaid-token-lifecycle-reports\"."
+  default     = null
+}
+
+variable "report_retention_days" {
+  type        = number
+  description = "Days a weekly report is kept in the report bucket before it is deleted (a lifecycle rule). reports/weekly/latest.html is rewritten every week, so it never ages out."
+  default     = null
+}
+
+variable "kms_key_name" {
+  type        = string
+  description = "Customer-managed Cloud KMS key (projects/<p>/locations/<region>/keyRings/<r>/cryptoKeys/<k>, in var.region) for the source and report buckets, the topics, the functions' image repository and the functions. Empty: Google-managed encryption. The module grants the key to the service agents that use it; create the agents first (docs/DEPLOY.md, \"Customer-managed encryption keys\")."
+  default     = null
+}
+
+variable "secrets_kms_key_name" {
+  type        = string
+  description = "Customer-managed Cloud KMS key for the Secret Manager secrets (automatically replicated, so a key in location global: projects/<p>/locations/global/keyRings/<r>/cryptoKeys/<k>). Empty: Google-managed encryption."
+  default     = null
+}
+
+variable "vpc_egress" {
+  type = object({
+    network     = optional(string, "")
+    subnetwork  = optional(string, "")
+    all_traffic = optional(bool, false)
+  })
+  description = "Direct VPC egress for every function, for organizations whose policies require it. network (and optionally subnetwork) of this project; all_traffic = true sends every request, Plaid's included, through the VPC (which then needs Cloud NAT to reach Plaid), false only private ranges. Empty network: no VPC."
+  default     = null
+}
+
+variable "function_image_versions_kept" {
+  type        = number
+  description = "The functions' images live in a repository of their own (with kms_key_name, encrypted by it). Its cleanup policy deletes images older than 30 days but keeps this many most recent ones per function, so a rollback to a recent revision still finds its image."
   default     = null
 }

@@ -10,11 +10,11 @@ terraform {
   required_version = ">= 1.11.0"
 
   required_providers {
-    # Exactly the version whose schema scripts/tfcheck checks against and whose
-    # hashes .terraform.lock.hcl pins. To upgrade: change it here, run
-    # `terraform providers lock -platform=linux_amd64 -platform=linux_arm64
-    # -platform=darwin_amd64 -platform=darwin_arm64` and refresh
-    # scripts/tfcheck/schema/ (its README says how).
+    # Exactly the version whose hashes .terraform.lock.hcl pins, which
+    # terraform validate and terraform test run against. To upgrade: change
+    # it here and run `terraform providers lock -platform=linux_amd64
+    # -platform=linux_arm64 -platform=darwin_amd64 -platform=darwin_arm64`
+    # (docs/DEPLOY.md, "Upgrade the provider").
     google = {
       source  = "hashicorp/google"
       version = "7.45.0"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -15,9 +16,31 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/finwell/plaid-token-lifecycle/functions"
 )
+
+// The module's directory inside terraform/.
+const module = "modules/plaid-token-lifecycle/"
+
+func testRepoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
 
 // parseDir parses every .tf file of a directory of the real terraform/ tree.
 func parseDir(t *testing.T, rel string) []*hclsyntax.Body {
@@ -127,16 +150,14 @@ func TestRootVariablesFollowModule(t *testing.T) {
 // functions.TargetNeeds (what each deployed function refuses to start
 // without) name the same targets, and that each function gets exactly the
 // secrets it needs: PLAID_SECRET iff Plaid, TOKEN_ENCRYPTION_KEY (and the
-// previous keys) iff Vault, AUTH_JWT_SECRET iff Auth.
+// previous keys) iff Vault, AUTH_JWT_SECRET iff Auth,
+// LEGACY_TOKEN_ENCRYPTION_KEY iff Legacy (while enable_legacy_token_key).
 func TestTargetNeedsMatchSecrets(t *testing.T) {
 	t.Parallel()
 	secrets := terraformFunctionSecrets(t)
 
 	if diff := cmp.Diff(sortedKeys(functions.TargetNeeds), sortedKeys(secrets)); diff != "" {
-		t.Errorf("targets differ (-functions.TargetNeeds +Terraform local.functions):\n%s", diff)
-	}
-	if len(secrets) != 8 {
-		t.Errorf("Terraform deploys %d functions, want the eight of DESIGN §3", len(secrets))
+		t.Errorf("targets differ (-functions.TargetNeeds +Terraform local.function_catalog):\n%s", diff)
 	}
 	for target, needs := range functions.TargetNeeds {
 		got, ok := secrets[target]
@@ -148,6 +169,7 @@ func TestTargetNeedsMatchSecrets(t *testing.T) {
 			"token_encryption_key":          needs.Vault,
 			"token_encryption_key_previous": needs.Vault,
 			"auth_jwt_secret":               needs.Auth,
+			"legacy_token_encryption_key":   needs.Legacy,
 		}
 		for secret, needed := range want {
 			if got[secret] != needed {
@@ -163,7 +185,9 @@ func TestTargetNeedsMatchSecrets(t *testing.T) {
 }
 
 // terraformFunctionSecrets reads the secrets list of every entry of the
-// module's local.functions, which must be written as literals.
+// module's local.function_catalog. An entry is an object, or a
+// merge(profile, {...}) whose last argument holds the list; the list is a
+// literal either way.
 func terraformFunctionSecrets(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	var fns *hclsyntax.ObjectConsExpr
@@ -172,35 +196,38 @@ func terraformFunctionSecrets(t *testing.T) map[string]map[string]bool {
 			if b.Type != "locals" {
 				continue
 			}
-			if attr, ok := b.Body.Attributes["functions"]; ok {
+			if attr, ok := b.Body.Attributes["function_catalog"]; ok {
 				fns, _ = attr.Expr.(*hclsyntax.ObjectConsExpr)
 			}
 		}
 	}
 	if fns == nil {
-		t.Fatal("the module has no local.functions object")
+		t.Fatal("the module has no local.function_catalog object")
 	}
 	out := map[string]map[string]bool{}
 	for _, item := range fns.Items {
 		key, diags := item.KeyExpr.Value(nil)
 		if diags.HasErrors() || key.Type() != cty.String {
-			t.Fatalf("local.functions: a key is not a literal name: %v", diags)
+			t.Fatalf("local.function_catalog: a key is not a literal name: %v", diags)
 		}
+		name := key.AsString()
 		entry, ok := item.ValueExpr.(*hclsyntax.ObjectConsExpr)
+		if call, isCall := item.ValueExpr.(*hclsyntax.FunctionCallExpr); isCall && call.Name == "merge" && len(call.Args) > 0 {
+			entry, ok = call.Args[len(call.Args)-1].(*hclsyntax.ObjectConsExpr)
+		}
 		if !ok {
-			t.Fatalf("local.functions.%s is not an object", key.AsString())
+			t.Fatalf("local.function_catalog.%s is neither an object nor merge(..., {...})", name)
 		}
 		got := map[string]bool{}
 		found := false
 		for _, attr := range entry.Items {
-			name := hcl.ExprAsKeyword(attr.KeyExpr)
-			if name != "secrets" {
+			if hcl.ExprAsKeyword(attr.KeyExpr) != "secrets" {
 				continue
 			}
 			found = true
 			v, diags := attr.ValueExpr.Value(nil)
 			if diags.HasErrors() || !v.CanIterateElements() {
-				t.Fatalf("local.functions.%s.secrets must be a literal list of strings: %v", key.AsString(), diags)
+				t.Fatalf("local.function_catalog.%s.secrets must be a literal list of strings: %v", name, diags)
 			}
 			for it := v.ElementIterator(); it.Next(); {
 				_, s := it.Element()
@@ -208,9 +235,9 @@ func terraformFunctionSecrets(t *testing.T) map[string]map[string]bool {
 			}
 		}
 		if !found {
-			t.Errorf("local.functions.%s has no secrets list", key.AsString())
+			t.Errorf("local.function_catalog.%s has no secrets list of its own", name)
 		}
-		out[key.AsString()] = got
+		out[name] = got
 	}
 	return out
 }
@@ -249,7 +276,7 @@ func TestTimeZonesList(t *testing.T) {
 		}
 		seen[n] = true
 		if !inGo[n] {
-			t.Errorf("line %d: %q is not in Go's tz database (regenerate: go run . -write-time-zones ../../%s)", i+1, n, TimeZonesFile)
+			t.Errorf("line %d: %q is not in Go's tz database (regenerate: go run ./scripts/tfcheck -write-time-zones)", i+1, n)
 		}
 		if _, err := time.LoadLocation(n); err != nil {
 			t.Errorf("line %d: %q: %v", i+1, n, err)
@@ -264,5 +291,160 @@ func TestTimeZonesList(t *testing.T) {
 		if seen[n] {
 			t.Errorf("%s has %q, which is no IANA time zone", TimeZonesFile, n)
 		}
+	}
+}
+
+// TestModuleReadmeInSync checks the module README's tables against
+// variables.tf and outputs.tf.
+func TestModuleReadmeInSync(t *testing.T) {
+	t.Parallel()
+	root := testRepoRoot(t)
+	want, err := ModuleReadmeWant(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(root, ModuleReadme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("%s does not follow variables.tf and outputs.tf; run `go run ./scripts/tfcheck -write-readme` (-want +got):\n%s", ModuleReadme, diff)
+	}
+	for _, v := range sortedKeys(blocks(parseDir(t, module), "variable")) {
+		if !strings.Contains(want, "| `"+v+"` |") {
+			t.Errorf("the README's table has no row for variable %s", v)
+		}
+	}
+}
+
+// TestGoRuntimeFollowsGoMod checks that the functions are deployed on the
+// runtime of go.mod's go line (go 1.26.x: go126): an older runtime cannot
+// build the module, a newer one is an untested upgrade.
+func TestGoRuntimeFollowsGoMod(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(testRepoRoot(t), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\d+)\.(\d+)`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	want := "go" + m[1] + m[2]
+	v := blocks(parseDir(t, module), "variable")["go_runtime"]
+	if v == nil {
+		t.Fatal("the module has no variable go_runtime")
+	}
+	if got := source(t, v.Body.Attributes["default"].Expr); got != `"`+want+`"` {
+		t.Errorf("go_runtime defaults to %s; go.mod's go line %s.%s wants %q", got, m[1], m[2], want)
+	}
+}
+
+// TestProviderBillsTheProject checks the root configuration's provider
+// names a quota project: the Firebase Rules API refuses a person's
+// credentials without one, and the provider sends it
+// (X-Goog-User-Project) only with user_project_override.
+func TestProviderBillsTheProject(t *testing.T) {
+	t.Parallel()
+	p := blocks(parseDir(t, "."), "provider")["google"]
+	if p == nil {
+		t.Fatal(`terraform/ has no provider "google" block`)
+	}
+	for name, want := range map[string]string{"user_project_override": "true", "billing_project": "var.project_id"} {
+		a, ok := p.Body.Attributes[name]
+		if !ok {
+			t.Errorf(`provider "google": %s is not set, want %s`, name, want)
+			continue
+		}
+		if got := source(t, a.Expr); got != want {
+			t.Errorf(`provider "google": %s = %s, want %s`, name, got, want)
+		}
+	}
+}
+
+// TestTfvarsExample checks terraform.tfvars.example against the root
+// variables (Terraform only warns about a value for an undeclared one) and
+// that, copied as it is, it deploys to an empty project: there is no
+// database there for it to name unless it creates one. Both of its phases
+// plan in terraform/tests/example/.
+func TestTfvarsExample(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(testRepoRoot(t), "terraform", "terraform.tfvars.example")
+	f, diags := hclparse.NewParser().ParseHCLFile(path)
+	if diags.HasErrors() {
+		t.Fatalf("parsing %s: %v", path, diags)
+	}
+	attrs := f.Body.(*hclsyntax.Body).Attributes
+	vars := blocks(parseDir(t, "."), "variable")
+	for _, name := range sortedKeys(attrs) {
+		if _, ok := vars[name]; !ok {
+			t.Errorf("terraform.tfvars.example sets %s, which terraform/variables.tf does not declare", name)
+		}
+	}
+	for name, v := range vars {
+		if _, hasDefault := v.Body.Attributes["default"]; !hasDefault {
+			if _, set := attrs[name]; !set {
+				t.Errorf("terraform.tfvars.example leaves out %s, which has no default", name)
+			}
+		}
+	}
+	if a, ok := attrs["create_firestore_database"]; !ok || source(t, a.Expr) != "true" {
+		t.Error("terraform.tfvars.example must set create_firestore_database = true: an empty project has no database to name")
+	}
+}
+
+// TestCloudBuildAppliesOnlyWhenAsked checks cloudbuild.yaml's guard: the
+// steps that need the deployer's roles (reading secret payloads, applying,
+// releasing rules) act only when _APPLY is "true", which only the approved
+// deploy trigger sets, and the plan of every other build neither locks nor
+// refreshes the state, so that the read-only planner account of
+// pull-request builds can make it.
+func TestCloudBuildAppliesOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(testRepoRoot(t), "cloudbuild.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var build struct {
+		Substitutions map[string]string `yaml:"substitutions"`
+		Steps         []struct {
+			ID         string   `yaml:"id"`
+			Entrypoint string   `yaml:"entrypoint"`
+			Args       []string `yaml:"args"`
+		} `yaml:"steps"`
+	}
+	if err := yaml.Unmarshal(data, &build); err != nil {
+		t.Fatal(err)
+	}
+	if build.Substitutions["_APPLY"] != "false" {
+		t.Errorf("_APPLY defaults to %q, want \"false\": a trigger that sets nothing must not apply", build.Substitutions["_APPLY"])
+	}
+	guarded := map[string]bool{}
+	var plan string
+	for _, s := range build.Steps {
+		script := strings.Join(s.Args, " ")
+		if s.Entrypoint == "" && len(s.Args) > 0 && s.Args[0] == "apply" {
+			t.Errorf("step %s runs terraform apply unconditionally", s.ID)
+		}
+		acts := strings.Contains(script, "terraform apply") || strings.Contains(script, "deploytool")
+		if !acts {
+			if s.ID == "tf-plan" {
+				plan = script
+			}
+			continue
+		}
+		guard := regexp.MustCompile(`if \[ "\$\{_APPLY\}" (=|!=) "true" \]`)
+		if !guard.MatchString(script) {
+			t.Errorf("step %s acts without checking _APPLY:\n%s", s.ID, script)
+		}
+		guarded[s.ID] = true
+	}
+	for _, id := range []string{"check-config", "tf-apply", "release-rules"} {
+		if !guarded[id] {
+			t.Errorf("no guarded step %s in cloudbuild.yaml", id)
+		}
+	}
+	if !regexp.MustCompile(`(?s)else\s+terraform plan "\$\$@" -lock=false -refresh=false`).MatchString(plan) {
+		t.Errorf("tf-plan does not plan with -lock=false -refresh=false when it will not apply:\n%s", plan)
 	}
 }

@@ -5,15 +5,34 @@
 # a name prefix too long for service account ids.
 
 mock_provider "google" {
-  mock_data "google_project_iam_policy" {
+  mock_data "google_project" {
     defaults = {
-      policy_data = "{\"bindings\":[{\"role\":\"roles/run.builder\",\"members\":[\"serviceAccount:plaid-functions-build@finwell-lifecycle.iam.gserviceaccount.com\"]}]}"
+      number = "123456789012"
     }
   }
 
+  # Phase 1 applied, the Pub/Sub service agent created.
+  mock_data "google_project_iam_policy" {
+    defaults = {
+      policy_data = "{\"bindings\":[{\"role\":\"roles/run.builder\",\"members\":[\"serviceAccount:plaid-functions-build@finwell-lifecycle.iam.gserviceaccount.com\"]},{\"role\":\"roles/pubsub.serviceAgent\",\"members\":[\"serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com\"]}]}"
+    }
+  }
+
+  mock_data "google_secret_manager_secrets" {
+    defaults = {
+      secrets = [
+        { secret_id = "plaid-secret" },
+        { secret_id = "plaid-token-encryption-key" },
+        { secret_id = "plaid-auth-jwt-secret" },
+      ]
+    }
+  }
+
+  # A live version: the API sets no destroyTime.
   mock_data "google_secret_manager_secret_version" {
     defaults = {
-      enabled = true
+      version      = "1"
+      destroy_time = ""
     }
   }
 }
@@ -21,6 +40,7 @@ mock_provider "google" {
 variables {
   project_id      = "finwell-lifecycle"
   plaid_client_id = "client-id"
+  plaid_env       = "sandbox"
   source_zip_path = "tests/fixtures/source.zip.txt"
 }
 
@@ -317,4 +337,92 @@ run "name_prefix_without_trailing_hyphen" {
   }
 
   expect_failures = [var.name_prefix]
+}
+
+run "all_users_among_named_invokers" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    user_invoker_members = ["serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com", "allUsers"]
+  }
+
+  expect_failures = [var.user_invoker_members]
+}
+
+run "no_user_invoker" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    user_invoker_members = []
+  }
+
+  expect_failures = [var.user_invoker_members]
+}
+
+run "kms_key_in_another_region" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    kms_key_name = "projects/finwell-kms/locations/europe-west1/keyRings/plaid/cryptoKeys/lifecycle"
+  }
+
+  expect_failures = [var.kms_key_name]
+}
+
+run "secrets_kms_key_not_global" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    secrets_kms_key_name = "projects/finwell-kms/locations/us-central1/keyRings/plaid/cryptoKeys/secrets"
+  }
+
+  expect_failures = [var.secrets_kms_key_name]
+}
+
+run "reports_kept_less_than_a_week" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    report_retention_days = 6
+  }
+
+  expect_failures = [var.report_retention_days]
+}
+
+run "report_bucket_name_too_long" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  # 30 characters, the longest project id: with "stg-" the source bucket's
+  # name still fits in 63, the report bucket's does not.
+  variables {
+    project_id       = "finwell-lifecycle-production12"
+    name_prefix      = "stg-"
+    deploy_functions = false
+  }
+
+  expect_failures = [var.report_bucket_name]
 }

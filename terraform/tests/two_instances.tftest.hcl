@@ -2,15 +2,37 @@
 # plan without a name in common, and the root configuration plans as a whole.
 
 mock_provider "google" {
-  mock_data "google_project_iam_policy" {
+  mock_data "google_project" {
     defaults = {
-      policy_data = "{\"bindings\":[{\"role\":\"roles/run.builder\",\"members\":[\"serviceAccount:plaid-functions-build@finwell-lifecycle.iam.gserviceaccount.com\",\"serviceAccount:stg-plaid-functions-build@finwell-lifecycle.iam.gserviceaccount.com\"]}]}"
+      number = "123456789012"
     }
   }
 
+  # Phase 1 applied, the Pub/Sub service agent created.
+  mock_data "google_project_iam_policy" {
+    defaults = {
+      policy_data = "{\"bindings\":[{\"role\":\"roles/run.builder\",\"members\":[\"serviceAccount:plaid-functions-build@finwell-lifecycle.iam.gserviceaccount.com\",\"serviceAccount:stg-plaid-functions-build@finwell-lifecycle.iam.gserviceaccount.com\"]},{\"role\":\"roles/pubsub.serviceAgent\",\"members\":[\"serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com\"]}]}"
+    }
+  }
+
+  mock_data "google_secret_manager_secrets" {
+    defaults = {
+      secrets = [
+        { secret_id = "plaid-secret" },
+        { secret_id = "plaid-token-encryption-key" },
+        { secret_id = "plaid-auth-jwt-secret" },
+        { secret_id = "stg-plaid-secret" },
+        { secret_id = "stg-plaid-token-encryption-key" },
+        { secret_id = "stg-plaid-auth-jwt-secret" },
+      ]
+    }
+  }
+
+  # A live version: the API sets no destroyTime.
   mock_data "google_secret_manager_secret_version" {
     defaults = {
-      enabled = true
+      version      = "1"
+      destroy_time = ""
     }
   }
 }
@@ -18,6 +40,7 @@ mock_provider "google" {
 variables {
   project_id      = "finwell-lifecycle"
   plaid_client_id = "client-id"
+  plaid_env       = "sandbox"
   source_zip_path = "tests/fixtures/source.zip.txt"
 }
 

@@ -3,7 +3,7 @@
 
 locals {
   apis = toset([
-    "artifactregistry.googleapis.com", # gen2 builds push images to gcf-artifacts
+    "artifactregistry.googleapis.com", # the functions' image repository (artifacts.tf)
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com", # project IAM bindings, data.google_project
@@ -17,12 +17,16 @@ locals {
     "pubsub.googleapis.com",
     "run.googleapis.com", # gen2 functions are Cloud Run services
     "secretmanager.googleapis.com",
-    "storage.googleapis.com", # source bucket
+    "storage.googleapis.com", # source and report buckets
   ])
+
+  # Key grants call Cloud KMS, and with user_project_override (terraform/
+  # providers.tf) every API the provider calls must be enabled here.
+  kms_apis = var.kms_key_name != "" || var.secrets_kms_key_name != "" ? toset(["cloudkms.googleapis.com"]) : toset([])
 }
 
 resource "google_project_service" "api" {
-  for_each = local.apis
+  for_each = setunion(local.apis, local.kms_apis)
 
   project            = var.project_id
   service            = each.value

@@ -3,7 +3,7 @@
 # a while. The security rules are in firestore_rules.tf.
 #
 # Composite indexes (google_firestore_index) mirror lifecycle.CompositeIndexes
-# exactly: a test (scripts/tfcheck/main_test.go) fails on one missing here or
+# exactly: a test (scripts/tfcheck/indexes_test.go) fails on one missing here or
 # one declared that no query needs. Today the list is empty: every query
 # filters or orders on one field and uses Firestore's automatic single-field
 # indexes (analytics reads TokenStats' counters).

@@ -21,10 +21,24 @@ locals {
   firestore_rules_release = local.firestore_database == "(default)" ? "cloud.firestore" : "cloud.firestore/${local.firestore_database}"
 }
 
+# Releasing new rules must leave no moment without a release. The provider
+# cannot move a release (hashicorp/google 7.45.0: ruleset_name forces a
+# replacement, which deletes the release and creates it again, and with
+# create_before_destroy the create fails because the release exists).
+# Firebase's API can, in place (UpdateRelease). So Terraform creates each
+# new ruleset and the release's first version, and `deploytool
+# release-rules`, run after every apply (docs/DEPLOY.md, cloudbuild.yaml),
+# moves the release to the current ruleset (output firestore_rules_release)
+# when it points elsewhere.
 resource "google_firebaserules_ruleset" "firestore" {
   count = var.manage_firestore_rules ? 1 : 0
 
   project = var.project_id
+
+  # A released ruleset cannot be deleted, and the previous one is released
+  # until the release moves: Terraform forgets it instead, and it stays as
+  # the rollback target. (Firebase keeps up to 2500 rulesets a project.)
+  deletion_policy = "ABANDON"
 
   source {
     files {
@@ -34,8 +48,6 @@ resource "google_firebaserules_ruleset" "firestore" {
   }
 
   lifecycle {
-    # A ruleset is immutable and a released one cannot be deleted: release
-    # the new one before the old one goes.
     create_before_destroy = true
   }
 
@@ -48,6 +60,11 @@ resource "google_firebaserules_release" "firestore" {
   project      = var.project_id
   name         = local.firestore_rules_release
   ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore[0].name}"
+
+  lifecycle {
+    # Moved by `deploytool release-rules`, never replaced by Terraform.
+    ignore_changes = [ruleset_name]
+  }
 
   depends_on = [google_firestore_database.database]
 }

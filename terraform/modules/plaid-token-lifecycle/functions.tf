@@ -1,29 +1,58 @@
-# The eight functions (DESIGN §3), all built from the one source zip; the
-# entry point is the target name each registers in function.go.
+# The functions (DESIGN §3), all built from the one source zip; the entry
+# point is the target name each registers in function.go.
 #
 # One map drives everything per function: the function itself, its service
 # account and roles (iam.tf), its secrets, its trigger and who may invoke it.
+# A new function is one entry; a user-facing one is one line:
 #
-#   trigger  "http"; "pubsub" (topic: a key of local.topics); or "firestore"
-#            (every write to plaid_tokens in the one database).
-#   access   "public": allUsers may invoke; the function authenticates the
-#                      caller itself (user JWT, or Plaid's webhook signature).
-#            "admin":  only var.admin_invoker_members may invoke, and the
-#                      function still requires an admin JWT.
-#            "event":  only the Eventarc trigger service account may invoke.
-#   secrets  keys of local.secrets (secrets.tf) the function receives as
-#            secret env vars; disabled secrets are skipped. They match
-#            functions.TargetNeeds (plaid_secret iff Plaid, token_encryption_key
-#            iff Vault, auth_jwt_secret iff Auth): scripts/tfcheck tests it.
+#   VerifyItem = merge(local.function_profiles.user, { base_name = "plaid-verify-item", secrets = [...], description = "..." })
+#
+#   base_name  name of the function and of its service account, before
+#              name_prefix; at most 23 characters (service account ids are
+#              at most 30 with a 7-character prefix).
+#   trigger    "http"; "pubsub" (topic: a key of local.topics); or
+#              "firestore" (every write to plaid_tokens in the one database).
+#   access     "user":    end users of the app; var.user_invoker_members may
+#                         invoke it (allUsers by default) and the function
+#                         checks the user's JWT.
+#              "webhook": Plaid; allUsers while var.plaid_webhook_public, and
+#                         the function checks Plaid's signature.
+#              "admin":   only var.admin_invoker_members may invoke, and the
+#                         function still requires an admin JWT.
+#              "event":   only the Eventarc trigger service account may invoke.
+#   secrets    keys of local.secrets (secrets.tf) the function receives as
+#              secret env vars; disabled secrets are skipped. They match
+#              functions.TargetNeeds (plaid_secret iff Plaid,
+#              token_encryption_key and its previous keys iff Vault,
+#              auth_jwt_secret iff Auth, legacy_token_encryption_key iff
+#              Legacy): scripts/tfcheck tests it, so each entry writes its
+#              list as a literal.
 #   firestore_role  granted on the one database only (iam.tf).
 #   publishes_to    keys of local.topics the function publishes to.
-#   timeout  event-driven functions stop at 540 s (hence RUN_TIME_BUDGET and
-#            continuations); HTTP functions may run 3600 s.
+#   timeout    event-driven functions stop at 540 s (hence RUN_TIME_BUDGET
+#              and continuations); HTTP functions may run 3600 s.
+#
+# Nothing here may read a variable: name_prefix's validation reads the base
+# names.
 
 locals {
-  functions = {
+  function_profiles = {
+    # The caller's own items, behind the user's JWT.
+    user = {
+      trigger        = "http"
+      topic          = null
+      access         = "user"
+      memory         = "256Mi"
+      timeout        = 60
+      max_instances  = 20
+      firestore_role = "roles/datastore.user"
+      publishes_to   = []
+    }
+  }
+
+  function_catalog = {
     TokenCleanup = {
-      name           = "${local.prefix}${local.function_base_names.TokenCleanup}"
+      base_name      = "plaid-token-cleanup"
       description    = "DELETE /api/v1/plaid/tokens/cleanup: system-wide token cleanup on demand (admin)."
       trigger        = "http"
       topic          = null
@@ -35,21 +64,14 @@ locals {
       firestore_role = "roles/datastore.user"
       publishes_to   = ["daily"] # hands long and async runs over to DailyCleanup
     }
-    RevokeAllTokens = {
-      name           = "${local.prefix}${local.function_base_names.RevokeAllTokens}"
-      description    = "DELETE /api/v1/plaid/tokens/revoke-all: revokes the caller's own tokens (user JWT)."
-      trigger        = "http"
-      topic          = null
-      access         = "public"
-      memory         = "256Mi"
-      timeout        = 300
-      max_instances  = 20
-      secrets        = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"]
-      firestore_role = "roles/datastore.user"
-      publishes_to   = []
-    }
+    RevokeAllTokens = merge(local.function_profiles.user, {
+      base_name   = "plaid-revoke-all-tokens"
+      description = "DELETE /api/v1/plaid/tokens/revoke-all: revokes the caller's own tokens (user JWT), migrating a legacy document of theirs first."
+      timeout     = 300
+      secrets     = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret", "legacy_token_encryption_key"]
+    })
     TokenAnalytics = {
-      name           = "${local.prefix}${local.function_base_names.TokenAnalytics}"
+      base_name      = "plaid-token-analytics"
       description    = "GET /api/v1/plaid/tokens/analytics: token health report from the counters (admin)."
       trigger        = "http"
       topic          = null
@@ -61,25 +83,13 @@ locals {
       firestore_role = "roles/datastore.viewer" # reads; a ?exact=true repair runs in WeeklyAnalytics
       publishes_to   = ["weekly"]               # the ?exact=true repair request
     }
-    RevokeItem = {
-      name           = "${local.prefix}${local.function_base_names.RevokeItem}"
-      description    = "DELETE /api/v1/plaid/items/{item_id}: revokes one of the caller's items (user JWT)."
-      trigger        = "http"
-      topic          = null
-      access         = "public"
-      memory         = "256Mi"
-      timeout        = 60
-      max_instances  = 20
-      secrets        = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"]
-      firestore_role = "roles/datastore.user"
-      publishes_to   = []
-    }
+    RevokeItem = merge(local.function_profiles.user, { base_name = "plaid-revoke-item", secrets = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"], description = "DELETE /api/v1/plaid/items/{item_id}: revokes one of the caller's items (user JWT)." })
     PlaidWebhook = {
-      name           = "${local.prefix}${local.function_base_names.PlaidWebhook}"
+      base_name      = "plaid-webhook"
       description    = "POST /api/v1/plaid/webhook: Plaid ITEM webhooks, verified by Plaid's signature (no user JWT)."
       trigger        = "http"
       topic          = null
-      access         = "public"
+      access         = "webhook"
       memory         = "256Mi"
       timeout        = 60
       max_instances  = 20
@@ -88,8 +98,8 @@ locals {
       publishes_to   = []
     }
     DailyCleanup = {
-      name           = "${local.prefix}${local.function_base_names.DailyCleanup}"
-      description    = "Scheduled cleanup (topic ${local.topics.daily.name}, ${local.topics.daily.schedule}); continues itself through the same topic."
+      base_name      = "plaid-daily-cleanup"
+      description    = "Scheduled cleanup (daily topic, 0 2 * * * in time_zone); continues itself through the same topic."
       trigger        = "pubsub"
       topic          = "daily"
       access         = "event"
@@ -101,8 +111,8 @@ locals {
       publishes_to   = ["daily"] # its own continuation message
     }
     WeeklyAnalytics = {
-      name           = "${local.prefix}${local.function_base_names.WeeklyAnalytics}"
-      description    = "Scheduled recount (topic ${local.topics.weekly.name}, ${local.topics.weekly.schedule}): repairs the analytics counters and records the drift."
+      base_name      = "plaid-weekly-analytics"
+      description    = "Scheduled recount (weekly topic, 0 1 * * 0 in time_zone): repairs the analytics counters, records the drift and renders the weekly report into the report bucket."
       trigger        = "pubsub"
       topic          = "weekly"
       access         = "event"
@@ -114,7 +124,7 @@ locals {
       publishes_to   = []
     }
     TokenStats = {
-      name           = "${local.prefix}${local.function_base_names.TokenStats}"
+      base_name      = "plaid-token-stats"
       description    = "Keeps the analytics counters from every write to plaid_tokens, by any writer (Eventarc Firestore trigger)."
       trigger        = "firestore"
       topic          = null
@@ -128,6 +138,7 @@ locals {
     }
   }
 
+  functions          = { for fn, f in local.function_catalog : fn => merge(f, { name = "${local.prefix}${f.base_name}" }) }
   deployed_functions = var.deploy_functions ? local.functions : {}
 
   firestore_database = var.create_firestore_database ? google_firestore_database.database[0].name : var.firestore_database
@@ -160,6 +171,7 @@ locals {
     HTTP_RUN_TIME_BUDGET  = { value = var.http_run_time_budget, to = ["TokenCleanup"] }
     CLEANUP_TOPIC         = { value = local.topics.daily.name, to = ["TokenCleanup", "DailyCleanup"] }
     ANALYTICS_TOPIC       = { value = local.topics.weekly.name, to = ["TokenAnalytics"] }
+    REPORT_BUCKET         = { value = local.report_bucket_name, to = ["WeeklyAnalytics"] }
   }
 
   function_env = {
@@ -167,21 +179,36 @@ locals {
       for name, e in local.env : name => e.value if e.value != null && contains(e.to, fn)
     }
   }
+
+  # The secrets each function is given: enabled, and with a version to pin
+  # (secrets.tf).
+  function_secret_env = {
+    for fn, f in local.functions : fn => {
+      for s in f.secrets : local.secrets[s].env => {
+        secret  = local.secrets[s].secret_id
+        version = local.secret_versions[s]
+      } if contains(keys(local.secret_versions), s)
+    }
+  }
+
+  vpc_egress = var.vpc_egress.network != ""
 }
 
 resource "google_cloudfunctions2_function" "function" {
   for_each = local.deployed_functions
 
-  project     = var.project_id
-  name        = each.value.name
-  location    = var.region
-  description = each.value.description
-  labels      = local.labels
+  project      = var.project_id
+  name         = each.value.name
+  location     = var.region
+  description  = each.value.description
+  labels       = local.labels
+  kms_key_name = var.kms_key_name != "" ? var.kms_key_name : null
 
   build_config {
-    runtime         = var.go_runtime
-    entry_point     = each.key
-    service_account = google_service_account.build.id
+    runtime           = var.go_runtime
+    entry_point       = each.key
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
@@ -189,6 +216,10 @@ resource "google_cloudfunctions2_function" "function" {
         object = google_storage_bucket_object.source[0].name
       }
     }
+
+    # The runtime's base image takes security patches without a redeploy;
+    # a new Go release is a go_runtime change (docs/DEPLOY.md).
+    automatic_update_policy {}
   }
 
   service_config {
@@ -198,19 +229,32 @@ resource "google_cloudfunctions2_function" "function" {
     service_account_email          = google_service_account.function[each.key].email
     all_traffic_on_latest_revision = true
     # Event functions only take Eventarc's pushes; HTTP functions are reached
-    # from the internet and authorize callers by IAM (admin) or by JWT /
-    # Plaid signature (public).
+    # from the internet and authorize callers by IAM (admin, and user where
+    # user_invoker_members names principals) and by JWT or Plaid signature.
     ingress_settings      = each.value.access == "event" ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
     environment_variables = local.function_env[each.key]
 
-    dynamic "secret_environment_variables" {
-      for_each = [for s in each.value.secrets : s if contains(keys(local.enabled_secrets), s)]
+    direct_vpc_egress = local.vpc_egress ? (var.vpc_egress.all_traffic ? "VPC_EGRESS_ALL_TRAFFIC" : "VPC_EGRESS_PRIVATE_RANGES_ONLY") : null
+
+    dynamic "direct_vpc_network_interface" {
+      for_each = local.vpc_egress ? [var.vpc_egress] : []
 
       content {
-        key        = local.secrets[secret_environment_variables.value].env
+        network    = direct_vpc_network_interface.value.network
+        subnetwork = direct_vpc_network_interface.value.subnetwork != "" ? direct_vpc_network_interface.value.subnetwork : null
+      }
+    }
+
+    # Pinned to the version the plan read (secrets.tf): a new version shows
+    # in the plan and rolls a new revision in place, with no downtime.
+    dynamic "secret_environment_variables" {
+      for_each = local.function_secret_env[each.key]
+
+      content {
+        key        = secret_environment_variables.key
         project_id = var.project_id
-        secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
-        version    = "latest"
+        secret     = secret_environment_variables.value.secret
+        version    = secret_environment_variables.value.version
       }
     }
   }
@@ -250,9 +294,19 @@ resource "google_cloudfunctions2_function" "function" {
     }
   }
 
+  lifecycle {
+    # A function refuses to start without the secrets it needs: every one
+    # must have a version before the function is deployed (phases.tf).
+    precondition {
+      condition     = length([for s in each.value.secrets : s if local.secrets[s].required && !contains(keys(local.secret_versions), s)]) == 0
+      error_message = "${each.key} cannot start without ${join(", ", [for s in each.value.secrets : local.secrets[s].env if local.secrets[s].required && !contains(keys(local.secret_versions), s)])}: add a version to ${join(", ", [for s in each.value.secrets : local.secrets[s].secret_id if local.secrets[s].required && !contains(keys(local.secret_versions), s)])} (docs/DEPLOY.md, section 4), then plan again."
+    }
+  }
+
   # A function cannot deploy before its runtime identity can read its
   # secrets, nor build before the build service account has its role, nor
-  # take Firestore events before its trigger account may receive them.
+  # take Firestore events before its trigger account may receive them, nor
+  # use a customer-managed key before the service agents may.
   depends_on = [
     google_project_service.api,
     google_project_iam_member.build,
@@ -261,6 +315,7 @@ resource "google_cloudfunctions2_function" "function" {
     google_secret_manager_secret_iam_member.function,
     google_secret_manager_secret_version.value,
     google_service_account_iam_member.pubsub_token_creator,
-    data.google_secret_manager_secret_version.required,
+    google_storage_bucket_iam_member.report_writer,
+    google_kms_crypto_key_iam_member.regional,
   ]
 }

@@ -26,8 +26,20 @@ locals {
     }
   ]...)
 
-  public_functions = { for fn, f in local.deployed_functions : fn => f if f.access == "public" }
-  event_functions  = { for fn, f in local.deployed_functions : fn => f if f.access == "event" }
+  event_functions = { for fn, f in local.deployed_functions : fn => f if f.access == "event" }
+
+  # allUsers may invoke the user-facing functions unless
+  # user_invoker_members names principals, and PlaidWebhook while
+  # plaid_webhook_public.
+  users_public = join(",", var.user_invoker_members) == "allUsers"
+  public_functions = {
+    for fn, f in local.deployed_functions : fn => f
+    if(f.access == "user" && local.users_public) || (f.access == "webhook" && var.plaid_webhook_public)
+  }
+  user_invokers = local.users_public ? {} : {
+    for pair in setproduct([for fn, f in local.deployed_functions : fn if f.access == "user"], var.user_invoker_members) :
+    "${pair[0]} ${pair[1]}" => { function = pair[0], member = pair[1] }
+  }
 
   admin_invokers = {
     for pair in setproduct([for fn, f in local.deployed_functions : fn if f.access == "admin"], var.admin_invoker_members) :
@@ -149,19 +161,34 @@ resource "google_cloud_run_service_iam_member" "event_invoker" {
 
 # Pub/Sub signs its authenticated pushes with a token for the trigger account.
 # Projects created after April 2021 grant this implicitly; older ones (the old
-# service's project among them, probably) need it.
+# service's project among them, probably) need it. Granted in phase 2, with
+# the triggers that use it: on a new project the Pub/Sub service agent
+# appears some time after the API is enabled, and a grant to an account that
+# does not exist yet fails the apply. docs/DEPLOY.md creates the agent
+# (`gcloud beta services identity create`) before phase 1.
 resource "google_service_account_iam_member" "pubsub_token_creator" {
+  count = var.deploy_functions ? 1 : 0
+
   service_account_id = google_service_account.event_trigger.name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member             = local.pubsub_agent
+
+  lifecycle {
+    precondition {
+      condition     = local.pubsub_agent_exists
+      error_message = "The Pub/Sub service agent ${trimprefix(local.pubsub_agent, "serviceAccount:")} is not in ${var.project_id}'s IAM policy (role roles/pubsub.serviceAgent) yet: create it with `gcloud beta services identity create --service=pubsub.googleapis.com --project=${var.project_id}` and plan again (docs/DEPLOY.md, section 1)."
+    }
+  }
 
   depends_on = [google_project_service.api]
 }
 
 # --- Invokers ----------------------------------------------------------------
 
-# User-facing functions are public at the IAM layer: callers are end users
-# with a JWT (checked by the function) or Plaid (signature checked).
+# Public at the IAM layer: the user-facing functions (unless
+# user_invoker_members names principals), whose callers are end users with a
+# JWT the function checks, and PlaidWebhook, whose caller is Plaid with a
+# signature the function checks.
 resource "google_cloud_run_service_iam_member" "public_invoker" {
   for_each = local.public_functions
 
@@ -181,6 +208,20 @@ resource "google_cloud_run_service_iam_member" "public_invoker" {
 #     -H "Authorization: Bearer $ADMIN_JWT"
 resource "google_cloud_run_service_iam_member" "admin_invoker" {
   for_each = local.admin_invokers
+
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.function[each.value.function].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}
+
+# Where the organization refuses allUsers: only the named principals (the
+# app backend's service account) reach the user-facing functions. They send
+# their Google identity token in X-Serverless-Authorization, which Cloud Run
+# checks, and the user's JWT in Authorization, which the function checks.
+resource "google_cloud_run_service_iam_member" "user_invoker" {
+  for_each = local.user_invokers
 
   project  = var.project_id
   location = var.region

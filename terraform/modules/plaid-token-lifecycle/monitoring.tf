@@ -237,7 +237,13 @@ resource "google_monitoring_notification_channel" "email" {
   depends_on = [google_project_service.api]
 }
 
+# The alert policies come with the functions (phase 2): they name the
+# log-based metrics above, which Cloud Monitoring knows only about ten
+# minutes after they were created (phases.tf).
+
 resource "google_monitoring_alert_policy" "cleanup_failed" {
+  count = var.deploy_functions ? 1 : 0
+
   project               = var.project_id
   display_name          = "${local.title_prefix}Plaid token cleanup run failed"
   user_labels           = local.labels
@@ -270,6 +276,16 @@ resource "google_monitoring_alert_policy" "cleanup_failed" {
     auto_close = "86400s"
   }
 
+  lifecycle {
+    # Refused at plan time rather than failed halfway through the apply.
+    # Unknown (skipped) while the secrets are planned too: a single apply
+    # on an empty project is not the documented order.
+    precondition {
+      condition     = timecmp(plantimestamp(), local.metrics_usable_at) >= 0
+      error_message = "Phase 1 created the log-based metrics at ${local.metrics_created_at}; alert policies can name them from ${local.metrics_usable_at} (Cloud Monitoring answers \"Cannot find metric(s)\" until then). Plan phase 2 again after that."
+    }
+  }
+
   documentation {
     mime_type = "text/markdown"
     subject   = "Plaid token cleanup run failed"
@@ -285,6 +301,8 @@ resource "google_monitoring_alert_policy" "cleanup_failed" {
 }
 
 resource "google_monitoring_alert_policy" "invalid_token_rate" {
+  count = var.deploy_functions ? 1 : 0
+
   project               = var.project_id
   display_name          = "${local.title_prefix}Plaid invalid-token rate high"
   user_labels           = local.labels
@@ -323,6 +341,8 @@ resource "google_monitoring_alert_policy" "invalid_token_rate" {
 }
 
 resource "google_monitoring_alert_policy" "daily_cleanup_missing" {
+  count = var.deploy_functions ? 1 : 0
+
   project               = var.project_id
   display_name          = "${local.title_prefix}Plaid daily token cleanup did not run"
   user_labels           = local.labels
@@ -489,12 +509,14 @@ locals {
         }
       }
     },
-    {
-      title = "Alert: cleanup run failed"
-      widget = {
-        alertChart = { name = google_monitoring_alert_policy.cleanup_failed.name }
-      }
-    },
+  ]
+
+  # The failed-run alert exists from phase 2 on.
+  alert_tiles = [
+    for a in google_monitoring_alert_policy.cleanup_failed : {
+      title  = "Alert: cleanup run failed"
+      widget = { alertChart = { name = a.name } }
+    }
   ]
 }
 
@@ -506,7 +528,7 @@ resource "google_monitoring_dashboard" "lifecycle" {
       columns = 48
       tiles = concat(
         [
-          for i, t in local.dashboard_tiles : {
+          for i, t in concat(local.dashboard_tiles, local.alert_tiles) : {
             xPos   = (i % 2) * 24
             yPos   = floor(i / 2) * 16
             width  = 24
@@ -516,7 +538,7 @@ resource "google_monitoring_dashboard" "lifecycle" {
         ],
         [{
           xPos   = 0
-          yPos   = ceil(length(local.dashboard_tiles) / 2) * 16
+          yPos   = ceil(length(concat(local.dashboard_tiles, local.alert_tiles)) / 2) * 16
           width  = 48
           height = 16
           widget = {

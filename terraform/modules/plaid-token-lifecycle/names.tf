@@ -5,8 +5,9 @@
 locals {
   prefix = var.name_prefix
 
-  # Log-based metric names and PromQL use them: underscores, not hyphens, so
-  # that logging.googleapis.com/user/<name> maps to the same PromQL name.
+  # Log-based metric names, PromQL and custom role ids use them:
+  # underscores, not hyphens, so that logging.googleapis.com/user/<name>
+  # maps to the same PromQL name and role ids stay valid.
   metric_prefix = replace(var.name_prefix, "-", "_")
 
   # Titles of alert policies, notification channel and dashboard.
@@ -20,20 +21,11 @@ locals {
     var.labels,
   )
 
-  # Names without the prefix. They do not depend on any variable, so that
-  # the validation of name_prefix can read them: service account ids are at
-  # most 30 characters with the prefix. The runtime identities are named like
-  # their functions (functions.tf, iam.tf).
-  function_base_names = {
-    TokenCleanup    = "plaid-token-cleanup"
-    RevokeAllTokens = "plaid-revoke-all-tokens"
-    TokenAnalytics  = "plaid-token-analytics"
-    RevokeItem      = "plaid-revoke-item"
-    PlaidWebhook    = "plaid-webhook"
-    DailyCleanup    = "plaid-daily-cleanup"
-    WeeklyAnalytics = "plaid-weekly-analytics"
-    TokenStats      = "plaid-token-stats"
-  }
+  # Names without the prefix. They depend on no variable, so that the
+  # validation of name_prefix can read them: service account ids are at
+  # most 30 characters with the prefix. The runtime identities are named
+  # like their functions (functions.tf, iam.tf).
+  function_base_names = { for fn, f in local.function_catalog : fn => f.base_name }
   build_account_id    = "plaid-functions-build"
   trigger_account_id  = "plaid-event-trigger"
   service_account_ids = concat(values(local.function_base_names), [local.build_account_id, local.trigger_account_id])

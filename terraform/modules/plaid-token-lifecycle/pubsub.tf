@@ -31,5 +31,7 @@ resource "google_pubsub_topic" "scheduled" {
   # tick starts a fresh run anyway.
   message_retention_duration = "86400s"
 
-  depends_on = [google_project_service.api]
+  kms_key_name = var.kms_key_name != "" ? var.kms_key_name : null
+
+  depends_on = [google_project_service.api, google_kms_crypto_key_iam_member.regional]
 }

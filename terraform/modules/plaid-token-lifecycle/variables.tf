@@ -19,7 +19,7 @@ variable "project_id" {
 
 variable "region" {
   type        = string
-  description = "Region of the functions, the Pub/Sub Eventarc triggers, the Cloud Scheduler jobs and the source bucket."
+  description = "Region of the functions, the Pub/Sub Eventarc triggers, the Cloud Scheduler jobs, the source and report buckets and the image repository."
   default     = "us-central1"
   nullable    = false
 }
@@ -50,7 +50,7 @@ variable "name_prefix" {
 
 variable "labels" {
   type        = map(string)
-  description = "Labels added to every resource that takes labels (functions, secrets, bucket, topics, alert policies, notification channel), beside app = plaid-token-lifecycle and instance = the name prefix."
+  description = "Labels added to every resource that takes labels (functions, secrets, buckets, image repository, topics, alert policies, notification channel), beside app = plaid-token-lifecycle and instance = the name prefix."
   default     = {}
   nullable    = false
 
@@ -66,7 +66,7 @@ variable "labels" {
 
 variable "deploy_functions" {
   type        = bool
-  description = "false only for phase 1 of the first deployment on a new project: APIs, service accounts and their roles, secrets (without versions), bucket, topics, Firestore indexes and rules, metrics and alerts, but no functions, scheduler jobs or invoker bindings. Add the secret versions, then apply with true (phase 2), which checks at plan time that phase 1 was applied and that every enabled secret has a version. false on a deployment that has functions is refused: it would delete them."
+  description = "false only for phase 1 of the first deployment on a new project: APIs, service accounts and their roles, secrets (without versions unless manage_secret_values), buckets, image repository, topics, Firestore fields and rules, log-based metrics and the dashboard, but no functions, scheduler jobs, alert policies or invoker bindings. Add the secret versions, then apply with true (phase 2) at least ten minutes later, once Cloud Monitoring knows the new metrics. Phase 2 checks at plan time that phase 1 was applied, how long ago, and that the secrets the functions need have a version. false on a deployment that has functions is refused: it would delete them."
   default     = true
   nullable    = false
 }
@@ -94,7 +94,7 @@ variable "source_bucket_name" {
 
 variable "go_runtime" {
   type        = string
-  description = "Cloud Functions Go runtime id (the module is built by Google's Go buildpack). go.mod needs Go 1.26: the Cloud client libraries require it."
+  description = "Cloud Functions Go runtime id (the module is built by Google's Go buildpack). It follows go.mod's go line (go 1.26: go126; scripts/tfcheck checks the default against it). Google deprecates go126 in 2027 (its runtime schedule): raise go.mod, the tests and this together, and every function rolls a new revision (docs/DEPLOY.md, \"Runtime upgrades\"). Security patches of the runtime's base image are applied automatically in between."
   default     = "go126"
   nullable    = false
 
@@ -160,9 +160,7 @@ variable "plaid_client_id" {
 
 variable "plaid_env" {
   type        = string
-  description = "Plaid environment (PLAID_ENV): sandbox or production."
-  default     = "sandbox"
-  nullable    = false
+  description = "Plaid environment (PLAID_ENV): sandbox or production. No default: a deployment names the environment its tokens belong to, and cleanup never touches another environment's tokens (DESIGN §7 rule 0)."
 
   validation {
     condition     = contains(["sandbox", "production"], var.plaid_env)
@@ -314,7 +312,7 @@ variable "auth_audience" {
 
 variable "enable_auth_jwt_secret" {
   type        = bool
-  description = "Create the AUTH_JWT_SECRET secret (HS256 user JWTs, as the old service issued) and give it to the user and admin HTTP functions. false when only auth_jwks_url is used."
+  description = "Create the AUTH_JWT_SECRET secret (HS256 user JWTs, as the old service issued) and give it to the user and admin HTTP functions. false when only auth_jwks_url is used. Turned on beside auth_jwks_url, the functions get it on the apply after its version is added; without auth_jwks_url they cannot start without it, and the plan refuses to deploy before it has a version."
   default     = true
   nullable    = false
 
@@ -328,14 +326,21 @@ variable "enable_auth_jwt_secret" {
 
 variable "manage_secret_values" {
   type        = bool
-  description = "false (the default, recommended): Terraform creates the secrets without versions and an operator adds them with gcloud between phase 1 and phase 2 (docs/DEPLOY.md), so no secret passes through Terraform, its plan files or its state. true: the versions come from the sensitive variables below and are stored in the state (encrypted at rest in the GCS backend, but readable by anyone who can read the state); a first deployment then needs no phases."
+  description = "false (the default, recommended): Terraform creates the secrets without versions and an operator adds them with gcloud between phase 1 and phase 2 (docs/DEPLOY.md), so no secret passes through Terraform, its plan files or its state. true: the versions come from the sensitive variables below and are stored in the state (encrypted at rest in the GCS backend, but readable by anyone who can read the state, pull-request builds included); a first deployment still takes the two phases."
   default     = false
   nullable    = false
 }
 
 variable "enable_previous_encryption_keys" {
   type        = bool
-  description = "Create the TOKEN_ENCRYPTION_KEY_PREVIOUS secret (comma-separated older keys that still decrypt) during a key rotation, and give it to the functions that decrypt tokens."
+  description = "Create the TOKEN_ENCRYPTION_KEY_PREVIOUS secret (comma-separated older keys that still decrypt) during a key rotation, and give it to the functions that decrypt tokens once it has a version (the apply after `gcloud secrets versions add`; docs/DEPLOY.md, \"Rotate the encryption key\")."
+  default     = false
+  nullable    = false
+}
+
+variable "enable_legacy_token_key" {
+  type        = bool
+  description = "Create the LEGACY_TOKEN_ENCRYPTION_KEY secret (the old service's Fernet password) and give it to RevokeAllTokens only, which migrates a caller's legacy document before revoking it. true while the old service's documents remain; false once `manage-tokens migrate-legacy` reports nothing left to migrate (docs/DEPLOY.md)."
   default     = false
   nullable    = false
 }
@@ -385,6 +390,14 @@ variable "auth_jwt_secret" {
   }
 }
 
+variable "legacy_token_encryption_key" {
+  type        = string
+  description = "The old service's Fernet password (LEGACY_TOKEN_ENCRYPTION_KEY). Used only when manage_secret_values and enable_legacy_token_key are true."
+  default     = ""
+  nullable    = false
+  sensitive   = true
+}
+
 # --- Access ----------------------------------------------------------------------
 
 variable "admin_invoker_members" {
@@ -397,6 +410,32 @@ variable "admin_invoker_members" {
     condition     = alltrue([for m in var.admin_invoker_members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):", m))])
     error_message = "admin_invoker_members must be IAM members such as group:ops@example.com, and never allUsers or allAuthenticatedUsers."
   }
+}
+
+variable "user_invoker_members" {
+  type        = list(string)
+  description = "Who may invoke the user-facing functions (RevokeAllTokens, RevokeItem) at the IAM layer. [\"allUsers\"] (the default): anyone, and the function checks the user's JWT. Where the organization refuses allUsers (domain-restricted sharing, iam.allowedPolicyMemberDomains), the named principals that call them instead, e.g. [\"serviceAccount:app-backend@my-project.iam.gserviceaccount.com\"]: they send their Google identity token in X-Serverless-Authorization and the user's JWT in Authorization, which still decides (docs/DEPLOY.md)."
+  default     = ["allUsers"]
+  nullable    = false
+
+  validation {
+    condition     = length(var.user_invoker_members) > 0
+    error_message = "user_invoker_members must name at least one member: [\"allUsers\"], or the principals that call the user-facing functions."
+  }
+
+  validation {
+    condition = join(",", var.user_invoker_members) == "allUsers" || alltrue([
+      for m in var.user_invoker_members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):", m))
+    ])
+    error_message = "user_invoker_members must be exactly [\"allUsers\"], or IAM members such as serviceAccount:app-backend@my-project.iam.gserviceaccount.com (never allUsers or allAuthenticatedUsers among others)."
+  }
+}
+
+variable "plaid_webhook_public" {
+  type        = bool
+  description = "Let allUsers invoke PlaidWebhook: Plaid cannot present a Google identity, and the function verifies Plaid's signature on every request. false where the organization refuses allUsers: then turn Cloud Run's invoker check off for that one service instead (docs/DEPLOY.md), or Plaid's webhooks never arrive."
+  default     = true
+  nullable    = false
 }
 
 # --- Scheduling ------------------------------------------------------------------
@@ -446,4 +485,79 @@ variable "invalid_token_rate_min_checked" {
   description = "The invalid-token rate alert only fires when at least this many tokens were checked in the day, so a handful of tokens cannot page anyone."
   default     = 50
   nullable    = false
+}
+
+# --- Reports -----------------------------------------------------------------------
+
+variable "report_bucket_name" {
+  type        = string
+  description = "Name of the private bucket WeeklyAnalytics renders the weekly HTML report into (REPORT_BUCKET: reports/weekly/<date>.html and reports/weekly/latest.html). Empty: \"<project_id>-<name_prefix>plaid-token-lifecycle-reports\"."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.report_bucket_name != "" || length("${var.project_id}-${var.name_prefix}plaid-token-lifecycle-reports") <= 63
+    error_message = "The default report bucket name \"${var.project_id}-${var.name_prefix}plaid-token-lifecycle-reports\" is longer than 63 characters: set report_bucket_name, or shorten name_prefix."
+  }
+}
+
+variable "report_retention_days" {
+  type        = number
+  description = "Days a weekly report is kept in the report bucket before it is deleted (a lifecycle rule). reports/weekly/latest.html is rewritten every week, so it never ages out."
+  default     = 400
+  nullable    = false
+
+  validation {
+    condition     = var.report_retention_days >= 7 && floor(var.report_retention_days) == var.report_retention_days
+    error_message = "report_retention_days must be a whole number of days, at least 7 (a week's report must outlive the next one)."
+  }
+}
+
+# --- Encryption, network and images ----------------------------------------------
+
+variable "kms_key_name" {
+  type        = string
+  description = "Customer-managed Cloud KMS key (projects/<p>/locations/<region>/keyRings/<r>/cryptoKeys/<k>, in var.region) for the source and report buckets, the topics, the functions' image repository and the functions. Empty: Google-managed encryption. The module grants the key to the service agents that use it; create the agents first (docs/DEPLOY.md, \"Customer-managed encryption keys\")."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.kms_key_name == "" || can(regex("^projects/[^/]+/locations/${var.region}/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key_name))
+    error_message = "kms_key_name must be a Cloud KMS key in ${var.region} (projects/<p>/locations/${var.region}/keyRings/<r>/cryptoKeys/<k>): buckets, the image repository and the functions need a key in their own region."
+  }
+}
+
+variable "secrets_kms_key_name" {
+  type        = string
+  description = "Customer-managed Cloud KMS key for the Secret Manager secrets (automatically replicated, so a key in location global: projects/<p>/locations/global/keyRings/<r>/cryptoKeys/<k>). Empty: Google-managed encryption."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.secrets_kms_key_name == "" || can(regex("^projects/[^/]+/locations/global/keyRings/[^/]+/cryptoKeys/[^/]+$", var.secrets_kms_key_name))
+    error_message = "secrets_kms_key_name must be a Cloud KMS key in location global: secrets with automatic replication are encrypted with a global key."
+  }
+}
+
+variable "vpc_egress" {
+  type = object({
+    network     = optional(string, "")
+    subnetwork  = optional(string, "")
+    all_traffic = optional(bool, false)
+  })
+  description = "Direct VPC egress for every function, for organizations whose policies require it. network (and optionally subnetwork) of this project; all_traffic = true sends every request, Plaid's included, through the VPC (which then needs Cloud NAT to reach Plaid), false only private ranges. Empty network: no VPC."
+  default     = {}
+  nullable    = false
+}
+
+variable "function_image_versions_kept" {
+  type        = number
+  description = "The functions' images live in a repository of their own (with kms_key_name, encrypted by it). Its cleanup policy deletes images older than 30 days but keeps this many most recent ones per function, so a rollback to a recent revision still finds its image."
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.function_image_versions_kept >= 2 && floor(var.function_image_versions_kept) == var.function_image_versions_kept
+    error_message = "function_image_versions_kept must be a whole number, at least 2 (the running image and the one before it)."
+  }
 }

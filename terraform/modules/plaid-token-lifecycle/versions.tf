@@ -8,9 +8,10 @@ terraform {
   required_version = ">= 1.11.0"
 
   required_providers {
-    # Only hashicorp/google: it is the one provider whose schema this project
-    # checks against (scripts/tfcheck). No archive provider either: the source
-    # zip is built by scripts/package-source.sh and passed in as a path.
+    # Only hashicorp/google (no time_sleep, no null_resource: the order of a
+    # first deployment is the two phases of phases.tf). No archive provider
+    # either: the source zip is built by scripts/package-source.sh and passed
+    # in as a path.
     google = {
       source  = "hashicorp/google"
       version = ">= 7.45.0, < 8.0.0"
