@@ -22,6 +22,11 @@ module "plaid_token_lifecycle" {
 
   plaid_client_id       = var.plaid_client_id
   plaid_env             = var.plaid_env
+  plaid_products        = var.plaid_products
+  plaid_country_codes   = var.plaid_country_codes
+  plaid_client_name     = var.plaid_client_name
+  plaid_language        = var.plaid_language
+  plaid_redirect_uri    = var.plaid_redirect_uri
   admin_user_ids        = var.admin_user_ids
   stale_days            = var.stale_days
   plaid_item_get_rpm    = var.plaid_item_get_rpm

@@ -90,6 +90,36 @@ variable "plaid_env" {
   description = "Plaid environment (PLAID_ENV): sandbox or production. No default: a deployment names the environment its tokens belong to, and cleanup never touches another environment's tokens (DESIGN §7 rule 0)."
 }
 
+variable "plaid_products" {
+  type        = list(string)
+  description = "Plaid products the app's Link tokens ask for (PLAID_PRODUCTS), e.g. [\"transactions\"]. Given to CreateLinkToken."
+  default     = null
+}
+
+variable "plaid_country_codes" {
+  type        = list(string)
+  description = "Countries of the institutions Link offers (PLAID_COUNTRY_CODES), e.g. [\"US\", \"CA\"]. Given to CreateLinkToken and ExchangePublicToken (institution lookups)."
+  default     = null
+}
+
+variable "plaid_client_name" {
+  type        = string
+  description = "The app's name as Link shows it (PLAID_CLIENT_NAME), at most 30 characters. Empty: the code's default."
+  default     = null
+}
+
+variable "plaid_language" {
+  type        = string
+  description = "Link's language (PLAID_LANGUAGE), e.g. en. Empty: the code's default."
+  default     = null
+}
+
+variable "plaid_redirect_uri" {
+  type        = string
+  description = "The app's OAuth redirect URI registered with Plaid (PLAID_REDIRECT_URI), https in production. Empty: no OAuth redirect."
+  default     = null
+}
+
 variable "admin_user_ids" {
   type        = list(string)
   description = "User ids (JWT sub) allowed to run system-wide operations (ADMIN_USER_IDS)."
@@ -229,7 +259,7 @@ variable "admin_invoker_members" {
 
 variable "user_invoker_members" {
   type        = list(string)
-  description = "Who may invoke the user-facing functions (RevokeAllTokens, RevokeItem) at the IAM layer. [\"allUsers\"] (the default): anyone, and the function checks the user's JWT. Where the organization refuses allUsers (domain-restricted sharing, iam.allowedPolicyMemberDomains), the named principals that call them instead, e.g. [\"serviceAccount:app-backend@my-project.iam.gserviceaccount.com\"]: they send their Google identity token in X-Serverless-Authorization and the user's JWT in Authorization, which still decides (docs/DEPLOY.md)."
+  description = "Who may invoke the user-facing functions (RevokeAllTokens, RevokeItem, CreateLinkToken, ExchangePublicToken, ListItems, VerifyItem) at the IAM layer. [\"allUsers\"] (the default): anyone, and the function checks the user's JWT. Where the organization refuses allUsers (domain-restricted sharing, iam.allowedPolicyMemberDomains), the named principals that call them instead, e.g. [\"serviceAccount:app-backend@my-project.iam.gserviceaccount.com\"]: they send their Google identity token in X-Serverless-Authorization and the user's JWT in Authorization, which still decides (docs/DEPLOY.md)."
   default     = null
 }
 

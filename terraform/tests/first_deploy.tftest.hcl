@@ -130,7 +130,7 @@ run "phase_2" {
   }
 
   assert {
-    condition     = length(google_cloudfunctions2_function.function) == 8 && length(google_monitoring_alert_policy.cleanup_failed) == 1
+    condition     = length(google_cloudfunctions2_function.function) == 12 && length(google_monitoring_alert_policy.cleanup_failed) == 1
     error_message = "phase 2 deploys the functions and the alert policies"
   }
 }

@@ -56,17 +56,17 @@ run "firestore_roles_on_the_one_database" {
     condition = alltrue([
       for fn, m in google_project_iam_member.firestore :
       m.condition[0].expression == "resource.name == \"projects/finwell-lifecycle/databases/plaid\""
-    ]) && length(google_project_iam_member.firestore) == 8
+    ]) && length(google_project_iam_member.firestore) == 12
     error_message = "every function's Firestore role is bound to projects/finwell-lifecycle/databases/plaid only"
   }
 
   assert {
-    condition     = google_project_iam_member.firestore["TokenAnalytics"].role == "roles/datastore.viewer"
-    error_message = "TokenAnalytics only reads"
+    condition     = google_project_iam_member.firestore["TokenAnalytics"].role == "roles/datastore.viewer" && google_project_iam_member.firestore["ListItems"].role == "roles/datastore.viewer"
+    error_message = "TokenAnalytics and ListItems only read"
   }
 
   assert {
-    condition     = toset([for fn, m in google_project_iam_member.firestore : m.role if fn != "TokenAnalytics"]) == toset(["roles/datastore.user"])
+    condition     = toset([for fn, m in google_project_iam_member.firestore : m.role if !contains(["TokenAnalytics", "ListItems"], fn)]) == toset(["roles/datastore.user"])
     error_message = "the other functions get roles/datastore.user, and nothing else at project level"
   }
 
@@ -81,6 +81,10 @@ run "firestore_roles_on_the_one_database" {
       "RevokeAllTokens plaid_secret", "RevokeAllTokens token_encryption_key", "RevokeAllTokens auth_jwt_secret",
       "RevokeItem plaid_secret", "RevokeItem token_encryption_key", "RevokeItem auth_jwt_secret",
       "TokenAnalytics auth_jwt_secret",
+      "CreateLinkToken plaid_secret", "CreateLinkToken token_encryption_key", "CreateLinkToken auth_jwt_secret",
+      "ExchangePublicToken plaid_secret", "ExchangePublicToken token_encryption_key", "ExchangePublicToken auth_jwt_secret",
+      "VerifyItem plaid_secret", "VerifyItem token_encryption_key", "VerifyItem auth_jwt_secret",
+      "ListItems auth_jwt_secret",
       "PlaidWebhook plaid_secret",
       "DailyCleanup plaid_secret", "DailyCleanup token_encryption_key",
     ])
@@ -93,7 +97,7 @@ run "firestore_roles_on_the_one_database" {
   }
 
   assert {
-    condition     = toset(keys(google_cloud_run_service_iam_member.public_invoker)) == toset(["RevokeAllTokens", "RevokeItem", "PlaidWebhook"])
+    condition     = toset(keys(google_cloud_run_service_iam_member.public_invoker)) == toset(["RevokeAllTokens", "RevokeItem", "CreateLinkToken", "ExchangePublicToken", "ListItems", "VerifyItem", "PlaidWebhook"])
     error_message = "only the JWT- or signature-guarded functions are public"
   }
 }
@@ -321,8 +325,12 @@ run "named_principals_invoke_the_user_functions" {
     condition = {
       for k, b in google_cloud_run_service_iam_member.user_invoker : k => b.member
       } == {
-      "RevokeAllTokens serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com" = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
-      "RevokeItem serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"      = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
+      "RevokeAllTokens serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"     = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
+      "RevokeItem serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"          = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
+      "CreateLinkToken serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"     = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
+      "ExchangePublicToken serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com" = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
+      "ListItems serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"           = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
+      "VerifyItem serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"          = "serviceAccount:app-backend@finwell-app.iam.gserviceaccount.com"
     }
     error_message = "the app backend, and only it, invokes the user-facing functions"
   }
@@ -531,5 +539,31 @@ run "function_environment_output" {
       jsonencode(output.function_environment.functions[fn].secrets) == jsonencode({ for s in f.service_config[0].secret_environment_variables : s.key => { secret = s.secret, version = s.version } })
     ]) && output.function_environment.project == "finwell-lifecycle"
     error_message = "function_environment lists exactly each function's environment and secrets"
+  }
+}
+
+run "link_environment" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    plaid_products      = ["transactions", "auth"]
+    plaid_country_codes = ["US", "CA"]
+    plaid_client_name   = "Finwell"
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.function["CreateLinkToken"].service_config[0].environment_variables["PLAID_PRODUCTS"] == "transactions,auth" && google_cloudfunctions2_function.function["CreateLinkToken"].service_config[0].environment_variables["PLAID_WEBHOOK_URL"] == "https://us-central1-finwell-lifecycle.cloudfunctions.net/plaid-webhook" && google_cloudfunctions2_function.function["CreateLinkToken"].service_config[0].environment_variables["PLAID_CLIENT_NAME"] == "Finwell"
+    error_message = "CreateLinkToken gets the Link settings and PlaidWebhook's URL"
+  }
+
+  assert {
+    condition = toset([
+      for fn, f in google_cloudfunctions2_function.function : fn if contains(keys(f.service_config[0].environment_variables), "PLAID_COUNTRY_CODES")
+    ]) == toset(["CreateLinkToken", "ExchangePublicToken"]) && !contains(keys(google_cloudfunctions2_function.function["CreateLinkToken"].service_config[0].environment_variables), "PLAID_REDIRECT_URI")
+    error_message = "PLAID_COUNTRY_CODES reaches the functions that ask Plaid about institutions; an empty redirect URI is left unset"
   }
 }

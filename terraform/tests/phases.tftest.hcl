@@ -96,7 +96,7 @@ run "phase_1_creates_everything_but_the_functions" {
   }
 
   assert {
-    condition     = length(google_service_account.function) == 8 && google_project_iam_member.build.role == "roles/run.builder"
+    condition     = length(google_service_account.function) == 12 && google_project_iam_member.build.role == "roles/run.builder"
     error_message = "phase 1 creates every runtime account and the build account's role (the mark of phase 1)"
   }
 
@@ -148,8 +148,8 @@ run "phase_2_after_phase_1_deploys_every_function" {
   }
 
   assert {
-    condition     = length(google_cloudfunctions2_function.function) == 8 && length(google_cloud_scheduler_job.scheduled) == 2
-    error_message = "phase 2 deploys the eight functions and both scheduler jobs"
+    condition     = length(google_cloudfunctions2_function.function) == 12 && length(google_cloud_scheduler_job.scheduled) == 2
+    error_message = "phase 2 deploys the twelve functions and both scheduler jobs"
   }
 
   assert {
@@ -374,7 +374,7 @@ run "the_jwt_secret_beside_a_jwks_may_wait" {
   }
 
   assert {
-    condition     = length(google_cloudfunctions2_function.function) == 8 && !contains([for s in google_cloudfunctions2_function.function["RevokeItem"].service_config[0].secret_environment_variables : s.key], "AUTH_JWT_SECRET")
+    condition     = length(google_cloudfunctions2_function.function) == 12 && !contains([for s in google_cloudfunctions2_function.function["RevokeItem"].service_config[0].secret_environment_variables : s.key], "AUTH_JWT_SECRET")
     error_message = "the functions deploy with the JWKS alone until the JWT secret has a version"
   }
 
@@ -454,7 +454,7 @@ run "managed_secret_values_after_phase_1" {
   }
 
   assert {
-    condition     = length(google_cloudfunctions2_function.function) == 8
+    condition     = length(google_cloudfunctions2_function.function) == 12
     error_message = "every function deploys"
   }
 }

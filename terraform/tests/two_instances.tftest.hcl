@@ -73,8 +73,8 @@ run "root_configuration_plans" {
   command = plan
 
   assert {
-    condition     = toset(output.names.functions) == toset(["plaid-token-cleanup", "plaid-revoke-all-tokens", "plaid-token-analytics", "plaid-revoke-item", "plaid-webhook", "plaid-daily-cleanup", "plaid-weekly-analytics", "plaid-token-stats"])
-    error_message = "the root configuration deploys the module's eight functions under their DESIGN §3 names"
+    condition     = toset(output.names.functions) == toset(["plaid-token-cleanup", "plaid-revoke-all-tokens", "plaid-token-analytics", "plaid-revoke-item", "plaid-webhook", "plaid-daily-cleanup", "plaid-weekly-analytics", "plaid-token-stats", "plaid-link-token", "plaid-exchange-token", "plaid-list-items", "plaid-verify-item"])
+    error_message = "the root configuration deploys the module's twelve functions under their DESIGN §3 names"
   }
 
   assert {

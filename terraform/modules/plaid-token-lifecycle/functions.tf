@@ -83,7 +83,11 @@ locals {
       firestore_role = "roles/datastore.viewer" # reads; a ?exact=true repair runs in WeeklyAnalytics
       publishes_to   = ["weekly"]               # the ?exact=true repair request
     }
-    RevokeItem = merge(local.function_profiles.user, { base_name = "plaid-revoke-item", secrets = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"], description = "DELETE /api/v1/plaid/items/{item_id}: revokes one of the caller's items (user JWT)." })
+    RevokeItem          = merge(local.function_profiles.user, { base_name = "plaid-revoke-item", secrets = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"], description = "DELETE /api/v1/plaid/items/{item_id}: revokes one of the caller's items (user JWT)." })
+    CreateLinkToken     = merge(local.function_profiles.user, { base_name = "plaid-link-token", secrets = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"], description = "POST /api/v1/plaid/link/token: a Link token for a new Item, or update mode for one of the caller's (user JWT)." })
+    ExchangePublicToken = merge(local.function_profiles.user, { base_name = "plaid-exchange-token", secrets = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"], description = "POST /api/v1/plaid/items: Link's public_token becomes the caller's stored, encrypted token (user JWT)." })
+    ListItems           = merge(local.function_profiles.user, { base_name = "plaid-list-items", secrets = ["auth_jwt_secret"], firestore_role = "roles/datastore.viewer", description = "GET /api/v1/plaid/items: the caller's own Items, never a token (user JWT)." })
+    VerifyItem          = merge(local.function_profiles.user, { base_name = "plaid-verify-item", secrets = ["plaid_secret", "token_encryption_key", "token_encryption_key_previous", "auth_jwt_secret"], description = "POST /api/v1/plaid/items/{item_id}/verify: the caller's Item checked at Plaid now (user JWT)." })
     PlaidWebhook = {
       base_name      = "plaid-webhook"
       description    = "POST /api/v1/plaid/webhook: Plaid ITEM webhooks, verified by Plaid's signature (no user JWT)."
@@ -172,6 +176,14 @@ locals {
     CLEANUP_TOPIC         = { value = local.topics.daily.name, to = ["TokenCleanup", "DailyCleanup"] }
     ANALYTICS_TOPIC       = { value = local.topics.weekly.name, to = ["TokenAnalytics"] }
     REPORT_BUCKET         = { value = local.report_bucket_name, to = ["WeeklyAnalytics"] }
+    PLAID_PRODUCTS        = { value = join(",", var.plaid_products), to = ["CreateLinkToken"] }
+    PLAID_COUNTRY_CODES   = { value = join(",", var.plaid_country_codes), to = ["CreateLinkToken", "ExchangePublicToken"] }
+    PLAID_CLIENT_NAME     = { value = var.plaid_client_name != "" ? var.plaid_client_name : null, to = ["CreateLinkToken"] }
+    PLAID_LANGUAGE        = { value = var.plaid_language != "" ? var.plaid_language : null, to = ["CreateLinkToken"] }
+    PLAID_REDIRECT_URI    = { value = var.plaid_redirect_uri != "" ? var.plaid_redirect_uri : null, to = ["CreateLinkToken"] }
+    # PlaidWebhook's cloudfunctions.net URL: known before the function
+    # exists, and no reference from one function of the map to another.
+    PLAID_WEBHOOK_URL = { value = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.functions.PlaidWebhook.name}", to = ["CreateLinkToken"] }
   }
 
   function_env = {
