@@ -106,7 +106,7 @@ run "phase_1_creates_everything_but_the_functions" {
   }
 
   assert {
-    condition     = length(google_logging_metric.token_activity) == 3 && length(google_monitoring_alert_policy.cleanup_failed) == 0 && length(google_monitoring_alert_policy.invalid_token_rate) == 0 && length(google_monitoring_alert_policy.daily_cleanup_missing) == 0
+    condition     = length(google_logging_metric.token_activity) == 5 && length(google_monitoring_alert_policy.cleanup_failed) == 0 && length(google_monitoring_alert_policy.invalid_token_rate) == 0 && length(google_monitoring_alert_policy.daily_cleanup_missing) == 0
     error_message = "phase 1 creates the log-based metrics and no alert policy: Cloud Monitoring knows a new metric only minutes later"
   }
 

@@ -11,7 +11,8 @@
 #   message "plaid call failed": every failed Plaid call, with
 #     plaid_error_class (gone | needs_user | transient | configuration).
 #   message "token activity": TokenStats, for each write to plaid_tokens it
-#     counted that created, used or removed tokens: created, used, removed
+#     counted that created, used or removed tokens: created, used, removed,
+#     linked, repaired
 #     (tokens; "used" = last_used_at moved to a later UTC day). The analytics
 #     counters live in Firestore, not in Cloud Monitoring: these lines are
 #     how the dashboard sees the same trend.
@@ -44,11 +45,13 @@ locals {
   promql_institution_tokens = "logging_googleapis_com:user_${google_logging_metric.institution_tokens.name}_sum{monitored_resource=\"cloud_run_revision\"}"
 
   # The trend TokenStats logs: tokens created, used (on a later day than
-  # before) and removed.
+  # before) and removed, and the Link flow's Items linked and repaired.
   token_activity = {
-    created = "Tokens created (linked, or written by any writer)"
-    used    = "Tokens used (last_used_at moved to a later day)"
-    removed = "Tokens removed (deleted, by cleanup or any writer)"
+    created  = "Tokens created (linked, or written by any writer)"
+    used     = "Tokens used (last_used_at moved to a later day)"
+    removed  = "Tokens removed (deleted, by cleanup or any writer)"
+    linked   = "Items linked (an active token created on the day of its own created_at)"
+    repaired = "Items repaired (an active token's error_code cleared: update mode and verify, LOGIN_REPAIRED, a validation)"
   }
 }
 
@@ -421,7 +424,7 @@ locals {
       }
     },
     {
-      title = "Tokens created, used and removed (per day)"
+      title = "Tokens created, used and removed; Items linked and repaired (per day)"
       widget = {
         xyChart = {
           dataSets = [
