@@ -55,6 +55,7 @@ module "plaid_token_lifecycle" {
   user_invoker_members  = var.user_invoker_members
   plaid_webhook_public  = var.plaid_webhook_public
   time_zone             = var.time_zone
+  scheduler_paused      = var.scheduler_paused
 
   notification_channels          = var.notification_channels
   alert_email                    = var.alert_email

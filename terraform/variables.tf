@@ -275,6 +275,12 @@ variable "time_zone" {
   default     = null
 }
 
+variable "scheduler_paused" {
+  type        = bool
+  description = "Pause (true) or resume (false) the Cloud Scheduler jobs; null leaves them as they are, a pause made with gcloud included. true deploys the functions beside an old service whose own scheduler still runs a cleanup (never two cleanups, docs/MIGRATING.md); false then starts the schedule."
+  default     = null
+}
+
 variable "notification_channels" {
   type        = list(string)
   description = "Existing Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) the alert policies notify."

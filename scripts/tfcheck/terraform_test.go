@@ -123,7 +123,9 @@ func TestRootVariablesFollowModule(t *testing.T) {
 		case !modDefault && hasRootDefault:
 			t.Errorf("variable %q: the module requires it, so the root must too (no default)", name)
 		}
-		if modDefault {
+		// A module default of null (null means something there, such as
+		// "leave as it is") is the root's null passed on as it is.
+		if d, ok := mv.Body.Attributes["default"]; ok && source(t, d.Expr) != "null" {
 			if n, ok := mv.Body.Attributes["nullable"]; !ok || source(t, n.Expr) != "false" {
 				t.Errorf("module variable %q has a default but is not nullable = false: the root's null would not take the default", name)
 			}

@@ -170,6 +170,40 @@ run "phase_2_after_phase_1_deploys_every_function" {
   }
 }
 
+run "phase_2_beside_an_old_scheduler_pauses_the_jobs" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    scheduler_paused = true
+  }
+
+  assert {
+    condition     = length(google_cloud_scheduler_job.scheduled) == 2 && alltrue([for j in google_cloud_scheduler_job.scheduled : j.paused == true])
+    error_message = "scheduler_paused = true creates both jobs paused: the old service's scheduler still runs a cleanup"
+  }
+}
+
+run "the_schedule_starts_when_the_old_scheduler_is_gone" {
+  command = plan
+
+  module {
+    source = "./modules/plaid-token-lifecycle"
+  }
+
+  variables {
+    scheduler_paused = false
+  }
+
+  assert {
+    condition     = alltrue([for j in google_cloud_scheduler_job.scheduled : j.paused == false])
+    error_message = "scheduler_paused = false resumes both jobs"
+  }
+}
+
 run "phase_2_of_a_prefixed_instance_looks_for_its_own_build_account" {
   command = plan
 

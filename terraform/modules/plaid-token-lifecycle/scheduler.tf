@@ -11,6 +11,9 @@ resource "google_cloud_scheduler_job" "scheduled" {
   region      = var.region
   schedule    = each.value.schedule
   time_zone   = var.time_zone
+  # null (the default) leaves the job's state alone: Optional and Computed
+  # in the provider, so a pause made with gcloud is not undone by an apply.
+  paused = var.scheduler_paused
 
   pubsub_target {
     topic_name = google_pubsub_topic.scheduled[each.key].id

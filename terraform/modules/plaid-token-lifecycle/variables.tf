@@ -487,6 +487,12 @@ variable "time_zone" {
   }
 }
 
+variable "scheduler_paused" {
+  type        = bool
+  description = "Pause (true) or resume (false) the Cloud Scheduler jobs; null leaves them as they are, a pause made with gcloud included. true deploys the functions beside an old service whose own scheduler still runs a cleanup (never two cleanups, docs/MIGRATING.md); false then starts the schedule."
+  default     = null
+}
+
 # --- Monitoring ------------------------------------------------------------------
 
 variable "notification_channels" {
