@@ -168,8 +168,8 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 	res := &Revocation{ItemID: itemID}
 	plaidTried := false
 	for attempt := 1; ; attempt++ {
-		tok, err := s.ownToken(ctx, userID, itemID, tok, log)
-		if err != nil {
+		var err error
+		if tok, err = s.ownToken(ctx, userID, itemID, tok, log); err != nil {
 			return nil, err
 		}
 		if tok.Status == StatusRevoked && tok.PlaidRemoved {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -447,5 +448,56 @@ func TestRevokeAllTokensAsAdminAudit(t *testing.T) {
 		Actor: "ops@finwell", At: testenv.Now, PlaidRemoved: true}}
 	if diff := cmp.Diff(want, auditOf(t, env, "item-carol-boa")); diff != "" {
 		t.Errorf("audit (-want +got):\n%s", diff)
+	}
+}
+
+// touchedBeforeWrite is the real token store, where the app uses each token
+// once between the revocation's read and its write: the first conditional
+// write of each item is refused, as Firestore refuses a stale version.
+type touchedBeforeWrite struct {
+	lifecycle.TokenStore
+	mu      sync.Mutex
+	touched map[string]bool
+}
+
+func (s *touchedBeforeWrite) Apply(ctx context.Context, writes []lifecycle.Write) []error {
+	for _, w := range writes {
+		s.mu.Lock()
+		first := !s.touched[w.ItemID]
+		s.touched[w.ItemID] = true
+		s.mu.Unlock()
+		if first {
+			if _, err := s.TokenStore.Update(ctx, w.ItemID, lifecycle.Patch{LastUsedAt: lifecycle.Ptr(time.Now())}, time.Time{}); err != nil {
+				panic(err)
+			}
+		}
+	}
+	return s.TokenStore.Apply(ctx, writes)
+}
+
+// A token the app uses between the revocation's read and its write is read
+// again and revoked on what it says now, not refused as changed: revoke-all
+// answered 409 for a user whose tokens were in use.
+func TestRevokeAllTokensInUse(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	env.SeedSample(t)
+	store := &touchedBeforeWrite{TokenStore: env.Tokens, touched: map[string]bool{}}
+	svc, err := lifecycle.NewService(env.Config, lifecycle.Deps{Tokens: store, Runs: env.Runs, Legacy: env.Legacy,
+		Plaid: env.Adapter, Cipher: env.Vault, Clock: env.Clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := svc.RevokeAllTokens(context.Background(), sample.Alice)
+	if err != nil || n != 3 {
+		t.Fatalf("RevokeAllTokens while the app uses the tokens: %d, %v; want 3 revoked", n, err)
+	}
+	for _, id := range []string{"item-alice-chase", "item-alice-boa", "item-alice-old"} {
+		if doc := env.Doc(t, id); doc.Status != lifecycle.StatusRevoked {
+			t.Errorf("%s is %s, want revoked", id, doc.Status)
+		}
+		if audits := env.AuditEntries(t, id); len(audits) != 1 {
+			t.Errorf("%s has %d audit entries, want 1", id, len(audits))
+		}
 	}
 }
