@@ -65,6 +65,9 @@ type Write struct {
 type RunStore interface {
 	// GetRun returns a run record, or an error wrapping ErrNotFound.
 	GetRun(ctx context.Context, id string) (*RunRecord, error)
+	// RecentRuns returns the newest n run records by start time, newest
+	// first.
+	RecentRuns(ctx context.Context, n int) ([]*RunRecord, error)
 	// SaveRun writes the whole run record, unless another invocation took
 	// the run since this one claimed it (the stored record's Invocations
 	// moved on, or it was abandoned): then the error wraps ErrLeaseLost and
