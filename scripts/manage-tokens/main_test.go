@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
+
 	"io"
 	"regexp"
 	"runtime/debug"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/spf13/pflag"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
@@ -94,12 +95,21 @@ const cleanupBlock = `🚀 Personal Wealth Management - Token Management
 
 var sampleStatistics = testenv.SampleStatistics
 
+// runIDLine is the cleanup report's run id line; withRunID replaces the id
+// with RUN so that reports compare whole.
+var runIDLine = regexp.MustCompile(`(?m)^   Run id: [0-9a-f-]{36}$`)
+
+func withRunID(out string) string { return runIDLine.ReplaceAllString(out, "   Run id: RUN") }
+
+// cleanupReport is the sample set's cleanup report, as printed.
+const cleanupReport = cleanupBlock + "   Run id: RUN\n"
+
 func TestCleanup(t *testing.T) {
 	t.Parallel()
 	env := newCLIEnv(t, true)
 	res := runCLI(t, env.getenv, "cleanup", "--days", "90")
 	res.mustSucceed(t)
-	if diff := cmp.Diff(cleanupBlock, res.stdout); diff != "" {
+	if diff := cmp.Diff(cleanupReport, withRunID(res.stdout)); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
 	}
 	// The rules ran for real: dead and stale tokens are gone, the invalid
@@ -128,8 +138,8 @@ func TestCleanupDryRun(t *testing.T) {
 	// The default threshold is STALE_DAYS (90).
 	res := runCLI(t, env.getenv, "cleanup", "--dry-run")
 	res.mustSucceed(t)
-	want := cleanupBlock + "   (dry run: nothing was changed)\n"
-	if diff := cmp.Diff(want, res.stdout); diff != "" {
+	want := cleanupReport + "   (dry run: nothing was changed)\n"
+	if diff := cmp.Diff(want, withRunID(res.stdout)); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
 	}
 	if after := env.Doc(t, "item-carol-boa"); after == nil || !after.Version.Equal(before.Version) {
@@ -275,7 +285,7 @@ func TestCommandHelp(t *testing.T) {
 				t.Errorf("help:\n%s", want)
 			}
 			var inv invocation
-			cmd.flagSet(&inv).VisitAll(func(f *flag.Flag) {
+			cmd.flagSet(&inv).VisitAll(func(f *pflag.Flag) {
 				if !strings.Contains(want, "\n  --"+f.Name) || !strings.Contains(want, "[--"+f.Name) {
 					t.Errorf("help does not show --%s:\n%s", f.Name, want)
 				}
@@ -751,8 +761,8 @@ func TestTerminalOutput(t *testing.T) {
 				if err := json.Unmarshal([]byte(res.stdout), &body); err != nil {
 					t.Errorf("stdout is not one JSON object: %v\n%s", err, res.stdout)
 				}
-			} else if want := cleanupBlock + dryRunLine + "\n"; res.stdout != want {
-				t.Errorf("stdout (-want +got):\n%s", cmp.Diff(want, res.stdout))
+			} else if want := cleanupReport + dryRunLine + "\n"; withRunID(res.stdout) != want {
+				t.Errorf("stdout (-want +got):\n%s", cmp.Diff(want, withRunID(res.stdout)))
 			}
 			if bar := strings.Contains(res.stderr, "\rcleanup ["); bar != tc.terminal {
 				t.Errorf("progress bar on stderr = %v, want %v:\n%q", bar, tc.terminal, res.stderr)
