@@ -416,7 +416,18 @@ func cmpOr(codes ...int) int {
 }
 
 // followEvery spaces the reports of run --follow.
-var followEvery = 3 * time.Second
+const followEvery = 3 * time.Second
+
+// followWait waits between two reports of run --follow (a test finishes
+// the run there instead).
+var followWait = func(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(followEvery):
+		return nil
+	}
+}
 
 func (c *cli) run(ctx context.Context, inv invocation) int {
 	for {
@@ -444,10 +455,8 @@ func (c *cli) run(ctx context.Context, inv invocation) int {
 			c.status.show(fmt.Sprintf("run %s: %s, %d tokens checked, invocation %d", run.ID, run.Status,
 				run.Statistics.TotalChecked, run.Invocations))
 		}
-		select {
-		case <-ctx.Done():
-			return fail(c.stderr, ctx.Err())
-		case <-time.After(followEvery):
+		if err := followWait(ctx); err != nil {
+			return fail(c.stderr, err)
 		}
 	}
 }

@@ -508,6 +508,18 @@ func TestAnalyticsExact(t *testing.T) {
 		t.Errorf("second --exact (-want +got):\n%s\ntotal %d", diff, body.Analytics.TotalTokens)
 	}
 
+	// Exact counters: no drift, and nothing said to be repaired.
+	res = runCLI(t, getenv, "analytics", "--exact")
+	res.mustSucceed(t)
+	for _, want := range []string{"   Drift: none\n", "   Users whose token count drifted: 0\n", "   Counters exact: nothing to repair (recorded as repair "} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("third --exact: stdout lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if strings.Contains(res.stdout, "Repaired") {
+		t.Errorf("third --exact says it repaired exact counters:\n%s", res.stdout)
+	}
+
 	res = runCLI(t, getenv, "analytics")
 	res.mustSucceed(t)
 	if !strings.Contains(res.stdout, "(the counters)") || !strings.Contains(res.stdout, "Last 7 days (created / used / removed):") || res.stderr != "" {
