@@ -124,14 +124,20 @@ type series struct {
 	Values      []float64
 }
 
-// niceMax rounds m up to 1, 2 or 5 times a power of ten, at least 1.
-func niceMax(m float64) float64 {
-	if m <= 1 {
+// gridSteps is how many steps the value axis has.
+const gridSteps = 4
+
+// axisStep is the value axis' step for values up to m: a whole 1, 2 or 5
+// times a power of ten (the values are counts), so that gridSteps steps
+// reach m.
+func axisStep(m float64) float64 {
+	step := m / gridSteps
+	if step <= 1 {
 		return 1
 	}
-	p := math.Pow(10, math.Floor(math.Log10(m)))
+	p := math.Pow(10, math.Floor(math.Log10(step)))
 	for _, f := range []float64{1, 2, 5, 10} {
-		if m <= f*p {
+		if step <= f*p {
 			return f * p
 		}
 	}
@@ -142,15 +148,12 @@ func niceMax(m float64) float64 {
 // value.
 func newChart(id, title, note string, max float64) (*chart, func(float64) float64) {
 	c := &chart{ID: id, Title: title, Note: note, W: chartW, H: chartH}
-	top := niceMax(max)
+	step := axisStep(max)
+	top := step * gridSteps
 	y := func(v float64) float64 { return chartTop + chartPlotH*(1-v/top) }
-	for i := 0; i <= 4; i++ {
-		v := top * float64(i) / 4
-		text := strconv.FormatFloat(v, 'f', -1, 64)
-		if v != math.Trunc(v) {
-			text = strconv.FormatFloat(v, 'f', 1, 64)
-		}
-		c.Grid = append(c.Grid, gridLine{Y: y(v), Value: text})
+	for i := range gridSteps + 1 {
+		v := step * float64(i)
+		c.Grid = append(c.Grid, gridLine{Y: y(v), Value: strconv.FormatFloat(v, 'f', -1, 64)})
 	}
 	return c, y
 }
