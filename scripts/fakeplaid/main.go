@@ -38,7 +38,8 @@ func main() {
 	latency := flag.Duration("latency", 0, "added to every answer (the benchmark uses 20ms)")
 	withSample := flag.Bool("sample", false, "answer for the sample token set")
 	bench := flag.Int("bench", 0, "answer for the benchmark dataset of this many tokens")
-	signAddr := flag.String("sign-addr", "", "if set, serve POST /sign here: signs the request body as a Plaid webhook (local development only)")
+	signAddr := flag.String("sign-addr", "", "if set, serve local controls here: POST /sign signs the request body as a Plaid webhook, "+
+		"POST /reset-sample answers for the sample set anew (local development only)")
 	faultRate := flag.Float64("fault-rate", 0, "fail this fraction (0 to 1) of requests with random faults, to try the service under Plaid's failures")
 	faultSeed := flag.Int64("fault-seed", 1, "the seed deciding which requests fail (the same seed fails the same attempts)")
 	faultKinds := flag.String("fault-kinds", "", "comma-separated fault kinds: rate_limit, server_error, timeout, reset, lost_answer (default: all)")
@@ -124,6 +125,12 @@ func serveSigner(addr string, srv *plaidfake.Server) error {
 			return
 		}
 		fmt.Fprint(w, jwt)
+	})
+	// POST /reset-sample: answer for the sample set as at the start, its
+	// removed Items back (devkit seed --reset re-seeds the set).
+	mux.HandleFunc("POST /reset-sample", func(w http.ResponseWriter, r *http.Request) {
+		sample.Register(srv, sample.Tokens(time.Now().UTC()))
+		w.WriteHeader(http.StatusNoContent)
 	})
 	go http.Serve(ln, mux)
 	fmt.Fprintf(os.Stderr, "fakeplaid: webhook signer on http://%s/sign\n", ln.Addr())

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/finwell/plaid-token-lifecycle/internal/profile"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -290,7 +291,7 @@ var (
 func defineGlobalFlags(fs *pflag.FlagSet, inv *invocation) {
 	fs.StringVar(&inv.actor, "actor", "", "the operator that run and audit records name (default: the Google\n"+
 		"account of the credentials, else cli:$USER)")
-	fs.StringVar(&inv.profile, "profile", "", "read the settings from profile `NAME` ("+profileHelpPath("NAME")+")\n"+
+	fs.StringVar(&inv.profile, "profile", "", "read the settings from profile `NAME` ("+profile.HelpPath("NAME")+")\n"+
 		"or from the file NAME when it contains a /; they override the\n"+
 		"environment (default: $MANAGE_TOKENS_PROFILE)")
 }

@@ -50,6 +50,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/finwell/plaid-token-lifecycle/internal/profile"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -230,7 +231,7 @@ func execute(ctx context.Context, con console, getenv func(string) (string, bool
 	if cmd.standalone != nil {
 		return cmd.standalone(con, inv, c.Root())
 	}
-	getenv, err := withProfile(inv.profile, getenv)
+	getenv, err := profile.Apply(inv.profile, getenv)
 	if err != nil {
 		return fail(con.stderr, err)
 	}
@@ -429,7 +430,7 @@ LEGACY_TOKEN_ENCRYPTION_KEY, PLAID_CLIENT_ID, PLAID_SECRET, PLAID_ENV, ...
 --profile local reads %s, which scripts/dev.sh writes
 for the local system it runs.
 
-%s`, program, program, profileHelpPath("local"), exitHelp)
+%s`, program, program, profile.HelpPath("local"), exitHelp)
 	return b.String()
 }
 

@@ -1,4 +1,10 @@
-package main
+// Package profile reads settings profiles: files of KEY=VALUE lines (the
+// environment variables of DESIGN §8) that the operators' tools load, so
+// that pointing them at a system is one flag, not a copied line of
+// exports. scripts/dev.sh writes the "local" profile for the system it
+// runs, with that run's emulator ports; manage-tokens (--profile) and
+// devkit read it.
+package profile
 
 import (
 	"bufio"
@@ -10,28 +16,24 @@ import (
 	"strings"
 )
 
-// Profiles: a file of KEY=VALUE lines (the environment variables of DESIGN
-// §8) that --profile loads, so that pointing the CLI at a system is one
-// flag, not a copied line of exports. scripts/dev.sh writes the "local"
-// profile for the system it runs, with the emulators' ports of that run.
+// EnvVar names the profile used when none is given.
+const EnvVar = "MANAGE_TOKENS_PROFILE"
 
-// profileEnv names the profile used when --profile is not given.
-const profileEnv = "MANAGE_TOKENS_PROFILE"
+// Local is the profile scripts/dev.sh writes.
+const Local = "local"
 
-// emulatorVars are decided by the profile alone: a production profile
-// that does not name an emulator must not pick up one exported in the
-// shell by a local session (nor the reverse).
+// emulatorVars are decided by the profile alone: a production profile that
+// does not name an emulator must not pick up one exported in the shell by a
+// local session (nor the reverse).
 var emulatorVars = []string{"FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}
 
-// profileHelpPath is where profile name lives, as the help shows it.
-func profileHelpPath(name string) string {
-	return "~/.config/manage-tokens/" + name + ".env"
-}
+// HelpPath is where profile name lives, as a help shows it.
+func HelpPath(name string) string { return "~/.config/manage-tokens/" + name + ".env" }
 
-// profilePath is the file of profile name: name itself when it is a path,
-// else name.env in the manage-tokens directory of the user's configuration
-// ($XDG_CONFIG_HOME, else ~/.config).
-func profilePath(name string, getenv func(string) (string, bool)) (string, error) {
+// Path is the file of profile name: name itself when it is a path (it
+// contains a / or ends in .env), else name.env in the manage-tokens
+// directory of the user's configuration ($XDG_CONFIG_HOME, else ~/.config).
+func Path(name string, getenv func(string) (string, bool)) (string, error) {
 	if strings.ContainsRune(name, '/') || strings.HasSuffix(name, ".env") {
 		return name, nil
 	}
@@ -46,34 +48,34 @@ func profilePath(name string, getenv func(string) (string, bool)) (string, error
 	return filepath.Join(dir, "manage-tokens", name+".env"), nil
 }
 
-// withProfile returns getenv with the profile's variables over it: profile,
+// Apply returns getenv with the variables of profile name over it: name,
 // else $MANAGE_TOKENS_PROFILE; none: getenv as it is. The emulator hosts,
 // which the client libraries read from the process environment, are set
 // (or unset) there as the profile says.
-func withProfile(profile string, getenv func(string) (string, bool)) (func(string) (string, bool), error) {
-	if profile == "" {
-		profile, _ = getenv(profileEnv)
+func Apply(name string, getenv func(string) (string, bool)) (func(string) (string, bool), error) {
+	if name == "" {
+		name, _ = getenv(EnvVar)
 	}
-	if profile = strings.TrimSpace(profile); profile == "" {
+	if name = strings.TrimSpace(name); name == "" {
 		return getenv, nil
 	}
-	path, err := profilePath(profile, getenv)
+	path, err := Path(name, getenv)
 	if err != nil {
 		return nil, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		if os.IsNotExist(err) && profile == "local" {
+		if os.IsNotExist(err) && name == Local {
 			return nil, fmt.Errorf("profile local: %s does not exist: scripts/dev.sh writes it while the local system runs", path)
 		}
-		return nil, fmt.Errorf("profile %s: %w", profile, err)
+		return nil, fmt.Errorf("profile %s: %w", name, err)
 	}
-	vars, err := parseProfile(data)
+	vars, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("profile %s (%s): %w", profile, path, err)
+		return nil, fmt.Errorf("profile %s (%s): %w", name, path, err)
 	}
 	for _, k := range emulatorVars {
-		if v, ok := vars[k]; ok && v != "" {
+		if v := vars[k]; v != "" {
 			os.Setenv(k, v)
 		} else {
 			os.Unsetenv(k)
@@ -88,10 +90,10 @@ func withProfile(profile string, getenv func(string) (string, bool)) (func(strin
 	}, nil
 }
 
-// parseProfile reads KEY=VALUE lines: blank lines and # comments are
-// skipped, "export " is allowed before a key, and a value may be quoted
-// as a shell or Go would ("..." with escapes, '...' as is).
-func parseProfile(data []byte) (map[string]string, error) {
+// Parse reads KEY=VALUE lines: blank lines and # comments are skipped,
+// "export " is allowed before a key, and a value may be quoted as a shell
+// or Go would ("..." with escapes, '...' as is).
+func Parse(data []byte) (map[string]string, error) {
 	vars := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
