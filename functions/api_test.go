@@ -129,8 +129,8 @@ func TestAPIUnauthenticated(t *testing.T) {
 	tokens := []struct {
 		name, authorization, detail string
 	}{
-		{"no header", "", "missing bearer token: send the header Authorization: Bearer <JWT>"},
-		{"not bearer", "Basic dXNlcjpwYXNz", "missing bearer token: the Authorization header uses the Basic scheme; send the header Authorization: Bearer <JWT>"},
+		{"no header", "", "missing bearer token: send the header Authorization: Bearer followed by a space and the JWT"},
+		{"not bearer", "Basic dXNlcjpwYXNz", "missing bearer token: the Authorization header uses the Basic scheme; send the header Authorization: Bearer followed by a space and the JWT"},
 		{"garbage", "Bearer not.a.jwt", "invalid token"},
 		{"HS256 bad signature", "Bearer " + hs[:len(hs)-4] + "AAAA", "invalid token"},
 		{"HS256 other secret", "Bearer " + testenv.SignHS256(t, otherSecret, testenv.AccessTokenClaims(sample.Alice)), "invalid token"},

@@ -197,7 +197,7 @@ func (a *Authenticator) expiredMessage(raw string) string {
 	if a.cfg.FirestoreEmulatorHost == "" {
 		return msg
 	}
-	sub := "<user_id>"
+	sub := "USER_ID"
 	if t, _, err := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{}); err == nil {
 		if s, _ := t.Claims.(jwt.MapClaims)["sub"].(string); s != "" && !strings.ContainsAny(s, " '\"$`\\") {
 			sub = s
@@ -208,7 +208,7 @@ func (a *Authenticator) expiredMessage(raw string) string {
 
 // The refusals of a request without a bearer token say what to send.
 const (
-	sendBearer       = "send the header Authorization: Bearer <JWT>"
+	sendBearer       = "send the header Authorization: Bearer followed by a space and the JWT"
 	missingBearer    = "missing bearer token: " + sendBearer
 	bearerNoScheme   = "missing bearer token: the Authorization header holds a token without the word Bearer before it; " + sendBearer
 	bearerEmpty      = "missing bearer token: nothing follows Bearer in the Authorization header; " + sendBearer

@@ -211,14 +211,14 @@ func outcome(t *testing.T, p Principal, err error) authOutcome {
 var (
 	refusedInvalid = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "invalid token"}
 	refusedExpired = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "token expired: sign in again for a new one"}
-	refusedMissing = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "missing bearer token: send the header Authorization: Bearer <JWT>"}
+	refusedMissing = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "missing bearer token: send the header Authorization: Bearer followed by a space and the JWT"}
 	// A refusal of the header says what was wrong with it, and what to send.
 	refusedBasic = authOutcome{Code: lifecycle.CodeUnauthorized,
-		Message: "missing bearer token: the Authorization header uses the Basic scheme; send the header Authorization: Bearer <JWT>"}
+		Message: "missing bearer token: the Authorization header uses the Basic scheme; send the header Authorization: Bearer followed by a space and the JWT"}
 	refusedNoScheme = authOutcome{Code: lifecycle.CodeUnauthorized,
-		Message: "missing bearer token: the Authorization header holds a token without the word Bearer before it; send the header Authorization: Bearer <JWT>"}
+		Message: "missing bearer token: the Authorization header holds a token without the word Bearer before it; send the header Authorization: Bearer followed by a space and the JWT"}
 	refusedEmpty = authOutcome{Code: lifecycle.CodeUnauthorized,
-		Message: "missing bearer token: nothing follows Bearer in the Authorization header; send the header Authorization: Bearer <JWT>"}
+		Message: "missing bearer token: nothing follows Bearer in the Authorization header; send the header Authorization: Bearer followed by a space and the JWT"}
 	refusedTwoHeaders = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "invalid token: more than one Authorization header; send one"}
 )
 
@@ -295,7 +295,7 @@ func TestAuthenticate(t *testing.T) {
 		{"basic scheme", "hs", []string{"Basic x"}, refusedBasic},
 		{"a token without Bearer", "hs", []string{hs(legacyClaims("user-1"))}, refusedNoScheme},
 		{"an unknown scheme", "hs", []string{"Tok\"en x"}, authOutcome{Code: lifecycle.CodeUnauthorized,
-			Message: "missing bearer token: the Authorization header uses an unknown scheme; send the header Authorization: Bearer <JWT>"}},
+			Message: "missing bearer token: the Authorization header uses an unknown scheme; send the header Authorization: Bearer followed by a space and the JWT"}},
 		{"bearer without token", "hs", []string{"Bearer"}, refusedEmpty},
 		{"bearer with blank token", "hs", []string{"Bearer   "}, refusedEmpty},
 		{"two tokens", "hs", []string{"Bearer " + hs(legacyClaims("user-1")) + " " + hs(legacyClaims("user-1"))}, refusedInvalid},
@@ -514,7 +514,7 @@ func TestExpiredTokenLocally(t *testing.T) {
 	for sub, want := range map[string]string{
 		"user-alice": "token expired: sign in again for a new one; locally: go run ./scripts/devkit jwt -sub user-alice",
 		// A sub a shell would not take as it is is not pasted into a command.
-		"x; rm -rf ~": "token expired: sign in again for a new one; locally: go run ./scripts/devkit jwt -sub <user_id>",
+		"x; rm -rf ~": "token expired: sign in again for a new one; locally: go run ./scripts/devkit jwt -sub USER_ID",
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Authorization", expired(sub))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -11,10 +12,10 @@ import (
 
 // resolveActor is who the run and audit records name (DESIGN §9): the
 // --actor flag, else the Google account of the credentials the CLI would
-// use, else the local user as cli:USER. The account is read from files
-// only, never asked of a server: a service account key's client_email, an
-// impersonated account's email, or for user credentials the account of
-// gcloud's active configuration.
+// use, else the local user as cli:USER ($USER, else the process's account).
+// The account is read from files only, never asked of a server: a service
+// account key's client_email, an impersonated account's email, or for user
+// credentials the account of gcloud's active configuration.
 func resolveActor(flag string, getenv func(string) (string, bool)) string {
 	if a := strings.TrimSpace(flag); a != "" {
 		return a
@@ -26,6 +27,10 @@ func resolveActor(flag string, getenv func(string) (string, bool)) string {
 		if v, ok := getenv(k); ok && strings.TrimSpace(v) != "" {
 			return "cli:" + strings.TrimSpace(v)
 		}
+	}
+	// No USER (a container, cron): the account the process runs as.
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "cli:" + u.Username
 	}
 	return "cli"
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -184,7 +185,7 @@ func TestResolveActor(t *testing.T) {
 		{"CLOUDSDK_CORE_ACCOUNT", "", map[string]string{"CLOUDSDK_CONFIG": gcloud, "CLOUDSDK_CORE_ACCOUNT": "dana@finwell.example"}, "dana@finwell.example"},
 		{"no credentials: the local user", "", map[string]string{"HOME": home, "USER": "ops"}, "cli:ops"},
 		{"a credentials file that cannot be read", "", map[string]string{"GOOGLE_APPLICATION_CREDENTIALS": filepath.Join(dir, "gone.json"), "HOME": home, "USERNAME": "win"}, "cli:win"},
-		{"nothing at all", "", nil, "cli"},
+		{"nothing at all: the process's account", "", nil, "cli:" + osUser(t)},
 	}
 	for _, tc := range tests {
 		getenv := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
@@ -291,4 +292,13 @@ func TestCompletion(t *testing.T) {
 		!strings.HasPrefix(res.stderr, `manage-tokens completion: <shell> must be bash, zsh or fish, got "powershell"`) {
 		t.Errorf("completion powershell: exit %d, stderr %q", res.code, res.stderr)
 	}
+}
+
+func osUser(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
