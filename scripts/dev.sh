@@ -33,7 +33,14 @@ stop_all() {
   echo >&2
   echo "==> stopping" >&2
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Polled, not waited for: a wait interrupted by the signal can leave bash
+  # waiting for any child, the emulator included, which stops only below.
+  for _ in $(seq 1 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    (( alive )) || break
+    sleep 0.1
+  done
   stop_firestore_emulator
   # The profile names this run's ports: gone with them (unless another
   # dev.sh has written its own since).
