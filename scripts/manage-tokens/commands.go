@@ -76,10 +76,12 @@ from that run at once (it is marked abandoned) and starts this one.`,
 		about: `
 Prints a cleanup run's record: its status (running, checkpointed, succeeded,
 failed, abandoned), trigger, actor, start and end, invocations and
-statistics. The run ids come from the TokenCleanup function's answers (202
-run_id and status_url), from refusals naming the lease holder, and from
-the logs. With --follow it reports again every few seconds until the run
-has finished, and exits 1 if it failed or was abandoned.`,
+statistics, and the tokens it could not finish. 'manage-tokens runs' lists
+the run ids; they also come from cleanup's report, the TokenCleanup
+function's answers (202 run_id and status_url) and refusals naming the
+lease holder. With --follow it reports again every few seconds until the
+run has finished. It exits 1 if the run failed or was abandoned, 3 if it
+finished but left tokens for the next run.`,
 		flags: []flagDef{followFlag, jsonFlag},
 		args: []argDef{{name: "run_id", usage: "the cleanup run",
 			bind: func(inv *invocation) *string { return &inv.runID }}},
