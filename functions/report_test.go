@@ -172,7 +172,7 @@ func TestDailyCleanupAnswersSummary(t *testing.T) {
 		t.Errorf("%d runs after a redelivery, want 1", n)
 	}
 	// Not a CloudEvent: 400 with the error body.
-	r := httptest.NewRequest(http.MethodPost, "/events/DailyCleanup", strings.NewReader("{}"))
+	r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/events/DailyCleanup", strings.NewReader("{}"))
 	r.RemoteAddr = "127.0.0.1:50000"
 	w := httptest.NewRecorder()
 	f.routes.ServeHTTP(w, r)
