@@ -129,12 +129,12 @@ func TestAPIUnauthenticated(t *testing.T) {
 	tokens := []struct {
 		name, authorization, detail string
 	}{
-		{"no header", "", "missing bearer token"},
-		{"not bearer", "Basic dXNlcjpwYXNz", "missing bearer token"},
+		{"no header", "", "missing bearer token: send the header Authorization: Bearer followed by a space and the JWT"},
+		{"not bearer", "Basic dXNlcjpwYXNz", "missing bearer token: the Authorization header uses the Basic scheme; send the header Authorization: Bearer followed by a space and the JWT"},
 		{"garbage", "Bearer not.a.jwt", "invalid token"},
 		{"HS256 bad signature", "Bearer " + hs[:len(hs)-4] + "AAAA", "invalid token"},
 		{"HS256 other secret", "Bearer " + testenv.SignHS256(t, otherSecret, testenv.AccessTokenClaims(sample.Alice)), "invalid token"},
-		{"HS256 expired", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), "token expired"},
+		{"HS256 expired", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), "token expired: sign in again for a new one"},
 		{"HS256 refresh token", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"type": "refresh_token"}), "invalid token"},
 		{"HS256 without sub", "Bearer " + env.AccessToken(t, sample.Alice, map[string]any{"sub": nil}), "invalid token"},
 		{"alg none", "Bearer " + none, "invalid token"},

@@ -160,7 +160,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		case errors.Is(err, errKeysUnavailable):
 			return Principal{}, lifecycle.WrapError(lifecycle.CodeUnavailable, err, "authentication is temporarily unavailable")
 		case errors.Is(err, jwt.ErrTokenExpired):
-			return Principal{}, lifecycle.WrapError(lifecycle.CodeUnauthorized, err, "token expired")
+			return Principal{}, lifecycle.WrapError(lifecycle.CodeUnauthorized, err, a.expiredMessage(raw))
 		default:
 			return Principal{}, lifecycle.WrapError(lifecycle.CodeUnauthorized, err, "invalid token")
 		}
@@ -189,25 +189,73 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	return Principal{UserID: sub, Admin: admin || a.cfg.IsAdmin(sub)}, nil
 }
 
+// expiredMessage refuses an expired token (its signature checked) with
+// how to get a new one: on a local system (the Firestore emulator), the
+// devkit command that mints one for the same user.
+func (a *Authenticator) expiredMessage(raw string) string {
+	const msg = "token expired: sign in again for a new one"
+	if a.cfg.FirestoreEmulatorHost == "" {
+		return msg
+	}
+	sub := "USER_ID"
+	if t, _, err := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{}); err == nil {
+		if s, _ := t.Claims.(jwt.MapClaims)["sub"].(string); s != "" && !strings.ContainsAny(s, " '\"$`\\") {
+			sub = s
+		}
+	}
+	return msg + "; locally: go run ./scripts/devkit jwt -sub " + sub
+}
+
+// The refusals of a request without a bearer token say what to send.
+const (
+	sendBearer       = "send the header Authorization: Bearer followed by a space and the JWT"
+	missingBearer    = "missing bearer token: " + sendBearer
+	bearerNoScheme   = "missing bearer token: the Authorization header holds a token without the word Bearer before it; " + sendBearer
+	bearerEmpty      = "missing bearer token: nothing follows Bearer in the Authorization header; " + sendBearer
+	bearerScheme     = "missing bearer token: the Authorization header uses %s; " + sendBearer
+	bearerTwoHeaders = "invalid token: more than one Authorization header; send one"
+)
+
 // bearerToken returns the one token of an "Authorization: Bearer <jwt>"
-// header; the scheme is case-insensitive (RFC 7235 §2.1).
+// header; the scheme is case-insensitive (RFC 7235 §2.1). Its refusals say
+// what was wrong with the header and what to send instead.
 func bearerToken(h http.Header) (string, error) {
 	values := h.Values("Authorization")
 	if len(values) == 0 {
-		return "", lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, "missing bearer token")
+		return "", lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, missingBearer)
 	}
 	if len(values) > 1 {
-		return "", lifecycle.Errorf(lifecycle.CodeUnauthorized, "invalid token")
+		return "", lifecycle.Errorf(lifecycle.CodeUnauthorized, bearerTwoHeaders)
 	}
 	scheme, token, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
 	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, "missing bearer token")
+	switch {
+	case scheme == "":
+		return "", lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, missingBearer)
+	case !strings.EqualFold(scheme, "Bearer") && token == "" && strings.Count(scheme, ".") == 2:
+		// Authorization: <jwt>, the scheme forgotten.
+		return "", lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, bearerNoScheme)
+	case !strings.EqualFold(scheme, "Bearer"):
+		return "", lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, fmt.Sprintf(bearerScheme, schemeName(scheme)))
+	case token == "":
+		return "", lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, bearerEmpty)
 	}
 	if strings.ContainsAny(token, " \t") {
 		return "", lifecycle.Errorf(lifecycle.CodeUnauthorized, "invalid token")
 	}
 	return token, nil
+}
+
+// schemeName names an Authorization scheme as a refusal may quote it:
+// "the Basic scheme", or "an unknown scheme" for anything but a short
+// name (the header's bytes are the caller's, never echoed as they are).
+func schemeName(scheme string) string {
+	if len(scheme) > 20 || strings.IndexFunc(scheme, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
+	}) >= 0 {
+		return "an unknown scheme"
+	}
+	return "the " + scheme + " scheme"
 }
 
 // Require serves next only to authenticated callers, with their Principal
@@ -229,7 +277,7 @@ func RequireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := PrincipalFrom(r.Context())
 		if !ok {
-			refuseAuth(w, r, lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, "missing bearer token"))
+			refuseAuth(w, r, lifecycle.WrapError(lifecycle.CodeUnauthorized, errNoBearer, missingBearer))
 			return
 		}
 		if !p.Admin {

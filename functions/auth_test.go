@@ -210,8 +210,16 @@ func outcome(t *testing.T, p Principal, err error) authOutcome {
 
 var (
 	refusedInvalid = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "invalid token"}
-	refusedExpired = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "token expired"}
-	refusedMissing = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "missing bearer token"}
+	refusedExpired = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "token expired: sign in again for a new one"}
+	refusedMissing = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "missing bearer token: send the header Authorization: Bearer followed by a space and the JWT"}
+	// A refusal of the header says what was wrong with it, and what to send.
+	refusedBasic = authOutcome{Code: lifecycle.CodeUnauthorized,
+		Message: "missing bearer token: the Authorization header uses the Basic scheme; send the header Authorization: Bearer followed by a space and the JWT"}
+	refusedNoScheme = authOutcome{Code: lifecycle.CodeUnauthorized,
+		Message: "missing bearer token: the Authorization header holds a token without the word Bearer before it; send the header Authorization: Bearer followed by a space and the JWT"}
+	refusedEmpty = authOutcome{Code: lifecycle.CodeUnauthorized,
+		Message: "missing bearer token: nothing follows Bearer in the Authorization header; send the header Authorization: Bearer followed by a space and the JWT"}
+	refusedTwoHeaders = authOutcome{Code: lifecycle.CodeUnauthorized, Message: "invalid token: more than one Authorization header; send one"}
 )
 
 func TestAuthenticate(t *testing.T) {
@@ -284,11 +292,14 @@ func TestAuthenticate(t *testing.T) {
 
 		// The Authorization header.
 		{"no header", "hs", nil, refusedMissing},
-		{"basic scheme", "hs", []string{"Basic x"}, refusedMissing},
-		{"bearer without token", "hs", []string{"Bearer"}, refusedMissing},
-		{"bearer with blank token", "hs", []string{"Bearer   "}, refusedMissing},
+		{"basic scheme", "hs", []string{"Basic x"}, refusedBasic},
+		{"a token without Bearer", "hs", []string{hs(legacyClaims("user-1"))}, refusedNoScheme},
+		{"an unknown scheme", "hs", []string{"Tok\"en x"}, authOutcome{Code: lifecycle.CodeUnauthorized,
+			Message: "missing bearer token: the Authorization header uses an unknown scheme; send the header Authorization: Bearer followed by a space and the JWT"}},
+		{"bearer without token", "hs", []string{"Bearer"}, refusedEmpty},
+		{"bearer with blank token", "hs", []string{"Bearer   "}, refusedEmpty},
 		{"two tokens", "hs", []string{"Bearer " + hs(legacyClaims("user-1")) + " " + hs(legacyClaims("user-1"))}, refusedInvalid},
-		{"two headers", "hs", []string{"Bearer " + hs(legacyClaims("user-1")), "Bearer " + hs(legacyClaims("user-1"))}, refusedInvalid},
+		{"two headers", "hs", []string{"Bearer " + hs(legacyClaims("user-1")), "Bearer " + hs(legacyClaims("user-1"))}, refusedTwoHeaders},
 		{"lowercase bearer", "hs", []string{"bearer " + hs(legacyClaims("user-1"))}, user},
 		{"uppercase bearer", "hs", []string{"BEARER " + hs(legacyClaims("user-1"))}, user},
 	}
@@ -451,16 +462,16 @@ func TestAuthMiddleware(t *testing.T) {
 		authorization string
 		want          response
 	}{
-		{"require no token", a.Require(whoami), "", unauthorized("missing bearer token", "Bearer")},
-		{"require basic scheme", a.Require(whoami), "Basic dXNlcjpwYXNz", unauthorized("missing bearer token", "Bearer")},
+		{"require no token", a.Require(whoami), "", unauthorized(refusedMissing.Message, "Bearer")},
+		{"require basic scheme", a.Require(whoami), "Basic dXNlcjpwYXNz", unauthorized(refusedBasic.Message, "Bearer")},
 		{"require invalid token", a.Require(whoami), "Bearer not.a.jwt", unauthorized("invalid token", `Bearer error="invalid_token"`)},
-		{"require expired token", a.Require(whoami), expired, unauthorized("token expired", `Bearer error="invalid_token"`)},
+		{"require expired token", a.Require(whoami), expired, unauthorized(refusedExpired.Message, `Bearer error="invalid_token"`)},
 		{"require user", a.Require(whoami), hs("user-1"), response{Status: http.StatusOK, Body: map[string]string{"served": "user-1"}}},
 		{"require admin, user refused", a.Require(RequireAdmin(whoami)), hs("user-1"), response{Status: http.StatusForbidden,
 			Body: map[string]string{"detail": "admin privileges required", "code": string(lifecycle.CodeForbidden)}}},
 		{"require admin, admin served", a.Require(RequireAdmin(whoami)), hs("admin-1"), response{Status: http.StatusOK, Body: map[string]string{"served": "admin-1"}}},
-		{"require admin, no token", a.Require(RequireAdmin(whoami)), "", unauthorized("missing bearer token", "Bearer")},
-		{"require admin without require", RequireAdmin(whoami), hs("admin-1"), unauthorized("missing bearer token", "Bearer")},
+		{"require admin, no token", a.Require(RequireAdmin(whoami)), "", unauthorized(refusedMissing.Message, "Bearer")},
+		{"require admin without require", RequireAdmin(whoami), hs("admin-1"), unauthorized(refusedMissing.Message, "Bearer")},
 		{"jwks unavailable", unavailable.Require(whoami), "Bearer " + sign(t, jwt.SigningMethodES256, k.ec, ecKID, firebaseClaims("user-1")),
 			response{Status: http.StatusServiceUnavailable,
 				Body: map[string]string{"detail": "authentication is temporarily unavailable", "code": string(lifecycle.CodeUnavailable)}}},
@@ -488,5 +499,28 @@ func TestAuthPrincipalContext(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("PrincipalFrom mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// On a local system (the Firestore emulator) an expired token's refusal
+// gives the command that mints a new one for the same user.
+func TestExpiredTokenLocally(t *testing.T) {
+	t.Parallel()
+	a := newTestAuthenticator(t, lifecycle.Config{AuthJWTSecret: testSecret, FirestoreEmulatorHost: "127.0.0.1:8790"}, nil)
+	expired := func(sub string) string {
+		return "Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), "",
+			withClaims(legacyClaims(sub), map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
+	}
+	for sub, want := range map[string]string{
+		"user-alice": "token expired: sign in again for a new one; locally: go run ./scripts/devkit jwt -sub user-alice",
+		// A sub a shell would not take as it is is not pasted into a command.
+		"x; rm -rf ~": "token expired: sign in again for a new one; locally: go run ./scripts/devkit jwt -sub USER_ID",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", expired(sub))
+		_, err := a.Authenticate(r)
+		if got := outcome(t, Principal{}, err); got != (authOutcome{Code: lifecycle.CodeUnauthorized, Message: want}) {
+			t.Errorf("sub %q: %+v, want %q", sub, got, want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/client"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -76,6 +77,34 @@ func CloudEventHandler(fn func(context.Context, event.Event) error) http.Handler
 		panic(fmt.Sprintf("creating CloudEvents handler: %v", err))
 	}
 	return h
+}
+
+// eventSummaryHandler serves a CloudEvent function over HTTP as
+// CloudEventHandler does, structured or binary mode, and answers 200 with
+// the JSON summary of what it did; an error answers as any error of the
+// API does (5xx when a retry could help), so a sender retries as Eventarc
+// would.
+func eventSummaryHandler[T any](fn func(context.Context, event.Event) (T, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+				Detail: fmt.Sprintf("method %s not allowed; use POST", r.Method), Code: "method_not_allowed"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxEventData*2)
+		e, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
+		if err != nil {
+			writeError(w, r, lifecycle.Errorf(lifecycle.CodeInvalid, "not a CloudEvent: %v", err))
+			return
+		}
+		sum, err := fn(r.Context(), *e)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, sum)
+	})
 }
 
 // NewPubSubEventRequest builds a binary-mode CloudEvent request carrying a

@@ -67,35 +67,71 @@ func parseCleanupMessage(body []byte) (cleanupMessage, error) {
 // resumes stranded ones (lifecycle.Service.RunScheduledCleanup). It
 // returns an error only when Pub/Sub's retry could help.
 func (s *Server) DailyCleanup(ctx context.Context, e event.Event) error {
+	_, err := s.dailyCleanup(ctx, e)
+	return err
+}
+
+// dailySummary is what a DailyCleanup delivery did: the answer of a local
+// /events/DailyCleanup call.
+type dailySummary struct {
+	Function string `json:"function"`
+	EventID  string `json:"event_id"`
+	// Action: started, resumed, continued, skipped (another run holds
+	// the lease), duplicate, in_progress, finished, dropped; remove_item
+	// for an early removal, whose outcome Removal says.
+	Action     string                `json:"action"`
+	Removal    string                `json:"removal,omitempty"`
+	RunID      string                `json:"run_id,omitempty"`
+	StatusURL  string                `json:"status_url,omitempty"`
+	DryRun     bool                  `json:"dry_run"`
+	Done       bool                  `json:"done"`
+	Statistics *lifecycle.Statistics `json:"statistics,omitempty"`
+}
+
+func (s *Server) dailyCleanup(ctx context.Context, e event.Event) (*dailySummary, error) {
 	log := s.eventLogger(e, "DailyCleanup")
 	ctx = lifecycle.WithLogger(ctx, log)
+	sum := &dailySummary{Function: "DailyCleanup", EventID: e.ID(), Action: "dropped"}
 
 	body, err := pubSubMessage(e)
 	if err != nil {
 		log.ErrorContext(ctx, "malformed DailyCleanup event; dropped", slog.String("error", err.Error()))
-		return nil // a retry would fail the same way
+		return sum, nil // a retry would fail the same way
 	}
 	msg, err := parseCleanupMessage(body)
 	if err != nil {
 		log.ErrorContext(ctx, "malformed DailyCleanup message; dropped", slog.String("error", err.Error()))
-		return nil
+		return sum, nil
 	}
 	if msg.RemoveItem != nil {
 		// Idempotent: a redelivery finds the Item removed.
-		if _, err := s.svc.RemoveOwedItem(ctx, *msg.RemoveItem); err != nil {
+		sum.Action = "remove_item"
+		out, err := s.svc.RemoveOwedItem(ctx, *msg.RemoveItem)
+		sum.Removal = string(out)
+		if err != nil {
 			log.WarnContext(ctx, "early removal asks for a retry", slog.String("error", err.Error()))
-			return err
+			return sum, err
 		}
-		return nil
+		return sum, nil
 	}
 	ev := lifecycle.CleanupEvent{EventID: e.ID(), ContinueRunID: msg.ContinueRunID, DaysThreshold: s.cfg.StaleDays,
 		DryRun: msg.DryRun, Budget: s.cfg.RunTimeBudget}
 	if msg.DaysThreshold != nil {
 		ev.DaysThreshold = *msg.DaysThreshold
 	}
-	if _, err := s.svc.RunScheduledCleanup(ctx, ev); err != nil {
+	out, err := s.svc.RunScheduledCleanup(ctx, ev)
+	if err != nil {
 		log.WarnContext(ctx, "DailyCleanup asks for a retry", slog.String("error", err.Error()))
-		return err
+		return sum, err
 	}
-	return nil
+	if out != nil {
+		sum.Action, sum.RunID = out.Action, out.RunID
+		if out.RunID != "" {
+			sum.StatusURL = PathCleanupRuns + out.RunID
+		}
+		if r := out.Result; r != nil {
+			sum.DryRun, sum.Done, sum.Statistics = r.DryRun, r.Done, &r.Statistics
+		}
+	}
+	return sum, nil
 }

@@ -61,6 +61,9 @@ type Deps struct {
 	// AnalyticsRepairs takes TokenAnalytics' requests for a repair of the
 	// counters; nil publishes them to ANALYTICS_TOPIC.
 	AnalyticsRepairs AnalyticsRepairRequester
+	// Reports keeps the weekly report WeeklyAnalytics renders; nil: the
+	// REPORT_BUCKET bucket, or none when it is not set.
+	Reports ReportStore
 }
 
 // Server is every function's handler over one set of dependencies. The
@@ -71,6 +74,7 @@ type Server struct {
 	auth     *Authenticator
 	webhooks *lifecycle.WebhookVerifier
 	repairs  AnalyticsRepairRequester
+	reports  ReportStore // nil: no REPORT_BUCKET
 	log      *slog.Logger
 	// lastBackfillRequest is when (Unix ns) this instance last asked for
 	// the counters' backfill.
@@ -89,6 +93,10 @@ func New(ctx context.Context, cfg lifecycle.Config, deps Deps) (*Server, error) 
 	s := &Server{cfg: cfg, svc: deps.Service, auth: deps.Auth, webhooks: deps.Webhooks, repairs: deps.AnalyticsRepairs, log: deps.Logger}
 	if s.repairs == nil {
 		s.repairs = pubSubRepairRequester(cfg.Project, cfg.AnalyticsTopic)
+	}
+	s.reports = deps.Reports
+	if s.reports == nil && cfg.ReportBucket != "" {
+		s.reports = NewStorageReports(nil, cfg.ReportBucket, cfg.StorageEmulatorHost)
 	}
 	if s.log == nil {
 		s.log = lifecycle.NewJSONLogger(os.Stdout, cfg.LogLevel)
@@ -145,8 +153,10 @@ func (s *Server) Routes() http.Handler {
 	mux.Handle(PathWebhook, s.webhook)
 	mux.Handle(PathLinkToken, s.createLinkToken)
 	mux.Handle(PathItems, byMethod(map[string]http.Handler{http.MethodGet: s.listItems, http.MethodPost: s.exchange}))
-	mux.Handle("/events/DailyCleanup", s.localEvents(CloudEventHandler(s.DailyCleanup)))
-	mux.Handle("/events/WeeklyAnalytics", s.localEvents(CloudEventHandler(s.WeeklyAnalytics)))
+	// The same handlers as the deployed functions, answering what they did
+	// (a person runs them with curl; Eventarc reads only the status).
+	mux.Handle("/events/DailyCleanup", s.localEvents(eventSummaryHandler(s.dailyCleanup)))
+	mux.Handle("/events/WeeklyAnalytics", s.localEvents(eventSummaryHandler(s.weeklyAnalytics)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -145,6 +145,9 @@ type AnalyticsSnapshot struct {
 	// Repair is the repair of the counters the snapshot's recount made,
 	// with the drift it found (it should be none).
 	Repair *StatsRepair `json:"repair,omitempty" firestore:"repair,omitempty"`
+	// Activity is the users' activity the recount saw (the weekly
+	// report's user charts); nil in snapshots older than it.
+	Activity *UserActivity `json:"user_activity,omitempty" firestore:"user_activity,omitempty"`
 }
 
 // MaxAnalyticsHistory is the most snapshots AnalyticsHistory returns: a
@@ -160,6 +163,17 @@ func (s *Service) SaveAnalyticsSnapshot(ctx context.Context, eventID string, a *
 		return false, Errorf(CodeInvalid, "an analytics snapshot needs the event id")
 	}
 	snap := AnalyticsSnapshot{TakenAt: s.Clock.Now(), EventID: eventID, Analytics: *a, Repair: repair}
+	return s.Runs.SaveSnapshot(ctx, snap)
+}
+
+// SaveWeeklySnapshot stores the snapshot of a weekly recount: its
+// analytics, repair and users' activity, as SaveAnalyticsSnapshot does.
+func (s *Service) SaveWeeklySnapshot(ctx context.Context, eventID string, res *ExactResult) (bool, error) {
+	if eventID == "" {
+		return false, Errorf(CodeInvalid, "an analytics snapshot needs the event id")
+	}
+	snap := AnalyticsSnapshot{TakenAt: s.Clock.Now(), EventID: eventID, Analytics: *res.Analytics, Repair: res.Repair,
+		Activity: res.Activity}
 	return s.Runs.SaveSnapshot(ctx, snap)
 }
 

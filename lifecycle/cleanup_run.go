@@ -277,10 +277,16 @@ func (s *Service) CleanupRun(ctx context.Context, id string) (*RunRecord, error)
 	if err != nil {
 		return nil, err
 	}
+	return s.settleDead(ctx, run)
+}
+
+// settleDead returns run, marked failed (and so recorded) when it died
+// (markDead).
+func (s *Service) settleDead(ctx context.Context, run *RunRecord) (*RunRecord, error) {
 	if probe := *run; !markDead(&probe, s.Clock.Now()) {
 		return run, nil
 	}
-	return s.Runs.UpdateRun(ctx, id, func(r *RunRecord) bool { return markDead(r, s.Clock.Now()) })
+	return s.Runs.UpdateRun(ctx, run.ID, func(r *RunRecord) bool { return markDead(r, s.Clock.Now()) })
 }
 
 // markDead marks run failed when nothing will ever move it on again: it

@@ -53,6 +53,17 @@ type Config struct {
 	CleanupTopic   string // CLEANUP_TOPIC: continuations and handed-over HTTP runs
 	AnalyticsTopic string // ANALYTICS_TOPIC: repair requests of ?exact=true
 
+	// ReportBucket is the Cloud Storage bucket WeeklyAnalytics writes the
+	// weekly report into (DESIGN §9); empty: the report is not written.
+	ReportBucket string // REPORT_BUCKET
+	// StorageEmulatorHost is a Cloud Storage emulator's host:port (the
+	// storage client reads it itself; the report's local address names it).
+	StorageEmulatorHost string // STORAGE_EMULATOR_HOST
+	// FirestoreEmulatorHost is the Firestore emulator's host:port (the
+	// client library reads it itself); set, this is a local system, and
+	// errors may say how to fix things locally.
+	FirestoreEmulatorHost string // FIRESTORE_EMULATOR_HOST
+
 	// The local server only (scripts/serve).
 	Host string // HOST
 	Port string // PORT
@@ -167,22 +178,25 @@ func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
 			ItemGetRPM:    positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
 			ItemRemoveRPM: positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
 		},
-		AuthJWTSecret:      get("AUTH_JWT_SECRET"),
-		AuthJWKSURL:        get("AUTH_JWKS_URL"),
-		AuthIssuer:         get("AUTH_ISSUER"),
-		AuthAudience:       get("AUTH_AUDIENCE"),
-		AdminUserIDs:       splitList(get("ADMIN_USER_IDS")),
-		StaleDays:          positive("STALE_DAYS", DefaultStaleDays),
-		RunTimeBudget:      duration("RUN_TIME_BUDGET", DefaultRunTimeBudget),
-		HTTPRunTimeBudget:  duration("HTTP_RUN_TIME_BUDGET", DefaultHTTPRunTimeBudget),
-		ValidationInterval: DefaultValidationInterval,
-		CleanupPageSize:    positive("CLEANUP_PAGE_SIZE", 0),
-		CleanupConcurrency: positive("CLEANUP_CONCURRENCY", 0),
-		CleanupLeaseTTL:    duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
-		CleanupTopic:       cmp.Or(get("CLEANUP_TOPIC"), DefaultCleanupTopic),
-		AnalyticsTopic:     cmp.Or(get("ANALYTICS_TOPIC"), DefaultAnalyticsTopic),
-		Host:               cmp.Or(get("HOST"), DefaultHost),
-		Port:               cmp.Or(get("PORT"), DefaultPort),
+		AuthJWTSecret:         get("AUTH_JWT_SECRET"),
+		AuthJWKSURL:           get("AUTH_JWKS_URL"),
+		AuthIssuer:            get("AUTH_ISSUER"),
+		AuthAudience:          get("AUTH_AUDIENCE"),
+		AdminUserIDs:          splitList(get("ADMIN_USER_IDS")),
+		StaleDays:             positive("STALE_DAYS", DefaultStaleDays),
+		RunTimeBudget:         duration("RUN_TIME_BUDGET", DefaultRunTimeBudget),
+		HTTPRunTimeBudget:     duration("HTTP_RUN_TIME_BUDGET", DefaultHTTPRunTimeBudget),
+		ValidationInterval:    DefaultValidationInterval,
+		CleanupPageSize:       positive("CLEANUP_PAGE_SIZE", 0),
+		CleanupConcurrency:    positive("CLEANUP_CONCURRENCY", 0),
+		CleanupLeaseTTL:       duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
+		CleanupTopic:          cmp.Or(get("CLEANUP_TOPIC"), DefaultCleanupTopic),
+		AnalyticsTopic:        cmp.Or(get("ANALYTICS_TOPIC"), DefaultAnalyticsTopic),
+		Host:                  cmp.Or(get("HOST"), DefaultHost),
+		Port:                  cmp.Or(get("PORT"), DefaultPort),
+		ReportBucket:          get("REPORT_BUCKET"),
+		StorageEmulatorHost:   get("STORAGE_EMULATOR_HOST"),
+		FirestoreEmulatorHost: get("FIRESTORE_EMULATOR_HOST"),
 	}
 	if c.FirestoreDatabase == "" {
 		c.FirestoreDatabase = DefaultFirestoreDatabase

@@ -52,6 +52,28 @@ func (s *FirestoreRunStore) GetRun(ctx context.Context, id string) (*RunRecord, 
 	return decodeRun(snap)
 }
 
+// RecentRuns reads the newest n run records (single-field index on
+// started_at).
+func (s *FirestoreRunStore) RecentRuns(ctx context.Context, n int) ([]*RunRecord, error) {
+	iter := s.client.Collection(RunsCollection).OrderBy("started_at", firestore.Desc).Limit(n).Documents(ctx)
+	defer iter.Stop()
+	out := make([]*RunRecord, 0, n)
+	for {
+		snap, err := iter.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, queryError("reading recent runs", err)
+		}
+		run, err := decodeRun(snap)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, run)
+	}
+}
+
 func decodeRun(snap *firestore.DocumentSnapshot) (*RunRecord, error) {
 	var run RunRecord
 	if err := snap.DataTo(&run); err != nil {

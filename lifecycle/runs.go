@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -154,11 +155,22 @@ func (e *LeaseHeldError) Error() string {
 // Is makes errors.Is(err, ErrLeaseHeld) true.
 func (e *LeaseHeldError) Is(target error) bool { return target == ErrLeaseHeld }
 
-// leaseHeld is the *Error a caller gets for a held lease: a conflict whose
-// message is the LeaseHeldError's.
-func leaseHeld(l *Lease) *Error {
-	held := &LeaseHeldError{RunID: l.Holder, Trigger: l.Trigger, Actor: l.Actor, StartedAt: l.StartedAt, ExpiresAt: l.ExpiresAt}
-	return &Error{Code: CodeConflict, Message: held.Error(), Err: held}
+// As makes the refusal a conflict to errors.As(err, **Error) (ErrorCode,
+// IsCode, the HTTP mapping), its message the whole sentence. It is not
+// wrapped in an *Error instead: that Error() would print the sentence
+// twice, once as the message and once as the wrapped error.
+func (e *LeaseHeldError) As(target any) bool {
+	if t, ok := target.(**Error); ok {
+		*t = &Error{Code: CodeConflict, Message: e.Error()}
+		return true
+	}
+	return false
+}
+
+// leaseHeld is the error a caller gets for a held lease: a conflict that
+// says which run holds it.
+func leaseHeld(l *Lease) error {
+	return &LeaseHeldError{RunID: l.Holder, Trigger: l.Trigger, Actor: l.Actor, StartedAt: l.StartedAt, ExpiresAt: l.ExpiresAt}
 }
 
 var (
@@ -169,3 +181,25 @@ var (
 	// an operator took it over); the run stops.
 	ErrLeaseLost = &Error{Code: CodeConflict, Message: "the cleanup lease was taken over by another run"}
 )
+
+// MaxRecentRuns is the most run records RecentRuns returns.
+const MaxRecentRuns = 200
+
+// RecentRuns returns the newest n run records (1..MaxRecentRuns), newest
+// first: what `manage-tokens runs` lists and the weekly report charts. A
+// run that died is listed, and recorded, as failed (markDead).
+func (s *Service) RecentRuns(ctx context.Context, n int) ([]*RunRecord, error) {
+	if n < 1 || n > MaxRecentRuns {
+		return nil, Errorf(CodeInvalid, "the number of runs must be an integer from 1 to %d", MaxRecentRuns)
+	}
+	runs, err := s.Runs.RecentRuns(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("listing recent runs: %w", err)
+	}
+	for i, run := range runs {
+		if runs[i], err = s.settleDead(ctx, run); err != nil {
+			return nil, fmt.Errorf("listing recent runs: %w", err)
+		}
+	}
+	return runs, nil
+}

@@ -282,6 +282,9 @@ func counterKey(name, dflt string) string {
 type Recount struct {
 	Counters Counters
 	Users    map[string]int64 // tokens per user
+	// activity is the users' latest use and active tokens, for the
+	// weekly report (user_activity.go).
+	activity userActivityCount
 }
 
 // NewRecount returns an empty recount.
@@ -293,6 +296,7 @@ func NewRecount() *Recount {
 func (r *Recount) Add(t *TokenSummary) {
 	d := StatsDelta{Counters: r.Counters, Users: r.Users}
 	contribute(d, t, +1)
+	r.activity.add(t)
 }
 
 // Finish sets the unique users count and returns the counters.

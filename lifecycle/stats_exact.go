@@ -88,6 +88,9 @@ type ExactResult struct {
 	// Skipped: no recount ran, the last repair answered the request
 	// (ExactOptions.UnlessRepairedSince); Analytics is nil.
 	Skipped bool `json:"skipped,omitempty"`
+	// Activity is the users' activity the recount saw, as of its read
+	// time: the weekly report's user charts.
+	Activity *UserActivity `json:"-"`
 }
 
 // Exact reports whether the counters agreed with the recount and were
@@ -197,6 +200,7 @@ func (s *Service) exactAnalytics(ctx context.Context, opts ExactOptions, repairI
 	a.AsOf, a.Source = t0, SourceRecount
 	a.Trend = analyticsFrom(reading.Counters, s.Clock.Now(), TrendDays).Trend
 	res.Analytics = a
+	res.Activity = rc.UserActivity(t0)
 	return res, nil
 }
 

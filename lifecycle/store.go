@@ -80,6 +80,9 @@ type Write struct {
 type RunStore interface {
 	// GetRun returns a run record, or an error wrapping ErrNotFound.
 	GetRun(ctx context.Context, id string) (*RunRecord, error)
+	// RecentRuns returns the newest n run records by start time, newest
+	// first.
+	RecentRuns(ctx context.Context, n int) ([]*RunRecord, error)
 	// SaveRun writes the whole run record, unless the stored record is no
 	// longer this invocation's: another invocation took the run since this
 	// one claimed it (the stored record's Invocations moved on), or the run

@@ -38,6 +38,27 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Chromium (Debian's package): the weekly report's test opens it in a real
+# headless browser. Installed when missing; a machine that cannot install it
+# fails here, loudly, rather than skip that test.
+if ! command -v chromium >/dev/null && [[ -z "${CHROMIUM:-}" ]]; then
+  echo "==> installing Chromium (apt-get; the weekly report's browser test needs it)"
+  sudo=
+  if (( EUID != 0 )); then sudo=sudo; fi
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >"$work/apt.log" 2>&1; }; then
+    cat "$work/apt.log" >&2 || true
+    echo "FAILED to install Chromium (apt-get install -y chromium); install it, or set CHROMIUM to a Chromium binary" >&2
+    exit 1
+  fi
+fi
+# What tests keep for a person to look at (the weekly report and its
+# screenshot): printed at the end.
+if [[ -z "${TEST_ARTIFACTS_DIR:-}" ]]; then
+  export TEST_ARTIFACTS_DIR=$PWD/test-artifacts
+  rm -rf "$TEST_ARTIFACTS_DIR" # this run's only
+fi
+mkdir -p "$TEST_ARTIFACTS_DIR"
+
 echo "==> starting the Firestore and Pub/Sub emulators"
 launch_firestore_emulator "$work/firestore.log"
 launch_pubsub_emulator "$work/pubsub.log"
@@ -78,6 +99,9 @@ passed=$(grep -cE '^\s*--- PASS' "$work/test.log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$work/test.log" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "$work/test.log" || true)
 echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
+for artifact in "$TEST_ARTIFACTS_DIR"/*; do
+  [[ -e "$artifact" ]] && echo "artifact: $artifact"
+done
 # Which Terraform checks ran: loud, last, so that nobody takes one for the other.
 if grep -q 'WITH the real provider' "$work/tf.log"; then
   echo "terraform: WITH the real hashicorp/google provider: validate (module, root) and terraform test ran"

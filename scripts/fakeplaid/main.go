@@ -47,7 +47,8 @@ func main() {
 	latency := flag.Duration("latency", 0, "added to every answer (the benchmark uses 20ms)")
 	withSample := flag.Bool("sample", false, "answer for the sample token set")
 	bench := flag.Int("bench", 0, "answer for the benchmark dataset of this many tokens")
-	signAddr := flag.String("sign-addr", "", "if set, serve the local-development controls here: POST /sign (signs the body as a Plaid webhook), POST /items/{item_id}/reset_login, POST /link/complete")
+	signAddr := flag.String("sign-addr", "", "if set, serve the local-development controls here: POST /sign (signs the body as a Plaid webhook), "+
+		"POST /items/{item_id}/reset_login, POST /link/complete, POST /reset-sample (answers for the sample set anew)")
 	faultRate := flag.Float64("fault-rate", 0, "fail this fraction (0 to 1) of requests with random faults, to try the service under Plaid's failures")
 	faultSeed := flag.Int64("fault-seed", 1, "the seed deciding which requests fail (the same seed fails the same attempts)")
 	faultKinds := flag.String("fault-kinds", "", "comma-separated fault kinds: rate_limit, server_error, timeout, reset, lost_answer (default: all)")
@@ -162,6 +163,12 @@ func serveControls(addr string, srv *plaidfake.Server) error {
 		default:
 			answer(w, http.StatusOK, map[string]any{"public_token": public})
 		}
+	})
+	// POST /reset-sample: answer for the sample set as at the start, its
+	// removed Items back (devkit seed --reset re-seeds the set).
+	mux.HandleFunc("POST /reset-sample", func(w http.ResponseWriter, r *http.Request) {
+		sample.Register(srv, sample.Tokens(time.Now().UTC()))
+		w.WriteHeader(http.StatusNoContent)
 	})
 	go http.Serve(ln, mux)
 	fmt.Fprintf(os.Stderr, "fakeplaid: local controls (webhook signer, reset_login, Link) on http://%s\n", ln.Addr())

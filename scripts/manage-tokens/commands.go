@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -12,8 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/finwell/plaid-token-lifecycle/internal/profile"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -29,19 +33,23 @@ type command struct {
 	needs   lifecycle.Needs
 	exec    func(c *cli, ctx context.Context, inv invocation) int
 	// standalone, if set, runs instead of exec, without configuration or
-	// Firestore.
-	standalone func(con console) int
+	// Firestore; root is the command tree (completion scripts need it).
+	standalone func(con console, inv invocation, root *cobra.Command) int
 }
 
 // flagDef defines one flag on fs, bound to a field of inv. Its usage text
-// names its value in back quotes, as flag.UnquoteUsage reads it: the help
+// names its value in back quotes, as pflag.UnquoteUsage reads it: the help
 // shows "--days N".
-type flagDef func(fs *flag.FlagSet, inv *invocation)
+type flagDef func(fs *pflag.FlagSet, inv *invocation)
 
 // argDef is a positional argument: <name> in the help.
 type argDef struct {
 	name, usage string
 	bind        func(inv *invocation) *string
+	// values, if set, are the only values it takes (shell completion
+	// offers them); valid checks it.
+	values []string
+	valid  func(string) error
 }
 
 var commands = []command{
@@ -70,15 +78,49 @@ taken over unless --force is given too.`,
 		about: `
 Prints a cleanup run's record: its status (running, checkpointed, succeeded,
 failed, abandoned), trigger, actor, start and end, invocations and
-statistics. The run ids come from the TokenCleanup function's answers (202
-run_id and status_url), from refusals naming the lease holder, and from
-the logs. With --follow it reports again every few seconds until the run
-has finished, and exits 1 if it failed or was abandoned.`,
+statistics, and the tokens it could not finish. 'manage-tokens runs' lists
+the run ids; they also come from cleanup's report, the TokenCleanup
+function's answers (202 run_id and status_url) and refusals naming the
+lease holder. With --follow it reports again every few seconds until the
+run has finished. It exits 1 if the run failed or was abandoned, 3 if it
+finished but left tokens for the next run.`,
 		flags: []flagDef{followFlag, jsonFlag},
 		args: []argDef{{name: "run_id", usage: "the cleanup run",
 			bind: func(inv *invocation) *string { return &inv.runID }}},
 		needs: lifecycle.Needs{Store: true},
 		exec:  (*cli).run,
+	},
+	{
+		name:    "runs",
+		summary: "list the newest runs: id, trigger, actor, status and totals",
+		about: `
+Lists the newest cleanup runs, newest first: run id, start time, trigger
+(schedule, http, cli), actor (who started it), status and totals (tokens
+checked, removed, marked invalid, not finished). 'manage-tokens run <run_id>'
+reports one in full. Dry runs are listed too, marked as such.`,
+		flags: []flagDef{limitFlag, jsonFlag},
+		needs: lifecycle.Needs{Store: true},
+		exec:  (*cli).runs,
+	},
+	{
+		name:    "report",
+		summary: "render the weekly report: one HTML page with charts",
+		about: `
+Renders the weekly report, the page WeeklyAnalytics writes into the report
+bucket every week: token creation and usage per day, cleanup runs' done and
+not finished tokens, institutions week over week, active users per week and
+day, Items per user, and the analytics table. One self-contained HTML file
+(inline style and SVG charts, no script, nothing loaded from any network):
+open it in a browser, offline.
+
+It reads the analytics counters, the newest run records and the weekly
+snapshots, never every token: the user charts come from the latest weekly
+recount (WeeklyAnalytics; locally, POST /events/WeeklyAnalytics).
+
+Needs only GOOGLE_CLOUD_PROJECT (and FIRESTORE_DATABASE).`,
+		flags: []flagDef{outFlag},
+		needs: lifecycle.Needs{Store: true},
+		exec:  (*cli).report,
 	},
 	{
 		name:    "analytics",
@@ -150,12 +192,57 @@ while a token could not be re-encrypted.`,
 Prints the module version, the VCS revision and time this binary was built
 from (go build records them in a checkout; go run does not), and the Go
 version.`,
-		standalone: func(con console) int {
+		standalone: func(con console, _ invocation, _ *cobra.Command) int {
 			bi, ok := debug.ReadBuildInfo()
 			fmt.Fprint(con.stdout, versionText(bi, ok))
 			return exitOK
 		},
 	},
+	{
+		name:    "completion",
+		summary: "print the shell completion script for bash, zsh or fish",
+		about: `
+Prints the completion script of <shell>: commands, flags and fixed values
+complete on Tab. Load it in the current shell, or install it once:
+
+  bash:  source <(manage-tokens completion bash)
+         manage-tokens completion bash > ~/.local/share/bash-completion/completions/manage-tokens
+  zsh:   source <(manage-tokens completion zsh)
+         manage-tokens completion zsh > "${fpath[1]}/_manage-tokens"
+  fish:  manage-tokens completion fish > ~/.config/fish/completions/manage-tokens.fish
+
+The script calls the manage-tokens binary back for each completion, so
+put a built binary on your PATH (go build ./scripts/manage-tokens), not go run.`,
+		args: []argDef{{name: "shell", usage: "bash, zsh or fish", values: completionShells,
+			bind: func(inv *invocation) *string { return &inv.shell },
+			valid: func(v string) error {
+				if !slices.Contains(completionShells, v) {
+					return fmt.Errorf("<shell> must be bash, zsh or fish, got %q", v)
+				}
+				return nil
+			}}},
+		standalone: completion,
+	},
+}
+
+// completionShells are the shells completion writes scripts for.
+var completionShells = []string{"bash", "zsh", "fish"}
+
+// completion prints the completion script of inv.shell for root.
+func completion(con console, inv invocation, root *cobra.Command) int {
+	var err error
+	switch inv.shell {
+	case "bash":
+		err = root.GenBashCompletionV2(con.stdout, true)
+	case "zsh":
+		err = root.GenZshCompletion(con.stdout)
+	case "fish":
+		err = root.GenFishCompletion(con.stdout, true)
+	}
+	if err != nil {
+		return fail(con.stderr, fmt.Errorf("writing the %s completion: %w", inv.shell, err))
+	}
+	return exitOK
 }
 
 func lookupCommand(name string) (command, bool) {
@@ -177,27 +264,66 @@ func commandNames() []string {
 
 // The flags the commands share.
 var (
-	daysFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+	daysFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
 		fs.Var(daysValue{&inv.days}, "days", fmt.Sprintf(
 			"an active token unused for more than `N` days is stale; N is 1 to %d\n(default: STALE_DAYS, or 90)", lifecycle.MaxDaysThreshold))
 	}
-	dryRunFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+	dryRunFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.dryRun, "dry-run", false, "report what would be done, change nothing")
 	}
-	takeOverFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+	takeOverFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
 		fs.StringVar(&inv.takeOver, "take-over", "", "take the cleanup lease from the dead run `RUN_ID`, which is marked abandoned")
 		fs.BoolVar(&inv.force, "force", false, "with --take-over: take the lease even from a run that renewed it recently (it may still be working)")
 	}
-	followFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+	followFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.follow, "follow", false, "report until the run has finished")
 	}
-	exactFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+	exactFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.exact, "exact", false, "recount every token, print the counters' drift and repair them")
 	}
-	jsonFlag flagDef = func(fs *flag.FlagSet, inv *invocation) {
+	jsonFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
 		fs.BoolVar(&inv.json, "json", false, "print one JSON object on stdout instead of the report")
 	}
+	limitFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
+		fs.Var(limitValue{&inv.limit}, "limit", fmt.Sprintf("list the newest `N` runs; N is 1 to %d (default %d)", lifecycle.MaxRecentRuns, defaultRuns))
+	}
+	outFlag flagDef = func(fs *pflag.FlagSet, inv *invocation) {
+		fs.StringVar(&inv.out, "out", "", "write the page to `FILE` (default: standard output)")
+	}
 )
+
+// defineGlobalFlags defines the flags every command takes.
+func defineGlobalFlags(fs *pflag.FlagSet, inv *invocation) {
+	fs.StringVar(&inv.actor, "actor", "", "the operator that run and audit records name (default: the Google\n"+
+		"account of the credentials, else cli:$USER)")
+	fs.StringVar(&inv.profile, "profile", "", "read the settings from profile `NAME` ("+profile.HelpPath("NAME")+")\n"+
+		"or from the file NAME when it contains a /; they override the\n"+
+		"environment (default: $MANAGE_TOKENS_PROFILE)")
+}
+
+// defaultRuns is how many runs `runs` lists without --limit.
+const defaultRuns = 20
+
+// limitValue is --limit: how many runs to list.
+type limitValue struct{ n *int }
+
+func (v limitValue) String() string {
+	if v.n == nil || *v.n == 0 {
+		return ""
+	}
+	return strconv.Itoa(*v.n)
+}
+
+func (v limitValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > lifecycle.MaxRecentRuns {
+		return fmt.Errorf("must be an integer from 1 to %d", lifecycle.MaxRecentRuns)
+	}
+	*v.n = n
+	return nil
+}
+
+func (limitValue) Type() string { return "N" }
 
 // daysValue is --days: a whole number of days the service accepts as a
 // stale threshold.
@@ -209,6 +335,8 @@ func (v daysValue) String() string {
 	}
 	return strconv.Itoa(*v.days)
 }
+
+func (daysValue) Type() string { return "N" }
 
 func (v daysValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
@@ -242,11 +370,12 @@ func (c *cli) cleanup(ctx context.Context, inv invocation) int {
 	if err != nil {
 		return fail(c.stderr, err)
 	}
+	code := cleanupExit(res.Statistics, res.Done)
 	if inv.json {
-		return c.printJSON(res.Report())
+		return cmpOr(c.printJSON(res.Report()), code)
 	}
 	st := res.Statistics
-	w := c.report("🧹 Token Cleanup Results:")
+	w := c.header("🧹 Token Cleanup Results:")
 	fmt.Fprintf(w, "%sTotal tokens checked: %d\n", indent, st.TotalChecked)
 	fmt.Fprintf(w, "%sExpired tokens removed: %d\n", indent, st.ExpiredRemoved)
 	fmt.Fprintf(w, "%sStale tokens removed: %d\n", indent, st.StaleRemoved)
@@ -259,14 +388,52 @@ func (c *cli) cleanup(ctx context.Context, inv invocation) int {
 	if st.Errors > 0 {
 		fmt.Fprintf(w, "%sNot finished (kept for the next run): %d\n", indent, st.Errors)
 	}
+	if !res.Done {
+		fmt.Fprintf(w, "%sCheckpointed: the run goes on in another invocation\n", indent)
+	}
+	fmt.Fprintf(w, "%sRun id: %s\n", indent, res.RunID)
 	if res.DryRun {
 		fmt.Fprintln(w, dryRunLine)
+	}
+	if code == exitLater {
+		fmt.Fprintf(c.stderr, "%s: the run left work for the next one (exit %d): %d tokens not finished; 'manage-tokens run %s' has its errors\n",
+			program, exitLater, st.Errors, res.RunID)
+	}
+	return code
+}
+
+// cleanupExit is the exit status of a cleanup that returned: 3 when it
+// left tokens for the next run (errors) or has not finished yet.
+func cleanupExit(st lifecycle.Statistics, done bool) int {
+	if st.Errors > 0 || !done {
+		return exitLater
+	}
+	return exitOK
+}
+
+// cmpOr is the first status that is not exitOK.
+func cmpOr(codes ...int) int {
+	for _, c := range codes {
+		if c != exitOK {
+			return c
+		}
 	}
 	return exitOK
 }
 
 // followEvery spaces the reports of run --follow.
-var followEvery = 3 * time.Second
+const followEvery = 3 * time.Second
+
+// followWait waits between two reports of run --follow (a test finishes
+// the run there instead).
+var followWait = func(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(followEvery):
+		return nil
+	}
+}
 
 func (c *cli) run(ctx context.Context, inv invocation) int {
 	for {
@@ -282,19 +449,20 @@ func (c *cli) run(ctx context.Context, inv invocation) int {
 			} else {
 				c.printRun(run)
 			}
-			if run.Status == lifecycle.RunFailed || run.Status == lifecycle.RunAbandoned {
+			switch {
+			case run.Status == lifecycle.RunFailed || run.Status == lifecycle.RunAbandoned:
 				return exitFailure
+			case run.Status.Finished():
+				return cleanupExit(run.Statistics, true)
 			}
-			return exitOK
+			return exitOK // still running: nothing left undone yet
 		}
 		if c.status != nil {
 			c.status.show(fmt.Sprintf("run %s: %s, %d tokens checked, invocation %d", run.ID, run.Status,
 				run.Statistics.TotalChecked, run.Invocations))
 		}
-		select {
-		case <-ctx.Done():
-			return fail(c.stderr, ctx.Err())
-		case <-time.After(followEvery):
+		if err := followWait(ctx); err != nil {
+			return fail(c.stderr, err)
 		}
 	}
 }
@@ -305,7 +473,7 @@ func (c *cli) printRun(run *lifecycle.RunRecord) {
 		c.status.clear()
 	}
 	st := run.Statistics
-	w := c.report("🧹 Cleanup Run " + run.ID + ":")
+	w := c.header("🧹 Cleanup Run " + run.ID + ":")
 	fmt.Fprintf(w, "%sStatus: %s\n", indent, run.Status)
 	fmt.Fprintf(w, "%sStarted: %s by %s (%s)\n", indent, run.StartedAt.UTC().Format(time.RFC3339), run.Actor, run.Trigger)
 	if !run.EndedAt.IsZero() {
@@ -318,6 +486,16 @@ func (c *cli) printRun(run *lifecycle.RunRecord) {
 	fmt.Fprintf(w, "%sInvalid tokens marked: %d\n", indent, st.InvalidMarked)
 	fmt.Fprintf(w, "%sRevoked tokens removed: %d\n", indent, st.RevokedRemoved)
 	fmt.Fprintf(w, "%sTotal cleaned: %d\n", indent, st.TotalCleaned)
+	if st.Errors > 0 {
+		fmt.Fprintf(w, "%sNot finished (kept for the next run): %d\n", indent, st.Errors)
+	}
+	for i, e := range run.Errors {
+		if i == maxProblems {
+			fmt.Fprintf(w, "%s... and %d more (--json lists up to %d)\n", listIndent, st.Errors-i, len(run.Errors))
+			break
+		}
+		fmt.Fprintf(w, "%s%s (%s): %s\n", listIndent, e.ItemID, e.Stage, e.Error)
+	}
 	if run.Failure != "" {
 		fmt.Fprintf(w, "%sFailure: %s\n", indent, run.Failure)
 	}
@@ -362,7 +540,7 @@ func (c *cli) analytics(ctx context.Context, inv invocation) int {
 		}
 		return c.printJSON(out)
 	}
-	w := c.report("📊 Token Analytics:")
+	w := c.header("📊 Token Analytics:")
 	fmt.Fprintf(w, "%sTotal tokens: %d\n", indent, a.TotalTokens)
 	fmt.Fprintf(w, "%sActive tokens: %d\n", indent, a.ActiveTokens)
 	fmt.Fprintf(w, "%sExpired tokens: %d\n", indent, a.ExpiredTokens)
@@ -389,8 +567,10 @@ func (c *cli) analytics(ctx context.Context, inv invocation) int {
 		if !res.CountersInitialized {
 			fmt.Fprintf(w, "%sCounters were not initialized: this run backfilled them\n", indent)
 		}
-		if len(res.Drift) == 0 {
+		if len(res.Drift) == 0 && res.UsersDrifted == 0 {
 			fmt.Fprintf(w, "%sDrift: none\n", indent)
+		} else if len(res.Drift) == 0 {
+			fmt.Fprintf(w, "%sDrift: none in the counts\n", indent)
 		} else {
 			fmt.Fprintf(w, "%sDrift (recount minus counters):\n", indent)
 			for _, g := range slices.Sorted(maps.Keys(res.Drift)) {
@@ -400,7 +580,13 @@ func (c *cli) analytics(ctx context.Context, inv invocation) int {
 			}
 		}
 		fmt.Fprintf(w, "%sUsers whose token count drifted: %d\n", indent, res.UsersDrifted)
-		if res.Repaired {
+		switch {
+		case !res.Repaired:
+		case res.Exact():
+			// Nothing was added: saying "repaired" after "none" read as a
+			// contradiction (issue 21).
+			fmt.Fprintf(w, "%sCounters exact: nothing to repair (recorded as repair %s)\n", indent, res.Repair.ID)
+		default:
 			fmt.Fprintf(w, "%sRepaired: the drift was added to the counters and recorded (repair %s)\n", indent, res.Repair.ID)
 		}
 	}
@@ -447,25 +633,92 @@ func (c *cli) revoke(ctx context.Context, inv invocation) int {
 		}
 		return fail(c.stderr, err)
 	}
+	// A token whose removal Plaid did not confirm is revoked all the same;
+	// its Item is still billed until a cleanup removes it: work left.
+	pending := 0
+	if !inv.dryRun {
+		if pending, err = c.notRemovedAtPlaid(ctx, inv.userID); err != nil {
+			return fail(c.stderr, fmt.Errorf("revoked %d tokens, then checking them: %w", count, err))
+		}
+	}
+	code := exitOK
+	if pending > 0 {
+		code = exitLater
+		fmt.Fprintf(c.stderr, "%s: %d of %s's Items are not removed at Plaid yet (Plaid did not confirm); the next cleanup removes them (exit %d)\n",
+			program, pending, inv.userID, exitLater)
+	}
 	if inv.json {
 		msg := fmt.Sprintf("Revoked %d tokens successfully", count)
 		if inv.dryRun {
 			msg = fmt.Sprintf("Would revoke %d tokens", count)
 		}
-		return c.printJSON(struct {
-			Message      string `json:"message"`
-			RevokedCount int    `json:"revoked_count"`
-			UserID       string `json:"user_id"`
-			DryRun       bool   `json:"dry_run"`
-		}{msg, count, inv.userID, inv.dryRun})
+		return cmpOr(c.printJSON(struct {
+			Message           string `json:"message"`
+			RevokedCount      int    `json:"revoked_count"`
+			UserID            string `json:"user_id"`
+			DryRun            bool   `json:"dry_run"`
+			NotRemovedAtPlaid int    `json:"not_removed_at_plaid"`
+		}{msg, count, inv.userID, inv.dryRun, pending}), code)
 	}
-	w := c.report("")
+	w := c.header("")
 	if inv.dryRun {
 		fmt.Fprintf(w, "🔒 Would revoke %d tokens for %s\n", count, inv.userID)
 		fmt.Fprintln(w, dryRunLine)
 	} else {
 		fmt.Fprintf(w, "🔒 Revoked %d tokens for %s\n", count, inv.userID)
+		if pending > 0 {
+			fmt.Fprintf(w, "%sNot yet removed at Plaid (the next cleanup removes them): %d\n", indent, pending)
+		}
 	}
+	return code
+}
+
+// notRemovedAtPlaid counts userID's revoked tokens whose Item Plaid has not
+// confirmed removed.
+func (c *cli) notRemovedAtPlaid(ctx context.Context, userID string) (int, error) {
+	tokens, err := c.svc.Tokens.ListByUser(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range tokens {
+		if t.Status == lifecycle.StatusRevoked && !t.PlaidRemoved {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (c *cli) runs(ctx context.Context, inv invocation) int {
+	limit := cmp.Or(inv.limit, defaultRuns)
+	runs, err := c.svc.RecentRuns(ctx, limit)
+	if err != nil {
+		return fail(c.stderr, err)
+	}
+	if inv.json {
+		if runs == nil {
+			runs = []*lifecycle.RunRecord{}
+		}
+		return c.printJSON(struct {
+			Runs []*lifecycle.RunRecord `json:"runs"`
+		}{runs})
+	}
+	w := c.header(fmt.Sprintf("🧾 Recent Runs (newest first, at most %d):", limit))
+	if len(runs) == 0 {
+		fmt.Fprintf(w, "%sNo run yet\n", indent)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%sRUN ID\tSTARTED\tTRIGGER\tACTOR\tSTATUS\tCHECKED\tCLEANED\tMARKED\tNOT FINISHED\n", indent)
+	for _, r := range runs {
+		st := string(r.Status)
+		if r.DryRun {
+			st += " (dry run)"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", indent, r.ID, r.StartedAt.UTC().Format(time.RFC3339),
+			r.Trigger, r.Actor, st, r.Statistics.TotalChecked, r.Statistics.TotalCleaned, r.Statistics.InvalidMarked, r.Statistics.Errors)
+	}
+	tw.Flush()
 	return exitOK
 }
 
@@ -491,7 +744,7 @@ func (c *cli) migrateLegacy(ctx context.Context, inv invocation) int {
 			return code
 		}
 	} else {
-		w := c.report("📦 Legacy Migration Results:")
+		w := c.header("📦 Legacy Migration Results:")
 		fmt.Fprintf(w, "%sDocuments scanned: %d\n", indent, r.DocumentsScanned)
 		fmt.Fprintf(w, "%sLegacy users found: %d\n", indent, r.LegacyUsers)
 		fmt.Fprintf(w, "%sUsers migrated: %d\n", indent, r.UsersMigrated)
@@ -556,7 +809,7 @@ func (c *cli) reencrypt(ctx context.Context, inv invocation) int {
 			return code
 		}
 	} else {
-		w := c.report("🔑 Re-encryption Results:")
+		w := c.header("🔑 Re-encryption Results:")
 		fmt.Fprintf(w, "%sCurrent key id: %s\n", indent, r.KeyID)
 		fmt.Fprintf(w, "%sTokens checked: %d\n", indent, r.Checked)
 		fmt.Fprintf(w, "%sTokens re-encrypted: %d\n", indent, r.Reencrypted)
@@ -584,9 +837,9 @@ func (c *cli) reencrypt(ctx context.Context, inv invocation) int {
 	return exitOK
 }
 
-// report prints the banner and the report's title, and returns where the
+// header prints the banner and the report's title, and returns where the
 // report goes.
-func (c *cli) report(title string) io.Writer {
+func (c *cli) header(title string) io.Writer {
 	fmt.Fprintln(c.stdout, banner)
 	fmt.Fprintln(c.stdout, strings.Repeat("=", 50))
 	if title != "" {

@@ -1,27 +1,36 @@
 // Command manage-tokens is the operators' CLI (DESIGN §9): cleanup,
 // analytics, revocation, the legacy migration and key rotation, on the same
-// service the functions run, configured by the same environment variables.
+// service the functions run, configured by the same environment variables
+// (or a profile: --profile local is what scripts/dev.sh writes).
 //
 //	go run ./scripts/manage-tokens cleanup [--days N] [--dry-run] [--take-over RUN_ID [--force]] [--json]
+//	go run ./scripts/manage-tokens runs [--limit N] [--json]
 //	go run ./scripts/manage-tokens run [--follow] [--json] <run_id>
-//	go run ./scripts/manage-tokens analytics [--json]
+//	go run ./scripts/manage-tokens analytics [--exact] [--json]
+//	go run ./scripts/manage-tokens report [--out FILE]
 //	go run ./scripts/manage-tokens revoke [--dry-run] [--json] <user_id>
 //	go run ./scripts/manage-tokens migrate-legacy [--dry-run] [--json]
 //	go run ./scripts/manage-tokens reencrypt [--dry-run] [--json]
+//	go run ./scripts/manage-tokens completion bash|zsh|fish
 //	go run ./scripts/manage-tokens <command> --help
 //	go run ./scripts/manage-tokens --version
+//
+// Every command also takes --profile NAME|FILE and --actor NAME. Commands
+// and flags are parsed by cobra (as kubectl's and gh's are): per-command
+// help, "did you mean" for a misspelled command or flag, and shell
+// completion.
 //
 // Results go to stdout. Logs (WARN and above unless LOG_LEVEL says
 // otherwise), errors and the progress bar go to stderr: on a terminal, logs
 // are text lines a person reads and the bar is drawn; otherwise, or with
 // --json, logs are Cloud Logging's JSON lines, and the bar is drawn only on
-// a terminal. Exit status: 0 success, 1 failure, 2 bad usage.
+// a terminal. Exit status: 0 done, 1 failure, 2 bad usage, 3 finished but
+// left work for later (exitHelp).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,10 +44,13 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/finwell/plaid-token-lifecycle/internal/profile"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -50,12 +62,22 @@ func main() {
 	os.Exit(code)
 }
 
-// Exit statuses.
+// Exit statuses (DESIGN §9): a cron job or a script tells them apart.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK      = 0 // the command did all it was asked
+	exitFailure = 1 // it failed (or found nothing where it was pointed)
+	exitUsage   = 2 // bad command line
+	exitLater   = 3 // it finished but left work for later
 )
+
+// exitHelp is the exit status paragraph of every help.
+const exitHelp = `exit status:
+  0  done: the command did all it was asked
+  1  failure (including a project that holds nothing of this service)
+  2  bad usage
+  3  finished, but left work for later: tokens kept for the next run
+     because of errors, Items not yet removed at Plaid
+`
 
 const program = "manage-tokens"
 
@@ -76,8 +98,15 @@ type invocation struct {
 	force    bool   // cleanup: take it over even though it renewed its lease recently
 	follow   bool   // run: until it finishes
 	exact    bool   // analytics: recount, print the drift, repair
+	limit    int    // runs: how many
+	out      string // report: the file; "" or "-": stdout
+	shell    string // completion
 	dryRun   bool
 	json     bool
+
+	// The global flags, which every command takes.
+	actor   string // who the run and audit records name
+	profile string // the settings file to load
 }
 
 // cli is one run's service and outputs.
@@ -91,15 +120,24 @@ type cli struct {
 	emulator       string // FIRESTORE_EMULATOR_HOST, for error messages
 }
 
+// usageErr is a bad command line: run prints it with the command's usage
+// and exits 2.
+type usageErr struct {
+	cmd string // "" for manage-tokens itself
+	err error
+}
+
+func (e *usageErr) Error() string { return e.err.Error() }
+
 // run is the whole CLI, callable in-process: it returns the exit status.
 func run(ctx context.Context, args []string, con console, getenv func(string) (string, bool)) int {
+	args = doubleDashFlags(args)
 	if len(args) == 0 {
 		fmt.Fprint(con.stderr, globalUsage())
 		return exitUsage
 	}
-	name := args[0]
-	switch name {
-	case "-h", "-help", "--help":
+	switch name := args[0]; name {
+	case "-h", "--help":
 		fmt.Fprint(con.stdout, globalUsage())
 		return exitOK
 	case "help":
@@ -113,133 +151,218 @@ func run(ctx context.Context, args []string, con console, getenv func(string) (s
 		}
 		fmt.Fprint(con.stdout, cmd.help())
 		return exitOK
-	case "-version", "--version":
-		name = "version"
-	}
-	cmd, ok := lookupCommand(name)
-	if !ok {
-		return unknownCommand(con.stderr, name)
-	}
-	inv, err := parse(cmd, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(con.stdout, cmd.help())
-		return exitOK
-	}
-	if err != nil {
-		return usageError(con.stderr, cmd, err)
-	}
-	if cmd.standalone != nil {
-		return cmd.standalone(con)
+	case "--version":
+		args[0] = "version"
+	case cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+		// The shell completion scripts call back here.
+	default:
+		if _, ok := lookupCommand(name); !ok {
+			return unknownCommand(con.stderr, name)
+		}
 	}
 
-	c := &cli{stdout: con.stdout, stderr: con.stderr, actor: actor(getenv)}
-	if con.terminal {
-		c.status = &statusLine{w: con.stderr}
-		c.stderr = c.status // log lines go above the progress bar
+	code := exitOK
+	var inv invocation
+	root := newRoot(&inv, func(c *cobra.Command, cmd command) error {
+		code = execute(ctx, con, getenv, c, cmd, inv)
+		return nil
+	})
+	root.SetArgs(args)
+	root.SetOut(con.stdout)
+	root.SetErr(con.stderr)
+	root.SetContext(ctx)
+	if err := root.Execute(); err != nil {
+		var ue *usageErr
+		if errors.As(err, &ue) {
+			cmd, _ := lookupCommand(ue.cmd)
+			return usageError(con.stderr, cmd, ue.err)
+		}
+		return fail(con.stderr, err)
 	}
-	c.cfg, err = lifecycle.LoadConfigFrom(getenv, cmd.needs)
+	return code
+}
+
+// newRoot builds the cobra command tree of the commands table, bound to
+// inv; do runs the command the line names.
+func newRoot(inv *invocation, do func(*cobra.Command, command) error) *cobra.Command {
+	root := &cobra.Command{
+		Use:           program,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// The completion command is ours (commands table), with the same
+		// help as every other.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	defineGlobalFlags(root.PersistentFlags(), inv)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageErr{cmd: c.Name(), err: flagError(c, err)}
+	})
+	root.SetHelpFunc(func(c *cobra.Command, _ []string) {
+		if cmd, ok := lookupCommand(c.Name()); ok {
+			fmt.Fprint(c.OutOrStdout(), cmd.help())
+			return
+		}
+		fmt.Fprint(c.OutOrStdout(), globalUsage())
+	})
+	for _, cmd := range commands {
+		c := &cobra.Command{
+			Use:   cmd.name,
+			Short: cmd.summary,
+			Long:  strings.TrimSpace(cmd.about),
+			Args: func(_ *cobra.Command, args []string) error {
+				if err := cmd.bindArgs(inv, args); err != nil {
+					return &usageErr{cmd: cmd.name, err: err}
+				}
+				return nil
+			},
+			RunE:              func(c *cobra.Command, _ []string) error { return do(c, cmd) },
+			ValidArgsFunction: cmd.complete,
+		}
+		for _, define := range cmd.flags {
+			define(c.Flags(), inv)
+		}
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// execute runs cmd: a standalone one as it is, any other on the service
+// built from the configuration.
+func execute(ctx context.Context, con console, getenv func(string) (string, bool), c *cobra.Command, cmd command, inv invocation) int {
+	if cmd.standalone != nil {
+		return cmd.standalone(con, inv, c.Root())
+	}
+	getenv, err := profile.Apply(inv.profile, getenv)
 	if err != nil {
-		return fail(c.stderr, err)
+		return fail(con.stderr, err)
+	}
+	cl := &cli{stdout: con.stdout, stderr: con.stderr, actor: resolveActor(inv.actor, getenv)}
+	if con.terminal {
+		cl.status = &statusLine{w: con.stderr}
+		cl.stderr = cl.status // log lines go above the progress bar
+	}
+	cl.cfg, err = lifecycle.LoadConfigFrom(getenv, cmd.needs)
+	if err != nil {
+		return fail(cl.stderr, err)
 	}
 	level := slog.LevelWarn // an operator reads the report, not the INFO lines
 	if v, ok := getenv("LOG_LEVEL"); ok && strings.TrimSpace(v) != "" {
-		level = c.cfg.LogLevel
+		level = cl.cfg.LogLevel
 	}
-	logger := lifecycle.NewJSONLogger(c.stderr, level)
+	logger := lifecycle.NewJSONLogger(cl.stderr, level)
 	if con.terminal && !inv.json {
-		logger = lifecycle.NewTextLogger(c.stderr, level)
+		logger = lifecycle.NewTextLogger(cl.stderr, level)
 	}
 	ctx = lifecycle.WithLogger(ctx, logger)
 
-	c.emulator, _ = getenv("FIRESTORE_EMULATOR_HOST")
-	c.client, err = lifecycle.NewFirestoreClient(ctx, c.cfg)
+	cl.emulator, _ = getenv("FIRESTORE_EMULATOR_HOST")
+	cl.client, err = lifecycle.NewFirestoreClient(ctx, cl.cfg)
 	if err != nil {
-		return fail(c.stderr, err)
+		return fail(cl.stderr, err)
 	}
-	defer c.client.Close()
-	c.svc, err = lifecycle.NewFirestoreService(c.cfg, c.client, nil)
+	defer cl.client.Close()
+	cl.svc, err = lifecycle.NewFirestoreService(cl.cfg, cl.client, nil)
 	if err != nil {
-		return fail(c.stderr, err)
+		return fail(cl.stderr, err)
 	}
-	if err := c.checkFirestore(ctx); err != nil {
-		return fail(c.stderr, err)
+	// analytics --exact may initialize an empty deployment: the one
+	// command that runs where nothing of the service is yet.
+	if err := cl.checkFirestore(ctx, !(cmd.name == "analytics" && inv.exact)); err != nil {
+		return fail(cl.stderr, err)
 	}
-	return cmd.exec(c, ctx, inv)
+	return cmd.exec(cl, ctx, inv)
 }
 
-// parse reads the flags and arguments of cmd. Flags may come before or
-// after the arguments. It returns flag.ErrHelp for -h, -help and --help.
-func parse(cmd command, args []string) (invocation, error) {
-	var inv invocation
-	fs := cmd.flagSet(&inv)
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return inv, flagError(err)
-		}
-		if fs.NArg() == 0 {
+// doubleDashFlags rewrites flags written the Go flag package's way, with
+// one dash (-days=3, -json, -help), as cobra reads them (--days=3): the old
+// tool took both. -h stays; arguments after "--" are left alone.
+func doubleDashFlags(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if a == "--" {
+			copy(out[i:], args[i:])
 			break
 		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(positional) > len(cmd.args) {
-		return inv, fmt.Errorf("unexpected argument %q", positional[len(cmd.args)])
-	}
-	for i, a := range cmd.args {
-		if i >= len(positional) {
-			return inv, fmt.Errorf("missing <%s>", a.name)
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' && isLetter(a[1]) && isLetter(a[2]) {
+			out[i] = "-" + a
 		}
-		v := strings.TrimSpace(positional[i])
-		if v == "" {
-			return inv, fmt.Errorf("<%s> is empty", a.name)
-		}
-		*a.bind(&inv) = v
 	}
-	return inv, nil
+	return out
 }
 
-// flagSet returns cmd's flags, bound to inv. It prints nothing: run prints
-// the help and the errors, naming flags with two dashes.
-func (cmd command) flagSet(inv *invocation) *flag.FlagSet {
-	fs := flag.NewFlagSet(program+" "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	for _, define := range cmd.flags {
-		define(fs, inv)
-	}
-	return fs
-}
+func isLetter(b byte) bool { return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' }
 
-// flagError rewrites the flag package's errors, which name flags with one
-// dash (-days), in the help's terms (--days).
-func flagError(err error) error {
+// flagError rewrites pflag's errors in the help's terms, with a "did you
+// mean" for a misspelled flag.
+func flagError(c *cobra.Command, err error) error {
 	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-		return fmt.Errorf("unknown flag --%s", strings.TrimLeft(name, "-"))
+	if name, ok := strings.CutPrefix(msg, "unknown flag: "); ok {
+		if s := suggestFlag(c, strings.TrimLeft(name, "-")); s != "" {
+			return fmt.Errorf("unknown flag %s (did you mean --%s?)", name, s)
+		}
+		return fmt.Errorf("unknown flag %s", name)
+	}
+	if rest, ok := strings.CutPrefix(msg, "unknown shorthand flag: "); ok {
+		// 'f' in -force: a long flag written with one dash that
+		// doubleDashFlags left alone, e.g. -f.
+		_, flag, _ := strings.Cut(rest, " in ")
+		return fmt.Errorf("unknown flag %s", flag)
 	}
 	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
-		return fmt.Errorf("--%s needs a value", strings.TrimLeft(name, "-"))
-	}
-	// invalid value %q for flag -%s: %v
-	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
-		if value, rest, ok := cutQuoted(rest); ok {
-			if rest, ok := strings.CutPrefix(rest, " for flag -"); ok {
-				name, why, _ := strings.Cut(rest, ": ")
-				return fmt.Errorf("--%s %s, got %q", name, why, value)
-			}
+		if _, flag, ok := strings.Cut(name, " in "); ok {
+			name = flag
 		}
+		return fmt.Errorf("%s needs a value", name)
 	}
-	// invalid boolean value %q for -%s: %v
-	if rest, ok := strings.CutPrefix(msg, "invalid boolean value "); ok {
+	// invalid argument %q for %q flag: %v
+	if rest, ok := strings.CutPrefix(msg, "invalid argument "); ok {
 		if value, rest, ok := cutQuoted(rest); ok {
-			if rest, ok := strings.CutPrefix(rest, " for -"); ok {
-				name, _, _ := strings.Cut(rest, ": ")
-				return fmt.Errorf("--%s takes no value, got %q", name, value)
+			if rest, ok := strings.CutPrefix(rest, " for "); ok {
+				if flag, rest, ok := cutQuoted(rest); ok {
+					why := strings.TrimPrefix(rest, " flag: ")
+					flag, _, _ = strings.Cut(flag, ", ") // "-d, --days"
+					if f := c.Flags().Lookup(strings.TrimLeft(flag, "-")); f != nil && f.Value.Type() == "bool" {
+						return fmt.Errorf("%s takes no value, got %q", flag, value)
+					}
+					return fmt.Errorf("%s %s, got %q", flag, why, value)
+				}
 			}
 		}
 	}
 	return err
+}
+
+// suggestFlag is the flag of c closest to name, if one is close.
+func suggestFlag(c *cobra.Command, name string) string {
+	best, bestDist := "", 3
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if d := editDistance(name, f.Name); d < bestDist || strings.HasPrefix(f.Name, name) && bestDist > 0 {
+			best, bestDist = f.Name, min(d, bestDist)
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // cutQuoted cuts a Go-quoted string off the front of s.
@@ -255,16 +378,27 @@ func cutQuoted(s string) (value, rest string, ok bool) {
 // usageError prints a bad command line's error, the command's usage line
 // and where its help is, and returns the usage status.
 func usageError(stderr io.Writer, cmd command, err error) int {
+	if cmd.name == "" {
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for more.\n", program, err, program)
+		return exitUsage
+	}
 	fmt.Fprintf(stderr, "%s %s: %v\n%s\nRun '%s %s --help' for its flags and arguments.\n",
 		program, cmd.name, err, cmd.usageLine(), program, cmd.name)
 	return exitUsage
 }
 
+// unknownCommand refuses a command line that does not start with a
+// command, suggesting the commands whose names are close.
 func unknownCommand(stderr io.Writer, name string) int {
 	if strings.HasPrefix(name, "-") {
 		fmt.Fprintf(stderr, "%s: unknown flag --%s: flags follow the command\n", program, strings.TrimLeft(name, "-"))
 	} else {
 		fmt.Fprintf(stderr, "%s: unknown command %q\n", program, name)
+		root := newRoot(new(invocation), nil)
+		root.SuggestionsMinimumDistance = 2
+		if s := root.SuggestionsFor(name); len(s) > 0 {
+			fmt.Fprintf(stderr, "\nDid you mean this?\n\t%s\n\n", strings.Join(s, "\n\t"))
+		}
 	}
 	fmt.Fprintf(stderr, "usage: %s <command> [flags]; commands: %s\nRun '%s --help' for more.\n",
 		program, strings.Join(commandNames(), ", "), program)
@@ -289,21 +423,45 @@ Every command acts unless given --dry-run, which reports what it would do.
 Logs (WARN and above; LOG_LEVEL changes it) go to stderr: text lines on a
 terminal, Cloud Logging's JSON lines in a pipe or with --json. A progress
 bar is drawn on stderr when it is a terminal.
+
 Configuration comes from the environment, as for the functions:
 GOOGLE_CLOUD_PROJECT, FIRESTORE_DATABASE, TOKEN_ENCRYPTION_KEY(_PREVIOUS),
 LEGACY_TOKEN_ENCRYPTION_KEY, PLAID_CLIENT_ID, PLAID_SECRET, PLAID_ENV, ...
-(FIRESTORE_EMULATOR_HOST to work on the emulator).
+(FIRESTORE_EMULATOR_HOST to work on the emulator), or from a profile:
+--profile local reads %s, which scripts/dev.sh writes
+for the local system it runs.
 
-exit status: 0 success, 1 failure, 2 bad usage
-`, program, program)
+%s`, program, program, profile.HelpPath("local"), exitHelp)
 	return b.String()
+}
+
+// globalFlagsHelp lists the flags every command takes.
+func globalFlagsHelp(tw io.Writer) {
+	fs := pflag.NewFlagSet("global", pflag.ContinueOnError)
+	defineGlobalFlags(fs, new(invocation))
+	fmt.Fprint(tw, "\nglobal flags:\n")
+	fs.VisitAll(func(f *pflag.Flag) { flagHelpLine(tw, f) })
+}
+
+// flagHelpLine is a flag's line in a help, its usage on more lines if it
+// has them.
+func flagHelpLine(tw io.Writer, f *pflag.Flag) {
+	name, usage := pflag.UnquoteUsage(f)
+	if name != "" {
+		name = " " + name
+	}
+	lines := strings.Split(usage, "\n")
+	fmt.Fprintf(tw, "  --%s%s\t%s\n", f.Name, name, lines[0])
+	for _, l := range lines[1:] {
+		fmt.Fprintf(tw, "\t%s\n", l)
+	}
 }
 
 // usageLine is cmd's synopsis: "usage: manage-tokens cleanup [--days N] ...".
 func (cmd command) usageLine() string {
 	parts := []string{"usage:", program, cmd.name}
-	cmd.flagSet(new(invocation)).VisitAll(func(f *flag.Flag) {
-		if name, _ := flag.UnquoteUsage(f); name != "" {
+	cmd.flagSet(new(invocation)).VisitAll(func(f *pflag.Flag) {
+		if name, _ := pflag.UnquoteUsage(f); name != "" {
 			parts = append(parts, "[--"+f.Name+" "+name+"]")
 		} else {
 			parts = append(parts, "[--"+f.Name+"]")
@@ -327,21 +485,56 @@ func (cmd command) help() string {
 		}
 	}
 	fmt.Fprint(tw, "\nflags:\n")
-	cmd.flagSet(new(invocation)).VisitAll(func(f *flag.Flag) {
-		name, usage := flag.UnquoteUsage(f)
-		if name != "" {
-			name = " " + name
-		}
-		lines := strings.Split(usage, "\n")
-		fmt.Fprintf(tw, "  --%s%s\t%s\n", f.Name, name, lines[0])
-		for _, l := range lines[1:] {
-			fmt.Fprintf(tw, "\t%s\n", l)
-		}
-	})
+	cmd.flagSet(new(invocation)).VisitAll(func(f *pflag.Flag) { flagHelpLine(tw, f) })
 	fmt.Fprint(tw, "  -h, --help\tprint this help\n")
+	if cmd.standalone == nil {
+		globalFlagsHelp(tw)
+	}
 	tw.Flush()
-	fmt.Fprint(&b, "\nexit status: 0 success, 1 failure, 2 bad usage\n")
+	fmt.Fprint(&b, "\n"+exitHelp)
 	return b.String()
+}
+
+// flagSet returns cmd's own flags, bound to inv.
+func (cmd command) flagSet(inv *invocation) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(program+" "+cmd.name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	for _, define := range cmd.flags {
+		define(fs, inv)
+	}
+	return fs
+}
+
+// bindArgs checks the positional arguments and binds them to inv.
+func (cmd command) bindArgs(inv *invocation, args []string) error {
+	if len(args) > len(cmd.args) {
+		return fmt.Errorf("unexpected argument %q", args[len(cmd.args)])
+	}
+	for i, a := range cmd.args {
+		if i >= len(args) {
+			return fmt.Errorf("missing <%s>", a.name)
+		}
+		v := strings.TrimSpace(args[i])
+		if v == "" {
+			return fmt.Errorf("<%s> is empty", a.name)
+		}
+		if a.valid != nil {
+			if err := a.valid(v); err != nil {
+				return err
+			}
+		}
+		*a.bind(inv) = v
+	}
+	return nil
+}
+
+// complete offers the values of cmd's next positional argument, where they
+// are a fixed set.
+func (cmd command) complete(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) < len(cmd.args) && cmd.args[len(args)].values != nil {
+		return cmd.args[len(args)].values, cobra.ShellCompDirectiveNoFileComp
+	}
+	return nil, cobra.ShellCompDirectiveNoFileComp
 }
 
 // versionText says what this binary was built from: the main module's
@@ -381,39 +574,44 @@ func versionText(bi *debug.BuildInfo, ok bool) string {
 	return b.String()
 }
 
-// firestoreCheckTimeout bounds the first Firestore read. The client retries
-// an unreachable server for as long as the context lasts; an operator
-// should hear about a wrong FIRESTORE_EMULATOR_HOST or project at once.
+// firestoreCheckTimeout bounds the first Firestore reads. The client
+// retries an unreachable server for as long as the context lasts; an
+// operator should hear about a wrong FIRESTORE_EMULATOR_HOST or project at
+// once.
 const firestoreCheckTimeout = 20 * time.Second
 
-// checkFirestore makes one small read, so that a Firestore that cannot be
-// reached fails the command before it starts.
-func (c *cli) checkFirestore(ctx context.Context) error {
+// checkFirestore makes small reads, so that a Firestore that cannot be
+// reached fails the command before it starts. With requireService it also
+// refuses a database that holds nothing of this service, no token, run
+// record, counter or snapshot: a misspelled GOOGLE_CLOUD_PROJECT (the
+// emulator accepts any) must not report a clean, empty success.
+func (c *cli) checkFirestore(ctx context.Context, requireService bool) error {
 	ctx, cancel := context.WithTimeout(ctx, firestoreCheckTimeout)
 	defer cancel()
-	_, err := c.client.Collection(lifecycle.TokensCollection).Select().Limit(1).Documents(ctx).GetAll()
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
-		where := "is the network up and GOOGLE_CLOUD_PROJECT right?"
-		if c.emulator != "" {
-			where = "is the emulator at FIRESTORE_EMULATOR_HOST=" + c.emulator + " running?"
+	where := fmt.Sprintf("Firestore %s/%s", c.cfg.Project, c.cfg.FirestoreDatabase)
+	for _, col := range []string{lifecycle.TokensCollection, lifecycle.RunsCollection, lifecycle.StatsCollection, lifecycle.SnapshotsCollection} {
+		docs, err := c.client.Collection(col).Select().Limit(1).Documents(ctx).GetAll()
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
+			hint := "is the network up and GOOGLE_CLOUD_PROJECT right?"
+			if c.emulator != "" {
+				hint = "is the emulator at FIRESTORE_EMULATOR_HOST=" + c.emulator + " running?"
+			}
+			return fmt.Errorf("no answer in time from %s: %s", where, hint)
+		default:
+			return fmt.Errorf("cannot read %s: %w", where, err)
 		}
-		return fmt.Errorf("no answer in time from Firestore %s/%s: %s", c.cfg.Project, c.cfg.FirestoreDatabase, where)
-	default:
-		return fmt.Errorf("cannot read Firestore %s/%s: %w", c.cfg.Project, c.cfg.FirestoreDatabase, err)
-	}
-}
-
-// actor is who runs the CLI, as run records and audit entries name them.
-func actor(getenv func(string) (string, bool)) string {
-	for _, k := range []string{"USER", "USERNAME"} {
-		if v, ok := getenv(k); ok && strings.TrimSpace(v) != "" {
-			return "cli:" + strings.TrimSpace(v)
+		if len(docs) > 0 || !requireService {
+			return nil
 		}
 	}
-	return "cli"
+	hint := "is GOOGLE_CLOUD_PROJECT (or FIRESTORE_DATABASE) right?"
+	if c.emulator != "" {
+		hint = "is GOOGLE_CLOUD_PROJECT right? The emulator at " + c.emulator + " accepts any project id, empty; scripts/dev.sh's profile names its project (--profile local)"
+	}
+	return fmt.Errorf("%s holds no token and no record of this service (no run, counter or snapshot): %s. "+
+		"A new, empty deployment is initialized by its first scheduled run, or now by `%s analytics --exact`", where, hint, program)
 }
 
 // fail prints err on one line and returns the failure status.

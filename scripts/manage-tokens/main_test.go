@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
+
 	"io"
 	"regexp"
 	"runtime/debug"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/spf13/pflag"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
@@ -95,12 +96,21 @@ const cleanupBlock = `🚀 Personal Wealth Management - Token Management
 
 var sampleStatistics = testenv.SampleStatistics
 
+// runIDLine is the cleanup report's run id line; withRunID replaces the id
+// with RUN so that reports compare whole.
+var runIDLine = regexp.MustCompile(`(?m)^   Run id: [0-9a-f-]{36}$`)
+
+func withRunID(out string) string { return runIDLine.ReplaceAllString(out, "   Run id: RUN") }
+
+// cleanupReport is the sample set's cleanup report, as printed.
+const cleanupReport = cleanupBlock + "   Run id: RUN\n"
+
 func TestCleanup(t *testing.T) {
 	t.Parallel()
 	env := newCLIEnv(t, true)
 	res := runCLI(t, env.getenv, "cleanup", "--days", "90")
 	res.mustSucceed(t)
-	if diff := cmp.Diff(cleanupBlock, res.stdout); diff != "" {
+	if diff := cmp.Diff(cleanupReport, withRunID(res.stdout)); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
 	}
 	// The rules ran for real: dead and stale tokens are gone, the invalid
@@ -129,8 +139,8 @@ func TestCleanupDryRun(t *testing.T) {
 	// The default threshold is STALE_DAYS (90).
 	res := runCLI(t, env.getenv, "cleanup", "--dry-run")
 	res.mustSucceed(t)
-	want := cleanupBlock + "   (dry run: nothing was changed)\n"
-	if diff := cmp.Diff(want, res.stdout); diff != "" {
+	want := cleanupReport + "   (dry run: nothing was changed)\n"
+	if diff := cmp.Diff(want, withRunID(res.stdout)); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
 	}
 	if after := env.Doc(t, "item-carol-boa"); after == nil || !after.Version.Equal(before.Version) {
@@ -276,7 +286,7 @@ func TestCommandHelp(t *testing.T) {
 				t.Errorf("help:\n%s", want)
 			}
 			var inv invocation
-			cmd.flagSet(&inv).VisitAll(func(f *flag.Flag) {
+			cmd.flagSet(&inv).VisitAll(func(f *pflag.Flag) {
 				if !strings.Contains(want, "\n  --"+f.Name) || !strings.Contains(want, "[--"+f.Name) {
 					t.Errorf("help does not show --%s:\n%s", f.Name, want)
 				}
@@ -496,6 +506,18 @@ func TestAnalyticsExact(t *testing.T) {
 	wantExact := map[string]any{"drift": map[string]any{}, "users_drifted": 0.0, "counters_initialized": true, "repaired": true}
 	if diff := cmp.Diff(wantExact, body.Exact); diff != "" || body.Analytics.TotalTokens != 15 {
 		t.Errorf("second --exact (-want +got):\n%s\ntotal %d", diff, body.Analytics.TotalTokens)
+	}
+
+	// Exact counters: no drift, and nothing said to be repaired.
+	res = runCLI(t, getenv, "analytics", "--exact")
+	res.mustSucceed(t)
+	for _, want := range []string{"   Drift: none\n", "   Users whose token count drifted: 0\n", "   Counters exact: nothing to repair (recorded as repair "} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("third --exact: stdout lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if strings.Contains(res.stdout, "Repaired") {
+		t.Errorf("third --exact says it repaired exact counters:\n%s", res.stdout)
 	}
 
 	res = runCLI(t, getenv, "analytics")
@@ -751,8 +773,8 @@ func TestTerminalOutput(t *testing.T) {
 				if err := json.Unmarshal([]byte(res.stdout), &body); err != nil {
 					t.Errorf("stdout is not one JSON object: %v\n%s", err, res.stdout)
 				}
-			} else if want := cleanupBlock + dryRunLine + "\n"; res.stdout != want {
-				t.Errorf("stdout (-want +got):\n%s", cmp.Diff(want, res.stdout))
+			} else if want := cleanupReport + dryRunLine + "\n"; withRunID(res.stdout) != want {
+				t.Errorf("stdout (-want +got):\n%s", cmp.Diff(want, withRunID(res.stdout)))
 			}
 			if bar := strings.Contains(res.stderr, "\rcleanup ["); bar != tc.terminal {
 				t.Errorf("progress bar on stderr = %v, want %v:\n%q", bar, tc.terminal, res.stderr)
