@@ -293,11 +293,11 @@ func (s *Server) withLogger(next http.Handler) http.Handler {
 // requestLogger is the server's logger carrying the trace of a request or
 // event: X-Cloud-Trace-Context first, else W3C traceparent.
 func (s *Server) requestLogger(cloudTrace, traceparent string) *slog.Logger {
-	if tc, ok := lifecycle.ParseCloudTraceContext(cloudTrace); ok {
-		return lifecycle.WithTrace(s.log, s.cfg.Project, tc)
+	if tc, ok := parseCloudTraceContext(cloudTrace); ok {
+		return withTrace(s.log, s.cfg.Project, tc)
 	}
-	if tc, ok := lifecycle.ParseTraceparent(traceparent); ok {
-		return lifecycle.WithTrace(s.log, s.cfg.Project, tc)
+	if tc, ok := parseTraceparent(traceparent); ok {
+		return withTrace(s.log, s.cfg.Project, tc)
 	}
 	return s.log
 }

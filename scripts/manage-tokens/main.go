@@ -251,7 +251,7 @@ func execute(ctx context.Context, con console, getenv func(string) (string, bool
 	}
 	logger := lifecycle.NewJSONLogger(cl.stderr, level)
 	if con.terminal && !inv.json {
-		logger = lifecycle.NewTextLogger(cl.stderr, level)
+		logger = newTextLogger(cl.stderr, level)
 	}
 	ctx = lifecycle.WithLogger(ctx, logger)
 

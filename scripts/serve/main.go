@@ -94,7 +94,7 @@ func run() error {
 			return err
 		}
 		defer client.Close()
-		go listen(ctx, lifecycle.NewFirestoreStatsStore(client), server, feeder, logger)
+		go listen(ctx, client, server, feeder, logger)
 	case statsTrigger:
 		go repairUntilDone(ctx, server, logger, time.Time{})
 	}

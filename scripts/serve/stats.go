@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"github.com/finwell/plaid-token-lifecycle/functions"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
@@ -217,9 +218,9 @@ func repairUntilDone(ctx context.Context, server *functions.Server, log *slog.Lo
 // ctx ends: each time the listener (re)starts, its first snapshot is the
 // baseline, and a recount as of then or later brings the counters up to
 // date with it.
-func listen(ctx context.Context, store *lifecycle.FirestoreStatsStore, server *functions.Server, feeder *statsFeeder, log *slog.Logger) {
+func listen(ctx context.Context, client *firestore.Client, server *functions.Server, feeder *statsFeeder, log *slog.Logger) {
 	for ctx.Err() == nil {
-		err := store.ListenTokenChanges(ctx,
+		err := listenTokenChanges(ctx, client,
 			func(baseline time.Time) {
 				log.Info("listening to plaid_tokens for the analytics counters", slog.Time("baseline", baseline))
 				go repairUntilDone(ctx, server, log, baseline)
