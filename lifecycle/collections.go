@@ -31,25 +31,3 @@ const (
 	// eight days later by a TTL on expire_at.
 	StatsEventsCollection = "plaid_token_stats_events"
 )
-
-// IndexField is one field of a composite index.
-type IndexField struct {
-	Path       string
-	Descending bool
-}
-
-// CompositeIndex is a composite Firestore index a query of this package
-// needs. terraform/firestore.tf must declare each one; a test checks it.
-type CompositeIndex struct {
-	Collection string
-	Fields     []IndexField
-	Query      string // the query that needs it, for humans
-}
-
-// CompositeIndexes lists every composite index the code's queries need.
-// Today none does: every query filters or orders on one field (user_id ==,
-// document id order, taken_at order) and uses Firestore's automatic
-// single-field indexes, and analytics streams a projection instead of
-// counting with composite filters. A query that needs one adds it here;
-// scripts/tfcheck's tests then require terraform/ to declare it.
-var CompositeIndexes = []CompositeIndex{}

@@ -8,7 +8,7 @@
 # Firestore and logging roles, replaced by database-scoped ones in
 # google_project_iam_member.firestore) and the composite indexes
 # google_firestore_index.tokens_status_error_code and runs_kind_started_at (no
-# query needs them any more, lifecycle.CompositeIndexes): the apply removes them.
+# query needs them any more): the apply removes them.
 
 moved {
   from = google_project_service.api

@@ -7,8 +7,7 @@
 // make, because they compare Terraform with the Go code or with files
 // Terraform does not read: the secrets each function is given against
 // functions.TargetNeeds, the root configuration against the module, the
-// composite indexes against lifecycle.CompositeIndexes, the runtime against
-// go.mod, the Firestore security rules on the emulator, the README tables,
+// runtime against go.mod, the Firestore security rules on the emulator, the README tables,
 // the time zone list and Cloud Build's apply guard. They need no provider,
 // so scripts/tf-checks.sh runs them everywhere; terraform validate and
 // terraform test (the real hashicorp/google provider) check the rest.
