@@ -10,7 +10,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// The invariants every scenario ends with (DESIGN §7, §12; issue 10), each
+// The invariants every scenario ends with (DESIGN §7, §12), each
 // checked against Firestore (read by the test's own client) and the fake
 // Plaid's records:
 //

@@ -1,4 +1,4 @@
-// Package faults is the fault-injection suite (issue 10): it drives the
+// Package faults is the fault-injection suite: it drives the
 // built binaries, scripts/manage-tokens and scripts/serve, as processes
 // configured by environment variables, against the real Firestore emulator
 // and a fake Plaid run by the test process, while Plaid fails at random,

@@ -17,7 +17,7 @@ import (
 
 // Item ids Firestore refuses as document ids answer the same 404 as
 // another user's item, through the local routes and the deployed handler,
-// and nothing reaches Firestore or the ERROR log (issue 10.1).
+// and nothing reaches Firestore or the ERROR log.
 func TestRevokeItemHostileIDsAre404(t *testing.T) {
 	t.Parallel()
 	f := newAPIFixture(t)
@@ -51,7 +51,7 @@ func TestRevokeItemHostileIDsAre404(t *testing.T) {
 // The old service's per-user document is not a token: its user cannot
 // revoke it as an item (its Items would stay billed while the document
 // said revoked), and revoke-all migrates it first, then revokes its Items
-// too (issue 10.2, DESIGN §5).
+// too (DESIGN §5).
 func TestLegacyDocumentIsNotAToken(t *testing.T) {
 	t.Parallel()
 	f := newAPIFixture(t)
@@ -104,8 +104,7 @@ func TestLegacyDocumentIsNotAToken(t *testing.T) {
 }
 
 // Claim names are read exactly: encoding/json's case folding must not make
-// {"Admin": true} an admin, {"SUB": ...} a user, or {"EXP": ...} an expiry
-// (issue 10.4).
+// {"Admin": true} an admin, {"SUB": ...} a user, or {"EXP": ...} an expiry.
 func TestJWTClaimNamesAreExact(t *testing.T) {
 	t.Parallel()
 	f := newAPIFixture(t)
@@ -164,8 +163,7 @@ func TestWebhookHostileItemIDAndRevocationAudit(t *testing.T) {
 }
 
 // An admin's HTTP cleanup is detached from the request: a client that
-// disconnects after /item/remove does not lose the writes that record it
-// (issue 10.7).
+// disconnects after /item/remove does not lose the writes that record it.
 func TestTokenCleanupSurvivesClientDisconnect(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)

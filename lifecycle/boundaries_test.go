@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// The seams of STYLE.md, kept real: the domain reaches Firestore and Plaid
+// The seams, kept real: the domain reaches Firestore and Plaid
 // only through the adapters named for them, and the handlers reach neither
 // but through the domain.
 func TestImportBoundaries(t *testing.T) {

@@ -48,7 +48,7 @@ func finish(t *testing.T, env *testenv.Env, continuer *testenv.Continuer, runID 
 
 // When queueing the continuation fails, DailyCleanup asks Pub/Sub for a
 // retry, and the redelivered event continues the checkpointed run instead
-// of being acknowledged as handled: the run is not stranded (issue 10.5).
+// of being acknowledged as handled: the run is not stranded.
 func TestScheduledRunFailedContinuationIsResumedByRedelivery(t *testing.T) {
 	t.Parallel()
 	env, continuer := pagedEnv(t, 300)
@@ -166,8 +166,7 @@ func killRun(t *testing.T, env *testenv.Env, continuer *testenv.Continuer, at ti
 }
 
 // A dead run blocks others only while its lease holds, and the refusal says
-// which run, started by whom and when, until when, and how to take it over
-// (issue 10.6); an explicit take-over then works at once.
+// which run, started by whom and when, until when, and how to take it over; an explicit take-over then works at once.
 func TestDeadRunRefusalSaysWhoAndTakeOver(t *testing.T) {
 	t.Parallel()
 	env, continuer := pagedEnv(t, 250)

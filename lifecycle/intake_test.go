@@ -223,7 +223,7 @@ func TestStoreTokenReactivatesExpired(t *testing.T) {
 	if doc.Status != lifecycle.StatusActive || doc.ErrorCode != "" || got.ErrorCode != "" || !doc.CreatedAt.Equal(expired.CreatedAt) {
 		t.Errorf("document = %+v, want active, no error, created_at kept", doc)
 	}
-	// The new link's institution fields replace the stale ones (issue 10.7).
+	// The new link's institution fields replace the stale ones.
 	nt := newToken("item-rotated", sample.Carol, "access-sandbox-fresh")
 	if doc.InstitutionID != nt.InstitutionID || doc.InstitutionName != nt.InstitutionName || doc.Metadata != nt.Metadata ||
 		got.InstitutionName != nt.InstitutionName {

@@ -553,7 +553,7 @@ func ClassifyPlaidError(errorType, errorCode string, status int, noAnswer bool) 
 	}
 }
 
-// The Link flow's calls (issue 19). They are not paced: Plaid's per-client
+// The Link flow's calls. They are not paced: Plaid's per-client
 // limits that bind the service are those of /item/get and /item/remove,
 // and a user makes these calls one at a time.
 

@@ -389,9 +389,9 @@ func TestVerifyWebhookKidFloodIsBounded(t *testing.T) {
 }
 
 // A new instance has no key in memory. Forged webhooks with made-up kids
-// arriving before the first genuine one must not lock the genuine one out
-// (issue 10.3): the key another instance verified with is found in the
-// shared store, without a Plaid lookup. Without the store, the same flood
+// arriving before the first genuine one must not lock the genuine one out:
+// the key another instance verified with is found in the shared store,
+// without a Plaid lookup. Without the store, the same flood
 // turns the genuine webhook away with a 503.
 func TestVerifyWebhookNewInstanceUnderKidFlood(t *testing.T) {
 	t.Parallel()

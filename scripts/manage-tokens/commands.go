@@ -584,7 +584,7 @@ func (c *cli) analytics(ctx context.Context, inv invocation) int {
 		case !res.Repaired:
 		case res.Exact():
 			// Nothing was added: saying "repaired" after "none" read as a
-			// contradiction (issue 21).
+			// contradiction.
 			fmt.Fprintf(w, "%sCounters exact: nothing to repair (recorded as repair %s)\n", indent, res.Repair.ID)
 		default:
 			fmt.Fprintf(w, "%sRepaired: the drift was added to the counters and recorded (repair %s)\n", indent, res.Repair.ID)

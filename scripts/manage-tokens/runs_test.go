@@ -33,7 +33,7 @@ func holdLease(t *testing.T, env *cliEnv) string {
 
 // A cleanup refused because a dead run holds the lease says which run,
 // started by whom and when, until when, and how to take it over; with
-// --take-over it runs at once (issue 10.6).
+// --take-over it runs at once.
 func TestCleanupRefusedThenTakesOver(t *testing.T) {
 	t.Parallel()
 	env := newCLIEnv(t, true)
