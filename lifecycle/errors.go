@@ -67,11 +67,55 @@ func IsCode(err error, code Code) bool {
 	return errors.As(err, &e) && e.Code == code
 }
 
-// Sentinel errors the store returns, wrapped with context.
+// The sentinel errors, all of them. A store's are wrapped with the
+// document they concern; the others' messages are safe to show a caller.
 var (
-	// ErrNotFound: the document does not exist.
+	// ErrNotFound: a store has no such document. (A caller asking for an
+	// item is answered ErrItemNotFound, whatever the reason.)
 	ErrNotFound = &Error{Code: CodeNotFound, Message: "not found"}
 	// ErrChanged: the document changed since it was read (update-time
 	// precondition failed) or already exists.
 	ErrChanged = &Error{Code: CodeConflict, Message: "document changed since it was read"}
+
+	// ErrItemNotFound is what a caller gets for an item that does not
+	// exist, another user's item, and an id that cannot be an item id
+	// alike: the answer never tells them apart, so no one learns which
+	// item ids exist (DESIGN §4).
+	ErrItemNotFound = &Error{Code: CodeNotFound, Message: "item not found"}
+	// ErrItemOfAnotherUser refuses to store a token for an item id that
+	// another user's token already holds. It is a conflict with existing
+	// data, not a permission the calling service lacks: the exchange that
+	// produced it is inconsistent and must be looked into, never resolved
+	// by overwriting.
+	ErrItemOfAnotherUser = &Error{Code: CodeConflict, Message: "item belongs to another user"}
+	// ErrDuplicateItem is what a duplicate Item is refused with;
+	// DuplicateItemError names the existing item.
+	ErrDuplicateItem = &Error{Code: CodeDuplicateItem,
+		Message: "this account is already linked; repair the existing item with update mode instead of linking it again"}
+	// ErrExchangeOutcomeUnknown marks an exchange whose public token a
+	// retry found used after an earlier attempt got no answer (or a 5xx):
+	// that attempt may have created the Item, whose access token is then
+	// lost.
+	ErrExchangeOutcomeUnknown = errors.New("an earlier attempt got no answer and may have exchanged the public token")
+
+	// ErrLeaseHeld: another run holds the cleanup lease. The error in the
+	// chain is a *LeaseHeldError that says which.
+	ErrLeaseHeld = &Error{Code: CodeConflict, Message: "a cleanup is already running"}
+	// ErrLeaseLost: the run's lease was taken by another run (it lapsed, or
+	// an operator took it over); the run stops.
+	ErrLeaseLost = &Error{Code: CodeConflict, Message: "the cleanup lease was taken over by another run"}
+	// ErrRepairLeaseLost: another repair took the analytics repair lease
+	// over (this one ran past its lease); this one stops writing.
+	ErrRepairLeaseLost = &Error{Code: CodeConflict, Message: "the analytics repair lease was taken over"}
+
+	// The vault's (CodeInternal: a token that does not decrypt is our
+	// fault or an operator's, never the caller's). ErrDecrypt: the data did
+	// not authenticate: wrong key, wrong item id (the ciphertext was moved
+	// to another document) or tampered data, which the cipher cannot tell
+	// apart. ErrUnknownKey: the token names a key id that is neither
+	// TOKEN_ENCRYPTION_KEY nor one of TOKEN_ENCRYPTION_KEY_PREVIOUS.
+	// ErrMalformedToken: the stored string is not in the expected format.
+	ErrDecrypt        = &Error{Code: CodeInternal, Message: "token does not decrypt: wrong key, wrong item id or tampered data"}
+	ErrUnknownKey     = &Error{Code: CodeInternal, Message: "token is encrypted with a key the vault does not have"}
+	ErrMalformedToken = &Error{Code: CodeInternal, Message: "stored token is malformed"}
 )

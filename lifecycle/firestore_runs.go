@@ -42,7 +42,7 @@ func (s *FirestoreRunStore) leaseRef() *firestore.DocumentRef {
 
 // GetRun reads a run record.
 func (s *FirestoreRunStore) GetRun(ctx context.Context, id string) (*RunRecord, error) {
-	if !ValidItemID(id) { // run ids are document ids too
+	if !validRunID(id) {
 		return nil, fmt.Errorf("reading run: %w", ErrNotFound)
 	}
 	snap, err := s.runRef(id).Get(ctx)
@@ -138,7 +138,7 @@ func invocationLost(stored, run *RunRecord) error {
 // transaction; change returns false to write nothing. It returns the record
 // as stored afterwards.
 func (s *FirestoreRunStore) UpdateRun(ctx context.Context, id string, change func(*RunRecord) bool) (*RunRecord, error) {
-	if !ValidItemID(id) {
+	if !validRunID(id) {
 		return nil, fmt.Errorf("updating run: %w", ErrNotFound)
 	}
 	ref := s.runRef(id)
@@ -199,7 +199,7 @@ func (s *FirestoreRunStore) ClaimCleanup(ctx context.Context, eventID string, ru
 		}
 		var refs []*firestore.DocumentRef
 		for _, id := range ids {
-			if ValidItemID(id) && !slices.ContainsFunc(refs, func(r *firestore.DocumentRef) bool { return r.ID == id }) {
+			if validRunID(id) && !slices.ContainsFunc(refs, func(r *firestore.DocumentRef) bool { return r.ID == id }) {
 				refs = append(refs, s.runRef(id))
 			}
 		}
@@ -401,12 +401,19 @@ func (s *FirestoreRunStore) Snapshots(ctx context.Context, n int) ([]AnalyticsSn
 	}
 }
 
+// validRunID reports whether id can name a run record: run ids are UUIDs
+// this service makes, but come back in requests and messages.
+func validRunID(id string) bool { return validDocumentID(id, 64) }
+
+// maxEventDocID bounds an event record's document id before it is hashed.
+const maxEventDocID = 256
+
 // eventDocID is the document id of a handled event. CloudEvent ids are
 // Pub/Sub message ids (digits) in practice, but caller-controlled: one that
 // cannot be a document id is hashed.
 func eventDocID(kind, id string) string {
 	doc := kind + "-" + id
-	if !ValidItemID(doc) {
+	if !validDocumentID(doc, maxEventDocID) {
 		sum := sha256.Sum256([]byte(id))
 		doc = kind + "-sha256-" + hex.EncodeToString(sum[:])
 	}

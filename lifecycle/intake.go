@@ -34,13 +34,6 @@ const (
 	maxIDLength = MaxItemIDLength
 )
 
-// ErrItemOfAnotherUser refuses to store a token for an item id that
-// another user's token already holds. It is a conflict with existing data,
-// not a permission the calling service lacks: the exchange that produced
-// it is inconsistent and must be looked into, never resolved by
-// overwriting.
-var ErrItemOfAnotherUser = &Error{Code: CodeConflict, Message: "item belongs to another user"}
-
 // StoreToken stores a token from the Link exchange: encrypted, status
 // active, created_at and updated_at now. It is idempotent on the item id:
 // the same user storing the same active token again (a retried exchange)

@@ -57,11 +57,6 @@ const (
 	maxPublicToken = 256
 )
 
-// ErrDuplicateItem is what a duplicate Item is refused with
-// (CodeDuplicateItem); DuplicateItemError names the existing item.
-var ErrDuplicateItem = &Error{Code: CodeDuplicateItem,
-	Message: "this account is already linked; repair the existing item with update mode instead of linking it again"}
-
 // DuplicateItemError refuses an exchanged Item that duplicates one the
 // user has; the new Item was removed at Plaid.
 type DuplicateItemError struct {

@@ -153,7 +153,7 @@ func (s *Service) MigrateLegacy(ctx context.Context, opts MigrateOptions) (*Migr
 // naming why: revoking all but the legacy Items would leave them billed
 // while the user was told all were revoked.
 func (s *Service) migrateLegacyUserFirst(ctx context.Context, userID string) error {
-	if s.Legacy == nil || !ValidItemID(userID) {
+	if s.Legacy == nil || !validDocumentID(userID, maxIDLength) {
 		return nil
 	}
 	m, err := s.Legacy.MigrateLegacyUser(ctx, userID, false, s.legacyPlanner(NewLegacyDecrypter(s.Config.LegacyEncryptionKey)))

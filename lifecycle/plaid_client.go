@@ -563,11 +563,6 @@ const (
 	plaidEndpointInstitutionsGetByID = "/institutions/get_by_id"
 )
 
-// ErrExchangeOutcomeUnknown marks an exchange whose public token a retry
-// found used after an earlier attempt got no answer (or a 5xx): that
-// attempt may have created the Item, whose access token is then lost.
-var ErrExchangeOutcomeUnknown = errors.New("an earlier attempt got no answer and may have exchanged the public token")
-
 // CreateLinkToken calls /link/token/create: for a new Item with the
 // settings' products, or in update mode (req.AccessToken) without them.
 func (c *PlaidClient) CreateLinkToken(ctx context.Context, req LinkTokenRequest) (*LinkToken, error) {

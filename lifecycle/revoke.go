@@ -17,11 +17,6 @@ const (
 	ReasonAdminRevoked = "admin_revoked"
 )
 
-// ErrItemNotFound is what a caller gets for an item that does not exist and
-// for another user's item alike: the answer never tells them apart, so no
-// one learns which item ids exist (DESIGN §4).
-var ErrItemNotFound = &Error{Code: CodeNotFound, Message: "item not found"}
-
 const (
 	// revokeAttempts bounds the read-decide-write retries of one token when
 	// its document changes between read and write (the app used it, a

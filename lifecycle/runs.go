@@ -173,15 +173,6 @@ func leaseHeld(l *Lease) error {
 	return &LeaseHeldError{RunID: l.Holder, Trigger: l.Trigger, Actor: l.Actor, StartedAt: l.StartedAt, ExpiresAt: l.ExpiresAt}
 }
 
-var (
-	// ErrLeaseHeld: another run holds the cleanup lease. The error in the
-	// chain is a *LeaseHeldError that says which.
-	ErrLeaseHeld = &Error{Code: CodeConflict, Message: "a cleanup is already running"}
-	// ErrLeaseLost: the run's lease was taken by another run (it lapsed, or
-	// an operator took it over); the run stops.
-	ErrLeaseLost = &Error{Code: CodeConflict, Message: "the cleanup lease was taken over by another run"}
-)
-
 // MaxRecentRuns is the most run records RecentRuns returns.
 const MaxRecentRuns = 200
 

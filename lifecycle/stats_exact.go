@@ -29,10 +29,6 @@ import (
 //     each user whose count is off, and the unique users counter moves
 //     with their crossings between 0 and more, as in countChanges.
 
-// ErrRepairLeaseLost: another repair took the lease over (this one ran
-// past repairLeaseTTL); this one stops writing.
-var ErrRepairLeaseLost = &Error{Code: CodeConflict, Message: "the analytics repair lease was taken over"}
-
 // repairLeaseTTL bounds a repair (a recount of every token, then the
 // corrections): an event-driven function stops after 9 minutes anyway.
 const repairLeaseTTL = 10 * time.Minute

@@ -137,12 +137,16 @@ func (p Patch) applyTo(t *Token) {
 const MaxItemIDLength = 256
 
 // ValidItemID reports whether id can be an item id: a Firestore document
-// id (valid UTF-8, no '/', not "." or "..", not the reserved __.*__) of at
-// most MaxItemIDLength bytes. Anything else names no token, whoever asks:
-// callers answer "not found", never a storage error.
-func ValidItemID(id string) bool {
+// id of at most MaxItemIDLength bytes. Anything else names no token,
+// whoever asks: callers answer "not found", never a storage error.
+func ValidItemID(id string) bool { return validDocumentID(id, MaxItemIDLength) }
+
+// validDocumentID reports whether id can be a Firestore document id (valid
+// UTF-8, no '/', not "." or "..", not the reserved __.*__) of at most
+// maxLen bytes: run ids, user ids and event ids name documents too.
+func validDocumentID(id string, maxLen int) bool {
 	switch {
-	case id == "", len(id) > MaxItemIDLength, !utf8.ValidString(id),
+	case id == "", len(id) > maxLen, !utf8.ValidString(id),
 		strings.Contains(id, "/"), id == ".", id == "..",
 		len(id) >= 4 && strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__"):
 		return false

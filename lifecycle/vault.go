@@ -31,21 +31,9 @@ const (
 	vaultKeyIDLen   = 8 // hex of the first 4 bytes of SHA-256(key)
 )
 
-// Errors the vault and the legacy decrypter return, wrapped with context
-// (which item, which key id, what was wrong). None of them ever carries the
-// plaintext or the ciphertext. All are CodeInternal: a token that does not
-// decrypt is our fault or an operator's, never the caller's.
-var (
-	// ErrDecrypt: the data did not authenticate. Wrong key, wrong item id
-	// (the ciphertext was moved to another document) or tampered data; the
-	// cipher cannot tell which.
-	ErrDecrypt = &Error{Code: CodeInternal, Message: "token does not decrypt: wrong key, wrong item id or tampered data"}
-	// ErrUnknownKey: the token names a key id that is neither
-	// TOKEN_ENCRYPTION_KEY nor one of TOKEN_ENCRYPTION_KEY_PREVIOUS.
-	ErrUnknownKey = &Error{Code: CodeInternal, Message: "token is encrypted with a key the vault does not have"}
-	// ErrMalformedToken: the stored string is not in the expected format.
-	ErrMalformedToken = &Error{Code: CodeInternal, Message: "stored token is malformed"}
-)
+// The vault and the legacy decrypter return ErrDecrypt, ErrUnknownKey and
+// ErrMalformedToken (errors.go), wrapped with context (which item, which key
+// id, what was wrong), never with the plaintext or the ciphertext.
 
 // Vault encrypts access tokens for storage and decrypts them for use, in
 // format v1. It encrypts with the current key only; previous keys still
