@@ -132,162 +132,205 @@ func LoadConfig(needs Needs) (Config, error) { return LoadConfigFrom(os.LookupEn
 // Every missing or malformed variable is reported, joined, each on its own
 // line naming the variable.
 func LoadConfigFrom(lookup Lookuper, needs Needs) (Config, error) {
-	get := func(k string) string {
-		v, _ := lookup(k)
-		return strings.TrimSpace(v)
+	env := &envReader{lookup: lookup}
+	c := env.config()
+	c.checkValues(env)
+	c.checkNeeds(env, needs)
+	if len(env.errs) > 0 {
+		return c, fmt.Errorf("invalid configuration:\n%w", errors.Join(env.errs...))
 	}
-	var errs []error
-	missing := func(k, why string) { errs = append(errs, fmt.Errorf("%s is required: %s", k, why)) }
-	duration := func(k string, def time.Duration) time.Duration {
-		v := get(k)
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be a positive Go duration such as 8m, got %q", k, v))
-			return def
-		}
-		return d
-	}
-	positive := func(k string, def int) int {
-		v := get(k)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be a positive integer, got %q", k, v))
-			return def
-		}
-		return n
-	}
+	return c, nil
+}
 
+// envReader reads variables through lookup, collecting every problem.
+type envReader struct {
+	lookup Lookuper
+	errs   []error
+}
+
+func (e *envReader) get(k string) string {
+	v, _ := e.lookup(k)
+	return strings.TrimSpace(v)
+}
+
+func (e *envReader) fail(format string, args ...any) { e.errs = append(e.errs, fmt.Errorf(format, args...)) }
+
+func (e *envReader) missing(k, why string) { e.fail("%s is required: %s", k, why) }
+
+// duration reads a positive Go duration, def when unset.
+func (e *envReader) duration(k string, def time.Duration) time.Duration {
+	v := e.get(k)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		e.fail("%s must be a positive Go duration such as 8m, got %q", k, v)
+		return def
+	}
+	return d
+}
+
+// positive reads a positive integer, def when unset.
+func (e *envReader) positive(k string, def int) int {
+	v := e.get(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		e.fail("%s must be a positive integer, got %q", k, v)
+		return def
+	}
+	return n
+}
+
+// boolean reads true or false (1 or 0), false when unset.
+func (e *envReader) boolean(k string) bool {
+	switch v := strings.ToLower(e.get(k)); v {
+	case "", "0", "false":
+		return false
+	case "1", "true":
+		return true
+	default:
+		e.fail("%s must be true or false, got %q", k, v)
+		return false
+	}
+}
+
+// config reads every variable of DESIGN §8 with its default.
+func (e *envReader) config() Config {
+	get := e.get
 	c := Config{
 		Project:               get("GOOGLE_CLOUD_PROJECT"),
-		FirestoreDatabase:     get("FIRESTORE_DATABASE"),
+		FirestoreDatabase:     cmp.Or(get("FIRESTORE_DATABASE"), DefaultFirestoreDatabase),
 		EncryptionKey:         get("TOKEN_ENCRYPTION_KEY"),
 		EncryptionKeyPrevious: splitList(get("TOKEN_ENCRYPTION_KEY_PREVIOUS")),
-		EncryptionSalt:        get("TOKEN_ENCRYPTION_SALT"),
+		EncryptionSalt:        cmp.Or(get("TOKEN_ENCRYPTION_SALT"), DefaultEncryptionSalt),
 		LegacyEncryptionKey:   get("LEGACY_TOKEN_ENCRYPTION_KEY"),
 		PlaidSettings: PlaidSettings{
 			PlaidClientID: get("PLAID_CLIENT_ID"),
 			PlaidSecret:   get("PLAID_SECRET"),
 			PlaidEnv:      get("PLAID_ENV"),
 			PlaidBaseURL:  get("PLAID_BASE_URL"),
-			ItemGetRPM:    positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
-			ItemRemoveRPM: positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
+			ItemGetRPM:    e.positive("PLAID_ITEM_GET_RPM", DefaultItemGetRPM),
+			ItemRemoveRPM: e.positive("PLAID_ITEM_REMOVE_RPM", DefaultItemRemoveRPM),
 		},
 		AuthJWTSecret:         get("AUTH_JWT_SECRET"),
 		AuthJWKSURL:           get("AUTH_JWKS_URL"),
 		AuthIssuer:            get("AUTH_ISSUER"),
 		AuthAudience:          get("AUTH_AUDIENCE"),
 		AdminUserIDs:          splitList(get("ADMIN_USER_IDS")),
-		StaleDays:             positive("STALE_DAYS", DefaultStaleDays),
-		RunTimeBudget:         duration("RUN_TIME_BUDGET", DefaultRunTimeBudget),
-		HTTPRunTimeBudget:     duration("HTTP_RUN_TIME_BUDGET", DefaultHTTPRunTimeBudget),
-		ValidationInterval:    DefaultValidationInterval,
-		CleanupPageSize:       positive("CLEANUP_PAGE_SIZE", 0),
-		CleanupConcurrency:    positive("CLEANUP_CONCURRENCY", 0),
-		CleanupLeaseTTL:       duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
+		StaleDays:             e.positive("STALE_DAYS", DefaultStaleDays),
+		RunTimeBudget:         e.duration("RUN_TIME_BUDGET", DefaultRunTimeBudget),
+		HTTPRunTimeBudget:     e.duration("HTTP_RUN_TIME_BUDGET", DefaultHTTPRunTimeBudget),
+		ValidationInterval:    e.validationInterval(),
+		LogLevel:              e.logLevel(),
+		CleanupPageSize:       e.positive("CLEANUP_PAGE_SIZE", 0),
+		CleanupConcurrency:    e.positive("CLEANUP_CONCURRENCY", 0),
+		CleanupLeaseTTL:       e.duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
 		CleanupTopic:          cmp.Or(get("CLEANUP_TOPIC"), DefaultCleanupTopic),
 		AnalyticsTopic:        cmp.Or(get("ANALYTICS_TOPIC"), DefaultAnalyticsTopic),
 		Host:                  cmp.Or(get("HOST"), DefaultHost),
 		Port:                  cmp.Or(get("PORT"), DefaultPort),
+		ServeRemoteEvents:     e.boolean("SERVE_REMOTE_EVENTS"),
 		ReportBucket:          get("REPORT_BUCKET"),
 		StorageEmulatorHost:   get("STORAGE_EMULATOR_HOST"),
 		FirestoreEmulatorHost: get("FIRESTORE_EMULATOR_HOST"),
 	}
-	if c.FirestoreDatabase == "" {
-		c.FirestoreDatabase = DefaultFirestoreDatabase
-	}
-	if c.EncryptionSalt == "" {
-		c.EncryptionSalt = DefaultEncryptionSalt
-	}
 	link, linkErrs := loadLinkSettings(get, c.PlaidEnv)
 	c.Link = link
-	errs = append(errs, linkErrs...)
-	if c.StaleDays > MaxDaysThreshold {
-		errs = append(errs, fmt.Errorf("STALE_DAYS must be at most %d, got %d", MaxDaysThreshold, c.StaleDays))
+	e.errs = append(e.errs, linkErrs...)
+	return c
+}
+
+// validationInterval reads VALIDATION_INTERVAL, where 0 validates every
+// active token on every run.
+func (e *envReader) validationInterval() time.Duration {
+	v := e.get("VALIDATION_INTERVAL")
+	if v == "" {
+		return DefaultValidationInterval
 	}
-	// VALIDATION_INTERVAL 0 validates every active token on every run.
-	if v := get("VALIDATION_INTERVAL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("VALIDATION_INTERVAL must be a Go duration such as 20h or 0, got %q", v))
-		} else {
-			c.ValidationInterval = d
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		e.fail("VALIDATION_INTERVAL must be a Go duration such as 20h or 0, got %q", v)
+		return DefaultValidationInterval
+	}
+	return d
+}
+
+func (e *envReader) logLevel() slog.Level {
+	var l slog.Level
+	if v := e.get("LOG_LEVEL"); v != "" {
+		if err := l.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
+			e.fail("LOG_LEVEL must be DEBUG, INFO, WARN or ERROR, got %q", v)
 		}
 	}
-	switch v := strings.ToLower(get("SERVE_REMOTE_EVENTS")); v {
-	case "", "0", "false":
-	case "1", "true":
-		c.ServeRemoteEvents = true
-	default:
-		errs = append(errs, fmt.Errorf("SERVE_REMOTE_EVENTS must be true or false, got %q", v))
+	return l
+}
+
+// checkValues refuses values no program may run with, whatever it needs.
+func (c Config) checkValues(e *envReader) {
+	if c.StaleDays > MaxDaysThreshold {
+		e.fail("STALE_DAYS must be at most %d, got %d", MaxDaysThreshold, c.StaleDays)
 	}
 	if c.EncryptionKey != "" && len(c.EncryptionKey) < MinEncryptionKeyLength {
-		errs = append(errs, fmt.Errorf("TOKEN_ENCRYPTION_KEY must be at least %d bytes", MinEncryptionKeyLength))
+		e.fail("TOKEN_ENCRYPTION_KEY must be at least %d bytes", MinEncryptionKeyLength)
 	}
 	if c.AuthJWKSURL != "" {
 		if err := ValidateJWKSURL(c.AuthJWKSURL); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if v := get("LOG_LEVEL"); v != "" {
-		if err := c.LogLevel.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
-			errs = append(errs, fmt.Errorf("LOG_LEVEL must be DEBUG, INFO, WARN or ERROR, got %q", v))
+			e.errs = append(e.errs, err)
 		}
 	}
 	switch c.PlaidEnv {
 	case "sandbox", "production":
-	case "": // required where Plaid is called, below
+	case "": // required where Plaid is called (checkNeeds)
 	default:
-		errs = append(errs, fmt.Errorf("PLAID_ENV must be sandbox or production, got %q", c.PlaidEnv))
+		e.fail("PLAID_ENV must be sandbox or production, got %q", c.PlaidEnv)
 	}
 	if c.PlaidBaseURL != "" && !strings.HasPrefix(c.PlaidBaseURL, "http://") && !strings.HasPrefix(c.PlaidBaseURL, "https://") {
-		errs = append(errs, fmt.Errorf("PLAID_BASE_URL must be an http(s) URL, got %q", c.PlaidBaseURL))
+		e.fail("PLAID_BASE_URL must be an http(s) URL, got %q", c.PlaidBaseURL)
 	}
+}
 
+// checkNeeds requires what the program needs (needs) and is not set.
+func (c Config) checkNeeds(e *envReader, needs Needs) {
 	if needs.Store && c.Project == "" {
-		missing("GOOGLE_CLOUD_PROJECT", "the Firestore project id")
+		e.missing("GOOGLE_CLOUD_PROJECT", "the Firestore project id")
 	}
 	if needs.Vault && c.EncryptionKey == "" {
-		missing("TOKEN_ENCRYPTION_KEY", "the password the token encryption key is derived from")
+		e.missing("TOKEN_ENCRYPTION_KEY", "the password the token encryption key is derived from")
 	}
 	if needs.Plaid {
 		if c.PlaidEnv == "" {
 			// No default: tokens of the other environment are never touched
 			// (DESIGN §7 rule 0), so a deployment must say which it serves.
-			missing("PLAID_ENV", "the Plaid environment of these credentials, sandbox or production")
+			e.missing("PLAID_ENV", "the Plaid environment of these credentials, sandbox or production")
 		}
 		if c.PlaidClientID == "" {
-			missing("PLAID_CLIENT_ID", "Plaid API credentials")
+			e.missing("PLAID_CLIENT_ID", "Plaid API credentials")
 		}
 		if c.PlaidSecret == "" {
-			missing("PLAID_SECRET", "Plaid API credentials")
+			e.missing("PLAID_SECRET", "Plaid API credentials")
 		}
 	}
-	if needs.Auth {
-		switch {
-		case c.AuthJWTSecret == "" && c.AuthJWKSURL == "":
-			missing("AUTH_JWT_SECRET", "set it (HS256) or AUTH_JWKS_URL with AUTH_ISSUER and AUTH_AUDIENCE")
-		case c.AuthJWKSURL != "":
-			if c.AuthIssuer == "" {
-				missing("AUTH_ISSUER", "AUTH_JWKS_URL is set, so tokens' issuer must be pinned")
-			}
-			if c.AuthAudience == "" {
-				missing("AUTH_AUDIENCE", "AUTH_JWKS_URL is set, so tokens' audience must be pinned")
-			}
+	if !needs.Auth {
+		return
+	}
+	switch {
+	case c.AuthJWTSecret == "" && c.AuthJWKSURL == "":
+		e.missing("AUTH_JWT_SECRET", "set it (HS256) or AUTH_JWKS_URL with AUTH_ISSUER and AUTH_AUDIENCE")
+	case c.AuthJWKSURL != "":
+		if c.AuthIssuer == "" {
+			e.missing("AUTH_ISSUER", "AUTH_JWKS_URL is set, so tokens' issuer must be pinned")
 		}
-		if c.AuthJWTSecret != "" && len(c.AuthJWTSecret) < 32 {
-			errs = append(errs, errors.New("AUTH_JWT_SECRET must be at least 32 bytes: shorter HS256 secrets can be brute-forced"))
+		if c.AuthAudience == "" {
+			e.missing("AUTH_AUDIENCE", "AUTH_JWKS_URL is set, so tokens' audience must be pinned")
 		}
 	}
-	if len(errs) > 0 {
-		return c, fmt.Errorf("invalid configuration:\n%w", errors.Join(errs...))
+	if c.AuthJWTSecret != "" && len(c.AuthJWTSecret) < 32 {
+		e.fail("AUTH_JWT_SECRET must be at least 32 bytes: shorter HS256 secrets can be brute-forced")
 	}
-	return c, nil
 }
 
 // ValidateJWKSURL requires https for AUTH_JWKS_URL: the keys it serves decide
