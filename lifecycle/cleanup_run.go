@@ -164,20 +164,8 @@ func (s *Service) claimNewRun(ctx context.Context, req CleanupRequest, checkpoin
 		return nil, err
 	}
 	now := s.Clock.Now()
-	c := claimRequest{takeOver: req.TakeOver, forceTakeOver: req.ForceTakeOver, startCheckpointed: checkpointed, newRun: &RunRecord{
-		ID: uuid.NewString(), Kind: "cleanup", Trigger: req.Trigger, Actor: req.Actor,
-		DryRun: req.DryRun, DaysThreshold: req.DaysThreshold, StartedAt: now,
-	}}
-	var out claimOutcome
-	var ids []string
-	if req.TakeOver != "" {
-		ids = []string{req.TakeOver}
-	}
-	err := s.Runs.ClaimCleanup(ctx, "", ids, func(st ClaimState) (ClaimWrites, error) {
-		w, o, err := decideClaim(st, c, now, s.leaseTTL())
-		out = o
-		return w, err
-	})
+	out, err := s.claim(ctx, "", claimRequest{takeOver: req.TakeOver, forceTakeOver: req.ForceTakeOver,
+		startCheckpointed: checkpointed, newRun: newRunRecord(req.Trigger, req.Actor, req.DryRun, req.DaysThreshold, now)}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -193,34 +181,45 @@ func (s *Service) claimNewRun(ctx context.Context, req CleanupRequest, checkpoin
 	return out.run, nil
 }
 
+// newRunRecord is the record of a run about to start.
+func newRunRecord(trigger, actor string, dryRun bool, days int, now time.Time) *RunRecord {
+	return &RunRecord{ID: uuid.NewString(), Kind: "cleanup", Trigger: trigger, Actor: actor,
+		DryRun: dryRun, DaysThreshold: days, StartedAt: now}
+}
+
+// claim decides c (decideClaim) in the store's claim transaction, with the
+// runs it names read.
+func (s *Service) claim(ctx context.Context, eventID string, c claimRequest, now time.Time) (claimOutcome, error) {
+	var ids []string
+	for _, id := range []string{c.takeOver, c.continueRunID} {
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	var out claimOutcome
+	err := s.Runs.ClaimCleanup(ctx, eventID, ids, func(st ClaimState) (ClaimWrites, error) {
+		w, o, err := decideClaim(st, c, now, s.leaseTTL())
+		out = o
+		return w, err
+	})
+	return out, err
+}
+
 // RunScheduledCleanup handles one delivery of a DailyCleanup event,
 // exactly once per run segment whatever Pub/Sub redelivers (see the top of
 // this file). It returns an error only when a retry of the delivery could
 // help: the store was unavailable, the run's continuation could not be
 // queued, or a segment's fate is not known yet.
 func (s *Service) RunScheduledCleanup(ctx context.Context, ev CleanupEvent) (*ScheduledOutcome, error) {
-	log := Logger(ctx)
 	if ev.ContinueRunID == "" {
 		if err := ValidateDaysThreshold(ev.DaysThreshold); err != nil {
-			log.ErrorContext(ctx, "invalid DailyCleanup message; dropped", slog.String("error", err.Error()))
+			Logger(ctx).ErrorContext(ctx, "invalid DailyCleanup message; dropped", slog.String("error", err.Error()))
 			return &ScheduledOutcome{Action: actionDropped}, nil
 		}
 	}
 	now := s.Clock.Now()
-	c := claimRequest{eventID: ev.EventID, continueRunID: ev.ContinueRunID, scheduled: true, newRun: &RunRecord{
-		ID: uuid.NewString(), Kind: "cleanup", Trigger: TriggerSchedule, Actor: "cloud-scheduler",
-		DryRun: ev.DryRun, DaysThreshold: ev.DaysThreshold, StartedAt: now,
-	}}
-	var ids []string
-	if ev.ContinueRunID != "" {
-		ids = []string{ev.ContinueRunID}
-	}
-	var out claimOutcome
-	err := s.Runs.ClaimCleanup(ctx, ev.EventID, ids, func(st ClaimState) (ClaimWrites, error) {
-		w, o, err := decideClaim(st, c, now, s.leaseTTL())
-		out = o
-		return w, err
-	})
+	out, err := s.claim(ctx, ev.EventID, claimRequest{eventID: ev.EventID, continueRunID: ev.ContinueRunID, scheduled: true,
+		newRun: newRunRecord(TriggerSchedule, "cloud-scheduler", ev.DryRun, ev.DaysThreshold, now)}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -230,40 +229,51 @@ func (s *Service) RunScheduledCleanup(ctx context.Context, ev CleanupEvent) (*Sc
 	} else if out.heldBy != nil {
 		outcome.RunID = out.heldBy.Holder
 	}
-	attrs := []any{slog.String("action", out.action), slog.String("run_id", outcome.RunID)}
 	if out.abandoned != nil {
-		log.WarnContext(ctx, "cleanup run abandoned", slog.String("run_id", out.abandoned.ID), slog.String("reason", out.abandoned.Failure))
+		Logger(ctx).WarnContext(ctx, "cleanup run abandoned", slog.String("run_id", out.abandoned.ID),
+			slog.String("reason", out.abandoned.Failure))
 	}
-	switch {
-	case out.retryLater:
-		log.InfoContext(ctx, "cleanup segment of this event may still be running; retry later", attrs...)
-		return outcome, Errorf(CodeUnavailable, "run %s: the segment this event started still holds its lease; retry later", outcome.RunID)
-	case out.run == nil:
-		if out.heldBy != nil {
-			attrs = append(attrs, slog.String("held_until", out.heldBy.ExpiresAt.Format(time.RFC3339)))
-		}
-		log.InfoContext(ctx, "cleanup event acknowledged without running", attrs...)
-		return outcome, nil
+	if out.run == nil || out.retryLater {
+		return outcome, logUnclaimed(ctx, out, outcome.RunID)
 	}
-	log.InfoContext(ctx, "cleanup event claimed", attrs...)
+	Logger(ctx).InfoContext(ctx, "cleanup event claimed", slog.String("action", out.action), slog.String("run_id", outcome.RunID))
+	return outcome, s.runScheduledSegment(ctx, out.run, ev.Budget, outcome)
+}
 
-	res, err := s.runInvocation(ctx, out.run, ev.Budget, nil)
+// logUnclaimed logs why a delivery runs nothing, and returns the error
+// that asks Pub/Sub to come back when its own segment may still run.
+func logUnclaimed(ctx context.Context, out claimOutcome, runID string) error {
+	log := Logger(ctx)
+	attrs := []any{slog.String("action", out.action), slog.String("run_id", runID)}
+	if out.retryLater {
+		log.InfoContext(ctx, "cleanup segment of this event may still be running; retry later", attrs...)
+		return Errorf(CodeUnavailable, "run %s: the segment this event started still holds its lease; retry later", runID)
+	}
+	if out.heldBy != nil {
+		attrs = append(attrs, slog.String("held_until", out.heldBy.ExpiresAt.Format(time.RFC3339)))
+	}
+	log.InfoContext(ctx, "cleanup event acknowledged without running", attrs...)
+	return nil
+}
+
+// runScheduledSegment runs the claimed run's segment and hands a
+// checkpointed run over. It returns an error only when a redelivery could
+// help.
+func (s *Service) runScheduledSegment(ctx context.Context, run *RunRecord, budget time.Duration, outcome *ScheduledOutcome) error {
+	res, err := s.runInvocation(ctx, run, budget, nil)
 	outcome.Result = res
-	if err != nil {
-		// The run record says what failed; a redelivery would find it
-		// finished and do nothing, so do not ask for one.
-		return outcome, nil
+	if err != nil || res.Done {
+		// A failed run's record says what failed; a redelivery would find
+		// it finished and do nothing, so do not ask for one.
+		return nil
 	}
-	if res.Done {
-		return outcome, nil
-	}
-	if err := s.handOver(ctx, out.run); err != nil {
+	if err := s.handOver(ctx, run); err != nil {
 		// Nothing lost: Pub/Sub redelivers this event, which then resumes
 		// the checkpointed run itself.
-		return outcome, fmt.Errorf("continuing run %s: %w", out.run.ID, err)
+		return fmt.Errorf("continuing run %s: %w", run.ID, err)
 	}
 	res.HandedOver = true
-	return outcome, nil
+	return nil
 }
 
 // CleanupRun returns a run's record (GET .../cleanup/runs/{run_id}). A run

@@ -49,78 +49,14 @@ var errLeaveInPlace = errors.New("legacy document left in place")
 // dry run reads the same documents outside one and writes nothing). Its
 // error is Firestore failing; per-document problems are in the migration.
 func (s *FirestoreLegacyStore) MigrateLegacyUser(ctx context.Context, userID string, dryRun bool, plan LegacyPlanner) (*LegacyMigration, error) {
-	ref := s.client.Collection(TokensCollection).Doc(userID)
 	if dryRun {
-		snap, err := ref.Get(ctx)
-		if isNotFound(err) {
-			return plan(userID, nil), nil // deleted since the page was read
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading legacy document %s: %w", userID, storeError(err))
-		}
-		m := plan(userID, snap.Data())
-		if !m.legacy || len(m.problems) > 0 {
-			return m, nil
-		}
-		existing, err := s.client.GetAll(ctx, s.itemRefs(m))
-		if err != nil {
-			return m, fmt.Errorf("reading item documents of legacy user %s: %w", userID, storeError(err))
-		}
-		m.migrated = m.resolve(owners(existing))
-		return m, nil
+		return s.planMigration(ctx, userID, plan)
 	}
-
 	var m *LegacyMigration
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		snap, err := tx.Get(ref)
-		if isNotFound(err) {
-			m = plan(userID, nil)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		data := snap.Data()
-		m = plan(userID, data)
-		if !m.legacy {
-			return nil
-		}
-		if len(m.problems) > 0 {
-			return errLeaveInPlace
-		}
-		// One read for every item document and the archive document: a
-		// transaction reads everything before it writes.
-		refs := s.itemRefs(m)
-		archive := s.client.Collection(LegacyArchiveCollection).Doc(userID)
-		existing, err := tx.GetAll(append(refs, archive))
-		if err != nil {
-			return err
-		}
-		if !m.resolve(owners(existing[:len(refs)])) {
-			return errLeaveInPlace
-		}
-		now := m.at
-		if existing[len(refs)].Exists() {
-			// A legacy document for this user was archived before (the old
-			// service wrote again after a migration): keep both.
-			archive = s.client.Collection(LegacyArchiveCollection).Doc(userID + "@" + now.Format("20060102T150405.000000000Z"))
-		}
-		for i, item := range m.items {
-			if existing[i].Exists() {
-				continue
-			}
-			if err := tx.Create(refs[i], item.doc); err != nil {
-				return err
-			}
-		}
-		if err := tx.Create(archive, m.archive(data, now)); err != nil {
-			return err
-		}
-		if err := tx.Delete(ref); err != nil {
-			return err
-		}
-		m.migrated = true
-		return nil
+		var err error
+		m, err = s.migrateInTx(tx, userID, plan)
+		return err
 	})
 	switch {
 	case errors.Is(err, errLeaveInPlace):
@@ -134,6 +70,79 @@ func (s *FirestoreLegacyStore) MigrateLegacyUser(ctx context.Context, userID str
 		return nil, fmt.Errorf("migrating legacy user %s: %w", userID, storeError(err))
 	}
 	return m, nil
+}
+
+// planMigration is a dry run's migration: what plan makes of the document,
+// resolved against the item documents that exist, without writing.
+func (s *FirestoreLegacyStore) planMigration(ctx context.Context, userID string, plan LegacyPlanner) (*LegacyMigration, error) {
+	snap, err := s.client.Collection(TokensCollection).Doc(userID).Get(ctx)
+	if isNotFound(err) {
+		return plan(userID, nil), nil // deleted since the page was read
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading legacy document %s: %w", userID, storeError(err))
+	}
+	m := plan(userID, snap.Data())
+	if !m.legacy || len(m.problems) > 0 {
+		return m, nil
+	}
+	existing, err := s.client.GetAll(ctx, s.itemRefs(m))
+	if err != nil {
+		return m, fmt.Errorf("reading item documents of legacy user %s: %w", userID, storeError(err))
+	}
+	m.migrated = m.resolve(owners(existing))
+	return m, nil
+}
+
+// migrateInTx reads the legacy document, the item documents it becomes and
+// its archive in tx, and writes the migration plan decides: the items that
+// do not exist yet, the archive, the legacy document's deletion.
+// errLeaveInPlace aborts it without writing.
+func (s *FirestoreLegacyStore) migrateInTx(tx *firestore.Transaction, userID string, plan LegacyPlanner) (*LegacyMigration, error) {
+	ref := s.client.Collection(TokensCollection).Doc(userID)
+	snap, err := tx.Get(ref)
+	if isNotFound(err) {
+		return plan(userID, nil), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	data := snap.Data()
+	m := plan(userID, data)
+	switch {
+	case !m.legacy:
+		return m, nil
+	case len(m.problems) > 0:
+		return m, errLeaveInPlace
+	}
+	// One read for every item document and the archive document: a
+	// transaction reads everything before it writes.
+	refs := s.itemRefs(m)
+	archive := s.client.Collection(LegacyArchiveCollection).Doc(userID)
+	existing, err := tx.GetAll(append(refs, archive))
+	if err != nil {
+		return m, err
+	}
+	if !m.resolve(owners(existing[:len(refs)])) {
+		return m, errLeaveInPlace
+	}
+	if existing[len(refs)].Exists() {
+		// A legacy document for this user was archived before (the old
+		// service wrote again after a migration): keep both.
+		archive = s.client.Collection(LegacyArchiveCollection).Doc(userID + "@" + m.at.Format("20060102T150405.000000000Z"))
+	}
+	for i, item := range m.items {
+		if !existing[i].Exists() {
+			if err := tx.Create(refs[i], item.doc); err != nil {
+				return m, err
+			}
+		}
+	}
+	if err := tx.Create(archive, m.archive(data, m.at)); err != nil {
+		return m, err
+	}
+	m.migrated = true
+	return m, tx.Delete(ref)
 }
 
 func (s *FirestoreLegacyStore) itemRefs(m *LegacyMigration) []*firestore.DocumentRef {

@@ -169,78 +169,15 @@ func (s *FirestoreRunStore) UpdateRun(ctx context.Context, id string, change fun
 func (s *FirestoreRunStore) ClaimCleanup(ctx context.Context, eventID string, runIDs []string, decide func(ClaimState) (ClaimWrites, error)) error {
 	eventRef := s.client.Collection(EventsCollection).Doc(eventDocID(eventKindCleanup, eventID))
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		st := ClaimState{Runs: map[string]*RunRecord{}}
-		ids := slices.Clone(runIDs)
-		if eventID != "" {
-			snap, err := tx.Get(eventRef)
-			switch {
-			case err == nil:
-				var ev EventRecord
-				if err := snap.DataTo(&ev); err != nil {
-					return fmt.Errorf("decoding event record %s: %w", eventID, err)
-				}
-				st.Event = &ev
-				ids = append(ids, ev.RunID)
-			case !isNotFound(err):
-				return err
-			}
-		}
-		snap, err := tx.Get(s.leaseRef())
-		switch {
-		case err == nil:
-			var l Lease
-			if err := snap.DataTo(&l); err != nil {
-				return fmt.Errorf("decoding the cleanup lease: %w", err)
-			}
-			st.Lease = &l
-			ids = append(ids, l.Holder)
-		case !isNotFound(err):
+		st, err := s.readClaimState(tx, eventRef, eventID, runIDs)
+		if err != nil {
 			return err
 		}
-		var refs []*firestore.DocumentRef
-		for _, id := range ids {
-			if validRunID(id) && !slices.ContainsFunc(refs, func(r *firestore.DocumentRef) bool { return r.ID == id }) {
-				refs = append(refs, s.runRef(id))
-			}
-		}
-		if len(refs) > 0 {
-			snaps, err := tx.GetAll(refs)
-			if err != nil {
-				return err
-			}
-			for _, snap := range snaps {
-				if !snap.Exists() {
-					continue
-				}
-				run, err := decodeRun(snap)
-				if err != nil {
-					return err
-				}
-				st.Runs[snap.Ref.ID] = run
-			}
-		}
-
 		w, err := decide(st)
 		if err != nil {
 			return err
 		}
-		for _, run := range w.Runs {
-			run.Errors = boundErrors(run.Errors)
-			if err := tx.Set(s.runRef(run.ID), run); err != nil {
-				return err
-			}
-		}
-		if w.Lease != nil {
-			if err := tx.Set(s.leaseRef(), w.Lease); err != nil {
-				return err
-			}
-		}
-		if w.Event != nil && eventID != "" {
-			if err := tx.Create(eventRef, w.Event); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.writeClaim(tx, w, eventRef, eventID)
 	})
 	if err != nil {
 		var e *Error
@@ -248,6 +185,86 @@ func (s *FirestoreRunStore) ClaimCleanup(ctx context.Context, eventID string, ru
 			return err // decide's own verdict, e.g. the lease is held
 		}
 		return fmt.Errorf("claiming the cleanup lease: %w", storeError(err))
+	}
+	return nil
+}
+
+// readClaimState reads in tx the event's record (when eventID is set), the
+// lease, and the runs runIDs, the record and the lease name.
+func (s *FirestoreRunStore) readClaimState(tx *firestore.Transaction, eventRef *firestore.DocumentRef, eventID string, runIDs []string) (ClaimState, error) {
+	st := ClaimState{Runs: map[string]*RunRecord{}}
+	ids := slices.Clone(runIDs)
+	if eventID != "" {
+		var ev EventRecord
+		switch found, err := getInto(tx, eventRef, &ev); {
+		case err != nil:
+			return st, fmt.Errorf("reading event record %s: %w", eventID, err)
+		case found:
+			st.Event = &ev
+			ids = append(ids, ev.RunID)
+		}
+	}
+	var l Lease
+	switch found, err := getInto(tx, s.leaseRef(), &l); {
+	case err != nil:
+		return st, fmt.Errorf("reading the cleanup lease: %w", err)
+	case found:
+		st.Lease = &l
+		ids = append(ids, l.Holder)
+	}
+	var refs []*firestore.DocumentRef
+	for _, id := range ids {
+		if validRunID(id) && !slices.ContainsFunc(refs, func(r *firestore.DocumentRef) bool { return r.ID == id }) {
+			refs = append(refs, s.runRef(id))
+		}
+	}
+	if len(refs) == 0 {
+		return st, nil
+	}
+	snaps, err := tx.GetAll(refs)
+	if err != nil {
+		return st, err
+	}
+	for _, snap := range snaps {
+		if snap.Exists() {
+			run, err := decodeRun(snap)
+			if err != nil {
+				return st, err
+			}
+			st.Runs[snap.Ref.ID] = run
+		}
+	}
+	return st, nil
+}
+
+// getInto reads ref in tx into v; found is false when it does not exist.
+func getInto(tx *firestore.Transaction, ref *firestore.DocumentRef, v any) (found bool, err error) {
+	snap, err := tx.Get(ref)
+	switch {
+	case isNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, snap.DataTo(v)
+}
+
+// writeClaim writes a claim's decision in tx: its runs whole, the lease,
+// and the event's record.
+func (s *FirestoreRunStore) writeClaim(tx *firestore.Transaction, w ClaimWrites, eventRef *firestore.DocumentRef, eventID string) error {
+	for _, run := range w.Runs {
+		run.Errors = boundErrors(run.Errors)
+		if err := tx.Set(s.runRef(run.ID), run); err != nil {
+			return err
+		}
+	}
+	if w.Lease != nil {
+		if err := tx.Set(s.leaseRef(), w.Lease); err != nil {
+			return err
+		}
+	}
+	if w.Event != nil && eventID != "" {
+		return tx.Create(eventRef, w.Event)
 	}
 	return nil
 }
