@@ -59,12 +59,16 @@ func loadCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
+	prod, err := newProduction(cfg, client)
 	if err != nil {
 		return err
 	}
-	if err := seedTokens(ctx, client, svc.Cipher, tokens); err != nil {
+	defer prod.Close()
+	svc, err := prod.service()
+	if err != nil {
+		return err
+	}
+	if err := seedTokens(ctx, client, prod.deps.Cipher, tokens); err != nil {
 		return err
 	}
 	// As deployed after the first backfill: analytics reads the counters.
@@ -145,7 +149,7 @@ func loadCmd(ctx context.Context, args []string) error {
 	var checked, removedAtPlaid, local, wrong int
 	for _, item := range strings.Fields(string(b)) {
 		checked++
-		tok, err := svc.Tokens.Get(ctx, item)
+		tok, err := prod.deps.Tokens.Get(ctx, item)
 		if err != nil {
 			return fmt.Errorf("reading revoked item %s: %w", item, err)
 		}

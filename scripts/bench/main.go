@@ -16,6 +16,13 @@
 //	bench load -users 400 -admins 50     scripts/serve under scripts/loadtest, then a check in Firestore
 //	bench report FILE                    the final table of a run's results
 //
+// It is a Go module of its own (go.mod here, the root module replaced by
+// this checkout), so that what only the measurements need stays out of the
+// functions' go.mod; it may still import the root module's internal/
+// packages (its import path lies below the root's). Build it from here:
+// `go build .` (scripts/bench.sh does); `go vet ./...` at the root does not
+// see it, scripts/test.sh vets it on its own.
+//
 // The environment is the service's own (DESIGN §8): GOOGLE_CLOUD_PROJECT,
 // FIRESTORE_EMULATOR_HOST, TOKEN_ENCRYPTION_KEY, PLAID_* (scripts/bench.sh
 // sets them). BENCH_EMULATOR_PGID, when set, is the emulator's process
