@@ -19,12 +19,15 @@
 #              per-process pacing, at the same time (they hardly use the CPU)
 #   coldstart  process start to first answer of every deployed target, built
 #              as Google's Go buildpack builds it (median of 3 starts)
-#   load       scripts/loadtest against scripts/serve: BENCH_USERS (400)
-#              users revoking their items while BENCH_ADMINS (50) admins
-#              poll analytics every BENCH_ADMIN_INTERVAL (1s),
-#              PLAID_ITEM_REMOVE_RPM at Plaid's 2,000/min; with the
-#              analytics counters kept elsewhere (as deployed), then by
-#              serve itself (its default for local development)
+#   load       scripts/loadtest: BENCH_USERS (400) users revoking their
+#              items at once while BENCH_ADMINS (50) admins poll analytics
+#              every BENCH_ADMIN_INTERVAL (1s), PLAID_ITEM_REMOVE_RPM at
+#              Plaid's 2,000/min. As deployed (RevokeItem and TokenAnalytics
+#              each in a process of its own, the buildpack's binary) against
+#              the floor of a revocation (scripts/bench/floor_serve.go) in
+#              RevokeItem's place, BENCH_LOAD_ROUNDS (2) rounds of each
+#              alternating after a warm-up; then through scripts/serve
+#              keeping the analytics counters itself (local development)
 #   analytics  (issue 12; scripts/bench/analytics.go) another process writes
 #              BENCH_ANALYTICS (100,000) tokens while scripts/serve counts
 #              them from a Firestore emulator's own trigger deliveries (one
@@ -77,6 +80,12 @@ done
 # module by this checkout).
 (cd scripts/bench && go build -o "$work/bench" .)
 bench() { "$work/bench" "$@"; }
+functions_bin() {
+  if [[ ! -x "$work/function" ]]; then
+    step "building the functions as the buildpack does"
+    bench buildpack -out "$work/function"
+  fi
+}
 # Every figure must be loopback only and from this run's own emulator.
 unset FIRESTORE_EMULATOR_HOST PUBSUB_EMULATOR_HOST
 step "starting the Firestore emulator"
@@ -162,28 +171,31 @@ bench_rates() {
 }
 
 bench_coldstart() {
-  step "cold starts of the deployed targets (the buildpack build first)"
+  functions_bin
+  step "cold starts of the deployed targets"
   new_project coldstart
-  bench coldstart -starts 3 >>"$results"
+  bench coldstart -starts 3 -bin "$work/function" >>"$results"
   clear_project
 }
 
 bench_load() {
+  local load_flags=(-loadtest "$work/loadtest" -users "${BENCH_USERS:-400}" -admins "${BENCH_ADMINS:-50}"
+    -admin-interval "${BENCH_ADMIN_INTERVAL:-1s}" -latency "$latency" -logs "$work")
   # Deployed, the analytics counters are kept by TokenStats instances of
-  # their own, fed by Eventarc: the revocations' instances do not do it.
-  # scripts/serve does it in-process by default (a listener on
-  # plaid_tokens), on the same emulator: measured too, second. On the
-  # emulator a listener is resent the whole collection with every change,
-  # so that figure is local development's, not the deployment's.
-  local stats
-  for stats in off listener; do
-    step "HTTP under load through scripts/serve (-token-stats=$stats)"
-    new_project load
-    PLAID_ITEM_GET_RPM=5000 bench load -serve "$work/serve" -loadtest "$work/loadtest" -serve-flags "-token-stats=$stats" \
-      -users "${BENCH_USERS:-400}" -admins "${BENCH_ADMINS:-50}" -admin-interval "${BENCH_ADMIN_INTERVAL:-1s}" \
-      -latency "$latency" -logs "$work" >>"$results"
-    clear_project
-  done
+  # their own, fed by Eventarc: the revocations' instances do not do it,
+  # and nothing does here (the counters are backfilled first).
+  functions_bin
+  step "a revocation as deployed against its floor (${BENCH_LOAD_ROUNDS:-2} rounds of each, after a warm-up)"
+  new_project deployed
+  bench deployed -functions "$work/function" -rounds "${BENCH_LOAD_ROUNDS:-2}" "${load_flags[@]}" >>"$results"
+  # scripts/serve keeps the counters in-process by default (a listener on
+  # plaid_tokens), on the same emulator. On the emulator a listener is
+  # resent the whole collection with every change, so that figure is local
+  # development's, not the deployment's.
+  step "HTTP under load through scripts/serve (-token-stats=listener)"
+  new_project load
+  PLAID_ITEM_GET_RPM=5000 bench load -serve "$work/serve" -serve-flags "-token-stats=listener" "${load_flags[@]}" >>"$results"
+  clear_project
 }
 
 bench_analytics() {
