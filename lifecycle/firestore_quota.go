@@ -68,15 +68,21 @@ func (s *FirestoreQuotaStore) TakeQuotaSlot(ctx context.Context, endpoint string
 	}
 }
 
-// TakenQuotaSlots lists the window's slot documents by id range: one read
-// per slot taken, no index beyond the document id.
-func (s *FirestoreQuotaStore) TakenQuotaSlots(ctx context.Context, endpoint string, window int64) ([]QuotaSlot, error) {
+// inWindow restricts q to the window's slot documents, by id range: ids
+// sort as strings, and every id of the window lies in [prefix, prefix+"~"),
+// "~" sorting after the digits. No index is needed beyond the document
+// id's (and the single-field one of a field compared for equality).
+func (s *FirestoreQuotaStore) inWindow(q firestore.Query, endpoint string, window int64) firestore.Query {
 	prefix := quotaSlotPrefix(endpoint, window)
 	col := s.client.Collection(QuotaCollection)
-	// Ids sort as strings; every id of the window lies in [prefix,
-	// prefix+"~"), "~" sorting after the digits.
-	docs, err := col.OrderBy(firestore.DocumentID, firestore.Asc).
-		StartAt(col.Doc(prefix)).EndBefore(col.Doc(prefix + "~")).Documents(ctx).GetAll()
+	return q.OrderBy(firestore.DocumentID, firestore.Asc).StartAt(col.Doc(prefix)).EndBefore(col.Doc(prefix + "~"))
+}
+
+// TakenQuotaSlots lists the window's slot documents: one read per slot
+// taken.
+func (s *FirestoreQuotaStore) TakenQuotaSlots(ctx context.Context, endpoint string, window int64) ([]QuotaSlot, error) {
+	prefix := quotaSlotPrefix(endpoint, window)
+	docs, err := s.inWindow(s.client.Collection(QuotaCollection).Query, endpoint, window).Documents(ctx).GetAll()
 	if err != nil {
 		return nil, fmt.Errorf("reading quota slots %s*: %w", prefix, storeError(err))
 	}
@@ -89,4 +95,15 @@ func (s *FirestoreQuotaStore) TakenQuotaSlots(ctx context.Context, endpoint stri
 		slots = append(slots, QuotaSlot{Index: doc.Slot, Permits: doc.Permits, Users: doc.Users})
 	}
 	return slots, nil
+}
+
+// UsersTookQuota looks for one users' slot of the window: one read,
+// whatever batch work took.
+func (s *FirestoreQuotaStore) UsersTookQuota(ctx context.Context, endpoint string, window int64) (bool, error) {
+	q := s.inWindow(s.client.Collection(QuotaCollection).Where("users", "==", true), endpoint, window)
+	docs, err := q.Limit(1).Select().Documents(ctx).GetAll()
+	if err != nil {
+		return false, fmt.Errorf("reading quota slots %s*: %w", quotaSlotPrefix(endpoint, window), storeError(err))
+	}
+	return len(docs) > 0, nil
 }

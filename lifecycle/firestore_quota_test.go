@@ -101,4 +101,15 @@ func TestFirestoreQuotaStoreTakesEachSlotOnce(t *testing.T) {
 	if diff := cmp.Diff(want, taken); diff != "" {
 		t.Errorf("window 7's slots read back (-want +got):\n%s", diff)
 	}
+	// Whether users took a slot: in window 7 of /item/remove yes; in the
+	// next window of /item/get, whose slot 3 was taken for batch work, no.
+	for _, w := range []struct {
+		endpoint string
+		window   int64
+		users    bool
+	}{{"/item/remove", 7, true}, {"/item/get", window + 1, false}, {"/item/get", 8, false}} {
+		if got, err := store.UsersTookQuota(ctx, w.endpoint, w.window); err != nil || got != w.users {
+			t.Errorf("UsersTookQuota(%s, %d) = %v, %v; want %v", w.endpoint, w.window, got, err, w.users)
+		}
+	}
 }

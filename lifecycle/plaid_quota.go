@@ -171,6 +171,9 @@ type QuotaStore interface {
 	TakeQuotaSlot(ctx context.Context, endpoint string, window int64, slot QuotaSlot) (bool, error)
 	// TakenQuotaSlots returns the slots of endpoint's window taken so far.
 	TakenQuotaSlots(ctx context.Context, endpoint string, window int64) ([]QuotaSlot, error)
+	// UsersTookQuota reports whether a slot of endpoint's window was taken
+	// for users' calls.
+	UsersTookQuota(ctx context.Context, endpoint string, window int64) (bool, error)
 }
 
 // QuotaSlot is one slot of a SharedPacer window.
@@ -432,14 +435,11 @@ func (p *SharedPacer) tryBatch(ctx context.Context, l *quotaLease, endpoint stri
 			// Whether users took slots elsewhere: the reserve is theirs
 			// if so.
 			l.usersRead = true
-			taken, err := p.store.TakenQuotaSlots(ctx, endpoint, w)
+			users, err := p.store.UsersTookQuota(ctx, endpoint, w)
 			if err != nil {
 				return time.Time{}, fmt.Errorf("reading Plaid quota: %w", err)
 			}
-			for _, s := range taken {
-				l.markKnown(s.Index)
-				l.usersSeen = l.usersSeen || s.Users
-			}
+			l.usersSeen = users
 		}
 		free := l.free(l.slots.reserve, len(l.known))
 		if quarter == 3 && l.usersRead && !l.usersSeen {

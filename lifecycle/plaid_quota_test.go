@@ -93,6 +93,11 @@ func (m *memoryQuota) TakenQuotaSlots(ctx context.Context, endpoint string, wind
 	return out, nil
 }
 
+func (m *memoryQuota) UsersTookQuota(ctx context.Context, endpoint string, window int64) (bool, error) {
+	slots, err := m.TakenQuotaSlots(ctx, endpoint, window)
+	return slices.ContainsFunc(slots, func(s lifecycle.QuotaSlot) bool { return s.Users }), err
+}
+
 // windowFull reports whether every slot of endpoint's window (at rpm) was
 // taken at t.
 func (m *memoryQuota) windowFull(endpoint string, rpm int, window int64, t time.Time) bool {
@@ -451,19 +456,24 @@ func TestPacersServeBatchWorkersInTurn(t *testing.T) {
 				p := newPacer()
 				ctx, cancel := context.WithTimeout(lifecycle.WithPlaidPriority(t.Context(), lifecycle.PriorityBatch), time.Minute)
 				defer cancel()
+				start := time.Now()
 				var mu sync.Mutex
-				var order []int // which worker made each call
 				var longest time.Duration
+				settled := make([]int, workers) // calls after the first 10 s, per worker
+				total := 0
 				var wg sync.WaitGroup
 				for i := range workers {
 					wg.Go(func() {
 						for {
-							start := time.Now()
+							asked := time.Now()
 							err := p.Wait(ctx, "/item/get")
 							mu.Lock()
-							longest = max(longest, time.Since(start))
+							longest = max(longest, time.Since(asked))
+							if err == nil && time.Since(start) >= 10*time.Second {
+								settled[i]++
+							}
 							if err == nil {
-								order = append(order, i)
+								total++
 							}
 							mu.Unlock()
 							if err != nil {
@@ -475,19 +485,19 @@ func TestPacersServeBatchWorkersInTurn(t *testing.T) {
 				wg.Wait()
 				// In turn: once every worker has queued (the first caller
 				// may take the first free slots alone before the others
-				// start), any 40 calls in a row are made by the 40
-				// workers. And none waited more than for the 39 ahead of
+				// start), each makes as many calls as the others, give or
+				// take the turn in progress at either end (times are the
+				// bubble's, so how the goroutines were scheduled does not
+				// matter). And none waited more than for the 39 ahead of
 				// it: 39 calls at 19 or more a second, plus at most one
 				// window's gap.
-				for i := workers; i+workers <= len(order); i++ {
-					if distinct := len(slices.Compact(slices.Sorted(slices.Values(order[i : i+workers])))); distinct != workers {
-						t.Fatalf("calls %d to %d were made by %d workers; want all %d, in turn", i, i+workers, distinct, workers)
-					}
+				if lo, hi := slices.Min(settled), slices.Max(settled); hi-lo > 2 {
+					t.Errorf("after the first 10 s, workers made from %d to %d calls each; want all served in turn", lo, hi)
 				}
 				if longest > 4*time.Second {
 					t.Errorf("a batch call waited %v for its turn; want at most 4 s", longest)
 				}
-				t.Logf("%d calls; longest wait %v", len(order), longest)
+				t.Logf("%d calls; after the first 10 s %d to %d per worker; longest wait %v", total, slices.Min(settled), slices.Max(settled), longest)
 			})
 		})
 	}
