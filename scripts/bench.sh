@@ -25,7 +25,7 @@
 #              Plaid's 2,000/min. As deployed (RevokeItem and TokenAnalytics
 #              each in a process of its own, the buildpack's binary) against
 #              the floor of a revocation (scripts/bench/floor_serve.go) in
-#              RevokeItem's place, BENCH_LOAD_ROUNDS (2) rounds of each
+#              RevokeItem's place, BENCH_LOAD_ROUNDS (3) rounds of each
 #              alternating after a warm-up; then through scripts/serve
 #              keeping the analytics counters itself (local development)
 #   analytics  (issue 12; scripts/bench/analytics.go) another process writes
@@ -39,7 +39,7 @@
 #              and an exact recount (about 10 minutes)
 #
 # Results go to a JSON-lines file (kept when BENCH_RESULTS names it);
-# `go run ./scripts/bench report FILE` prints the report again.
+# `(cd scripts/bench && go run . report FILE)` prints the report again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/emulator.sh
@@ -185,9 +185,9 @@ bench_load() {
   # their own, fed by Eventarc: the revocations' instances do not do it,
   # and nothing does here (the counters are backfilled first).
   functions_bin
-  step "a revocation as deployed against its floor (${BENCH_LOAD_ROUNDS:-2} rounds of each, after a warm-up)"
+  step "a revocation as deployed against its floor (${BENCH_LOAD_ROUNDS:-3} rounds of each, after a warm-up)"
   new_project deployed
-  bench deployed -functions "$work/function" -rounds "${BENCH_LOAD_ROUNDS:-2}" "${load_flags[@]}" >>"$results"
+  bench deployed -functions "$work/function" -rounds "${BENCH_LOAD_ROUNDS:-3}" "${load_flags[@]}" >>"$results"
   # scripts/serve keeps the counters in-process by default (a listener on
   # plaid_tokens), on the same emulator. On the emulator a listener is
   # resent the whole collection with every change, so that figure is local

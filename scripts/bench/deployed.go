@@ -52,8 +52,8 @@ func deployedCmd(ctx context.Context, args []string) error {
 	o.flags(fs)
 	functionsBin := fs.String("functions", "", "the buildpack-built functions binary (bench buildpack)")
 	endpoint := fs.String("endpoint", "revoke", "the endpoint measured (floorBenches)")
-	rounds := fs.Int("rounds", 2, "measurements of each, alternating")
-	warmUsers := fs.Int("warmup-users", 100, "users of the warm-up run of each (0: none)")
+	rounds := fs.Int("rounds", 3, "measurements of each, alternating")
+	warmUsers := fs.Int("warmup-users", -1, "users of the warm-up run of each (0: none; default: -users, the JVM then compiles what the rounds run)")
 	fs.Parse(args)
 	bench, ok := floorBenches[*endpoint]
 	if !ok {
@@ -118,6 +118,9 @@ func deployedCmd(ctx context.Context, args []string) error {
 		return res, nil
 	}
 
+	if *warmUsers < 0 {
+		*warmUsers = o.users
+	}
 	if *warmUsers > 0 {
 		warm := o
 		warm.users = *warmUsers
