@@ -179,8 +179,9 @@ func windowOf(t time.Time) int64 { return t.UnixNano() / int64(window) }
 
 // A fleet of 45 instances (Terraform's maximum of every function that calls
 // Plaid: RevokeItem 20, RevokeAllTokens 20, DailyCleanup 3, TokenCleanup 2)
-// at the full rate of /item/remove: a cleanup saturating it from one
-// instance while users revoke through the 44 others, for three minutes.
+// at the full rate of /item/remove (2,000/min) and of /item/get
+// (5,000/min): a cleanup saturating it from one instance while users call
+// through the 44 others, for three minutes.
 // Plaid's limit holds in every 60 s, every quota document is written once
 // (once per window: half a write a second), a user's call goes local only
 // when every slot of its window was already taken, and no user waits more
