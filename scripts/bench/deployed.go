@@ -5,11 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/finwell/plaid-token-lifecycle/internal/buildpack"
+	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -104,6 +108,12 @@ func deployedCmd(ctx context.Context, args []string) error {
 			return nil, err
 		}
 		defer srv.stop()
+		// One request each first, so that neither side's first users pay
+		// for its connections to the emulator (a function builds its
+		// server, keys included, on the start probe's request).
+		if err := firstAnswers(ctx, o.jwtSecret, srv.url+"/api/v1/plaid/items/bench-warm-missing", stats.url+"/api/v1/plaid/tokens/analytics"); err != nil {
+			return nil, err
+		}
 		o.serveURL, o.statsURL = srv.url, stats.url
 		revokedPath := logs("revoked")
 		rep, err := runLoad(ctx, o, revokedPath)
@@ -142,6 +152,39 @@ func deployedCmd(ctx context.Context, args []string) error {
 			if err := emit(res); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// firstAnswers sends one revocation of a missing item (404) and one
+// analytics request (200), and fails unless each got its answer.
+func firstAnswers(ctx context.Context, jwtSecret, revokeURL, analyticsURL string) error {
+	for _, r := range []struct {
+		method, url string
+		claims      jwt.MapClaims
+		want        int
+	}{
+		{http.MethodDelete, revokeURL, jwt.MapClaims{"sub": "bench-warm-user"}, http.StatusNotFound},
+		{http.MethodGet, analyticsURL, jwt.MapClaims{"sub": sample.AdminUser, "admin": true}, http.StatusOK},
+	} {
+		r.claims["exp"], r.claims["type"] = time.Now().Add(time.Hour).Unix(), "access_token"
+		bearer, err := jwt.NewWithClaims(jwt.SigningMethodHS256, r.claims).SignedString([]byte(jwtSecret))
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, r.url, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != r.want {
+			return fmt.Errorf("%s %s: %s, want %d", r.method, r.url, resp.Status, r.want)
 		}
 	}
 	return nil
