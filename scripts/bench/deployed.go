@@ -47,9 +47,10 @@ var floorBenches = map[string]floorBench{
 // scripts/loadtest (users revoking their items, admins polling
 // analytics); then the same load with the floor in place of the
 // revocation's function, TokenAnalytics the same. The JVM emulator warms up
-// first on a smaller run of both, not reported; then rounds alternate
-// floor and service, each on fresh data in a project of its own, so that
-// what the emulator carries over, and the machine's load, fall on both.
+// first on a run of both, not reported; then rounds alternate floor and
+// service (and which goes first), each on fresh data in a project of its
+// own, so that what the emulator carries over, and the machine's load,
+// fall on both.
 func deployedCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("deployed", flag.ExitOnError)
 	var o loadOptions
@@ -142,7 +143,13 @@ func deployedCmd(ctx context.Context, args []string) error {
 		}
 	}
 	for round := 1; round <= *rounds; round++ {
-		for _, impl := range []string{"floor", "service"} {
+		// Each goes first every other round, so that neither always
+		// follows the other's traffic and clean-up on the emulator.
+		order := []string{"floor", "service"}
+		if round%2 == 0 {
+			order = []string{"service", "floor"}
+		}
+		for _, impl := range order {
 			progressf("round %d: %s (%s): %d users revoking %d items each while %d admins poll analytics every %v (PLAID_ITEM_REMOVE_RPM=%d, Plaid %v)",
 				round, impl, bench.target, o.users, o.perUser, o.admins, o.adminEvery, o.removeRPM, o.latency)
 			res, err := measure(impl, round, o)
