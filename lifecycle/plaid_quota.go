@@ -430,23 +430,22 @@ func (p *SharedPacer) tryBatch(ctx context.Context, l *quotaLease, endpoint stri
 		}
 		capacity := windowCap(rpm, w)
 		share := capacity - int(float64(capacity)*InteractiveReserve+0.5)
-		allowance := ((quarter+1)*share + 3) / 4
-		if quarter == 3 && l.batchTaken >= share && !l.usersSeen && !l.usersRead {
-			// Whether users took slots elsewhere: the reserve is theirs
-			// if so.
-			l.usersRead = true
-			users, err := p.store.UsersTookQuota(ctx, endpoint, w)
-			if err != nil {
-				return time.Time{}, fmt.Errorf("reading Plaid quota: %w", err)
+		picks := l.worth(l.free(l.slots.reserve, len(l.known)), ((quarter+1)*share+3)/4-l.batchTaken)
+		if len(picks) == 0 && quarter == 3 {
+			// Batch work's share is spent (by this process or others):
+			// the reserve too, unless a user took a slot of the window.
+			if !l.usersSeen && !l.usersRead {
+				l.usersRead = true
+				users, err := p.store.UsersTookQuota(ctx, endpoint, w)
+				if err != nil {
+					return time.Time{}, fmt.Errorf("reading Plaid quota: %w", err)
+				}
+				l.usersSeen = users
 			}
-			l.usersSeen = users
+			if !l.usersSeen {
+				picks = l.worth(l.free(0, l.slots.reserve), capacity-l.batchTaken)
+			}
 		}
-		free := l.free(l.slots.reserve, len(l.known))
-		if quarter == 3 && l.usersRead && !l.usersSeen {
-			allowance = capacity
-			free = append(free, l.free(0, l.slots.reserve)...)
-		}
-		picks := l.worth(free, allowance-l.batchTaken)
 		if len(picks) == 0 {
 			if quarter == 3 || len(l.free(0, len(l.known))) == 0 {
 				return start.Add(quotaWindow), nil

@@ -290,6 +290,53 @@ func fleetAtTheFullRate(t *testing.T, endpoint string, rpm int) {
 		len(store.writes), refused)
 }
 
+// Batch work alone reaches the whole rate, from one process or from
+// several taking slots of the same windows (the reserve included, late in
+// each window no user needed it), and never passes it.
+func TestSharedPacerBatchAloneReachesTheRate(t *testing.T) {
+	t.Parallel()
+	for _, processes := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d processes", processes), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const rpm, endpoint = 600, "/item/get"
+				store := newMemoryQuota(20 * time.Millisecond)
+				settings := lifecycle.PlaidSettings{ItemGetRPM: rpm, ItemRemoveRPM: rpm}
+				ctx, cancel := context.WithTimeout(lifecycle.WithPlaidPriority(t.Context(), lifecycle.PriorityBatch), 3*time.Minute)
+				defer cancel()
+				start := time.Now()
+				var log callLog
+				var wg sync.WaitGroup
+				for range processes {
+					p := lifecycle.NewSharedPacer(store, settings)
+					for range 32 {
+						wg.Go(func() {
+							for p.Wait(ctx, endpoint) == nil {
+								log.add(&log.batch, time.Now())
+							}
+						})
+					}
+				}
+				wg.Wait()
+				if got := mostInAnyMinute(log.batch); got > rpm {
+					t.Errorf("%d calls in one 60 s span, more than %d", got, rpm)
+				}
+				// The windows' caps hold rpm·60/62 a minute (580 at 600/min).
+				inMinutes := 0
+				for _, c := range log.batch {
+					if d := c.Sub(start); d >= time.Minute && d < 3*time.Minute {
+						inMinutes++
+					}
+				}
+				if want := 2 * rpm * 60 / 62 * 98 / 100; inMinutes < want {
+					t.Errorf("%d calls in minutes 2 and 3, want at least %d (98%% of the windows' caps)", inMinutes, want)
+				}
+				t.Logf("%d processes: %d calls in minutes 2 and 3, most in any 60 s %d", processes, inMinutes, mostInAnyMinute(log.batch))
+			})
+		})
+	}
+}
+
 // Users revoke through one instance while a cleanup on another saturates
 // the quota: users' calls all get through, taken from the reserve the
 // cleanup leaves them, and the cleanup has the rest.
