@@ -13,8 +13,9 @@ const (
 	// WebhookKeysCollection holds the webhook verification keys Plaid
 	// vouched for, shared between instances (public keys only).
 	WebhookKeysCollection = "plaid_token_webhook_keys"
-	// QuotaCollection counts the fleet's Plaid calls per endpoint and
-	// window (SharedPacer), deleted an hour later by a TTL on expire_at.
+	// QuotaCollection holds the slots of the fleet's Plaid quota taken
+	// (SharedPacer), one document per endpoint, window and slot, written
+	// once and deleted an hour later by a TTL on expire_at.
 	QuotaCollection = "plaid_token_quota"
 	// LegacyArchiveCollection keeps the old service's per-user documents
 	// the migration carried over (DESIGN §5).

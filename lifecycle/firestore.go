@@ -48,19 +48,30 @@ func NewFirestoreClient(ctx context.Context, cfg Config) (*firestore.Client, err
 	return client, nil
 }
 
-// NewFirestoreService builds the production Service: the Firestore stores
-// on client, the plaid-go adapter and the vault from cfg. A function that
-// is not given the Plaid or vault secrets (Terraform passes each only the
-// secrets it needs) gets a stand-in that refuses to act, naming the missing
-// variable, instead of failing to start.
+// NewFirestoreService builds the production Service: NewFirestoreDeps's
+// dependencies, as they are.
 func NewFirestoreService(cfg Config, client *firestore.Client, continuer Continuer) (*Service, error) {
+	deps, err := NewFirestoreDeps(cfg, client, continuer)
+	if err != nil {
+		return nil, err
+	}
+	return NewService(cfg, deps)
+}
+
+// NewFirestoreDeps returns the production dependencies: the Firestore
+// stores on client, the plaid-go adapter and the vault from cfg. A function
+// that is not given the Plaid or vault secrets (Terraform passes each only
+// the secrets it needs) gets a stand-in that refuses to act, naming the
+// missing variable, instead of failing to start. A program that measures
+// the service (scripts/bench) wraps some of them before NewService.
+func NewFirestoreDeps(cfg Config, client *firestore.Client, continuer Continuer) (Deps, error) {
 	var plaid PlaidAPI = unconfiguredPlaid{}
 	if cfg.PlaidClientID != "" && cfg.PlaidSecret != "" {
 		// Every instance paces its Plaid calls on one shared quota.
 		pacer := NewSharedPacer(NewFirestoreQuotaStore(client), cfg.PlaidSettings)
 		p, err := NewPlaidClient(PlaidClientConfig{PlaidSettings: cfg.PlaidSettings, Pacer: pacer})
 		if err != nil {
-			return nil, err
+			return Deps{}, err
 		}
 		plaid = p
 	}
@@ -68,15 +79,15 @@ func NewFirestoreService(cfg Config, client *firestore.Client, continuer Continu
 	if cfg.EncryptionKey != "" {
 		vault, err := NewVault(cfg.EncryptionKey, cfg.EncryptionKeyPrevious, cfg.EncryptionSalt)
 		if err != nil {
-			return nil, err
+			return Deps{}, err
 		}
 		cipher = vault
 	}
 	stores := NewFirestoreStores(client)
-	return NewService(cfg, Deps{
+	return Deps{
 		Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy, Stats: stores.Stats,
 		Plaid: plaid, Cipher: cipher, Continuer: continuer,
-	})
+	}, nil
 }
 
 // storeError maps a Firestore error onto the service's error codes.

@@ -118,12 +118,17 @@ func analyticsCmd(ctx context.Context, args []string) error {
 	defer stopServe()
 
 	reads := &readCounter{}
-	client, svc, err := countedService(ctx, cfg, reads)
+	prod, err := countedProduction(ctx, cfg, reads)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	if err := waitInitialized(ctx, svc, 2*time.Minute); err != nil {
+	defer prod.Close()
+	client := prod.client
+	svc, err := prod.service()
+	if err != nil {
+		return err
+	}
+	if err := waitInitialized(ctx, prod.deps.Stats, 2*time.Minute); err != nil {
 		return fmt.Errorf("serve did not bring the counters up to date: %w", err)
 	}
 
@@ -136,7 +141,7 @@ func analyticsCmd(ctx context.Context, args []string) error {
 	}
 	expected := exactPart(want.Finish())
 	progressf("analytics: writing %d tokens (%d at a time) while serve counts the emulator's deliveries", *n, *writers)
-	catchup, err := catchUp(ctx, client, svc, tokens, expected, *writers, nil)
+	catchup, err := catchUp(ctx, client, prod.deps.Stats, tokens, expected, *writers, nil)
 	if err != nil {
 		return err
 	}
@@ -160,15 +165,15 @@ func analyticsCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopConc()
-	cclient, csvc, err := countedService(ctx, ccfg, reads)
+	cprod, err := countedProduction(ctx, ccfg, reads)
 	if err != nil {
 		return err
 	}
-	defer cclient.Close()
-	if err := waitInitialized(ctx, csvc, 2*time.Minute); err != nil {
+	defer cprod.Close()
+	if err := waitInitialized(ctx, cprod.deps.Stats, 2*time.Minute); err != nil {
 		return fmt.Errorf("the second serve did not bring the counters up to date: %w", err)
 	}
-	concurrent, err := catchUp(ctx, cclient, csvc, tokens, expected, *writers, triggerDeliverer(concBase, ccfg.Project, *writers))
+	concurrent, err := catchUp(ctx, cprod.client, cprod.deps.Stats, tokens, expected, *writers, triggerDeliverer(concBase, ccfg.Project, *writers))
 	if err != nil {
 		return err
 	}
@@ -344,32 +349,27 @@ func (s countingStream) RecvMsg(m any) error {
 	return err
 }
 
-// countedService is the production service (NewFirestoreService) over a
-// client whose document reads are counted. On the emulator the client
-// library dials its own connection and drops dial options, so the
-// connection is dialed here, as it dials it, with the counter.
-func countedService(ctx context.Context, cfg lifecycle.Config, reads *readCounter) (*firestore.Client, *lifecycle.Service, error) {
+// countedProduction is production over a client whose document reads are
+// counted. On the emulator the client library dials its own connection and
+// drops dial options, so the connection is dialed here, as it dials it,
+// with the counter.
+func countedProduction(ctx context.Context, cfg lifecycle.Config, reads *readCounter) (*production, error) {
 	host := os.Getenv("FIRESTORE_EMULATOR_HOST")
 	if host == "" {
-		return nil, nil, errors.New("FIRESTORE_EMULATOR_HOST is not set: the benchmark runs on the emulator only")
+		return nil, errors.New("FIRESTORE_EMULATOR_HOST is not set: the benchmark runs on the emulator only")
 	}
 	conn, err := grpc.NewClient(host, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(emulatorOwner{}), grpc.WithChainStreamInterceptor(reads.interceptor),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	client, err := firestore.NewClientWithDatabase(ctx, cfg.Project, cfg.FirestoreDatabase, option.WithGRPCConn(conn))
 	if err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
-	if err != nil {
-		client.Close()
-		return nil, nil, err
-	}
-	return client, svc, nil
+	return newProduction(cfg, client)
 }
 
 // emulatorOwner is the credential the client library gives the emulator:
@@ -383,10 +383,10 @@ func (emulatorOwner) GetRequestMetadata(context.Context, ...string) (map[string]
 func (emulatorOwner) RequireTransportSecurity() bool { return false }
 
 // waitInitialized waits for serve's recount with repair on start.
-func waitInitialized(ctx context.Context, svc *lifecycle.Service, within time.Duration) error {
+func waitInitialized(ctx context.Context, stats lifecycle.StatsStore, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		r, err := svc.Stats.ReadStats(ctx, lifecycle.StatsRead{})
+		r, err := stats.ReadStats(ctx, lifecycle.StatsRead{})
 		if err != nil {
 			return err
 		}
@@ -400,7 +400,7 @@ func waitInitialized(ctx context.Context, svc *lifecycle.Service, within time.Du
 
 // catchUp writes tokens, writers at a time, and reads the counters every
 // 200 ms until they equal expected.
-func catchUp(ctx context.Context, client *firestore.Client, svc *lifecycle.Service, tokens []sample.Token,
+func catchUp(ctx context.Context, client *firestore.Client, stats lifecycle.StatsStore, tokens []sample.Token,
 	expected lifecycle.Counters, writers int, deliver deliverFunc) (Result, error) {
 	start := time.Now()
 	agreed := make(chan time.Duration, 1)
@@ -409,7 +409,7 @@ func catchUp(ctx context.Context, client *firestore.Client, svc *lifecycle.Servi
 	var lastDiff atomic.Value
 	go func() {
 		for pollCtx.Err() == nil {
-			r, err := svc.Stats.ReadStats(pollCtx, lifecycle.StatsRead{})
+			r, err := stats.ReadStats(pollCtx, lifecycle.StatsRead{})
 			if err == nil {
 				diff := cmp.Diff(expected, exactPart(r.Counters))
 				if diff == "" {
@@ -534,11 +534,16 @@ func directThroughput(ctx context.Context, cfg lifecycle.Config, m, feeders int,
 	for _, mode := range []string{"handler", "batched"} {
 		pcfg := cfg
 		pcfg.Project = fmt.Sprintf("%s-%s", cfg.Project, mode)
-		client, svc, err := countedService(ctx, pcfg, reads)
+		prod, err := countedProduction(ctx, pcfg, reads)
 		if err != nil {
 			return nil, err
 		}
-		defer client.Close()
+		defer prod.Close()
+		client := prod.client
+		svc, err := prod.service()
+		if err != nil {
+			return nil, err
+		}
 		// The documents the events report, written without a trigger.
 		bw := client.BulkWriter(ctx)
 		updated := make([]time.Time, len(tokens))

@@ -32,20 +32,24 @@ func cleanupCmd(ctx context.Context, args []string) error {
 	budget := fs.Duration("budget", 0, "stop the run after this long (it checkpoints); the figures are then its rate over what it checked")
 	fs.Parse(args)
 
-	_, client, svc, err := openService(ctx, lifecycle.Needs{Store: true, Vault: true, Plaid: true})
+	prod, err := openProduction(ctx, lifecycle.Needs{Store: true, Vault: true, Plaid: true})
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer prod.Close()
 	st := newStages()
-	svc.Tokens = timedTokens{svc.Tokens, st}
-	svc.Runs = timedRuns{svc.Runs, st}
-	svc.Plaid = timedPlaid{svc.Plaid, st}
-	svc.Config.CleanupPageSize = cmp.Or(*pageSize, svc.Config.CleanupPageSize)
-	svc.Config.CleanupConcurrency = cmp.Or(*workers, svc.Config.CleanupConcurrency)
+	prod.deps.Tokens = timedTokens{prod.deps.Tokens, st}
+	prod.deps.Runs = timedRuns{prod.deps.Runs, st}
+	prod.deps.Plaid = timedPlaid{prod.deps.Plaid, st}
+	prod.cfg.CleanupPageSize = cmp.Or(*pageSize, prod.cfg.CleanupPageSize, lifecycle.DefaultCleanupPageSize)
+	prod.cfg.CleanupConcurrency = cmp.Or(*workers, prod.cfg.CleanupConcurrency, lifecycle.DefaultCleanupWorkers)
 	if *mode == "sequential" {
-		svc.Config.CleanupPageSize, svc.Config.CleanupConcurrency = 1, 1
-		svc.Tokens = unbatched{svc.Tokens}
+		prod.cfg.CleanupPageSize, prod.cfg.CleanupConcurrency = 1, 1
+		prod.deps.Tokens = unbatched{prod.deps.Tokens}
+	}
+	svc, err := prod.service()
+	if err != nil {
+		return err
 	}
 
 	if *cpuProfile != "" {
@@ -74,10 +78,7 @@ func cleanupCmd(ctx context.Context, args []string) error {
 		}
 		stats, partial = res.Statistics, !res.Done
 	case "floor":
-		stats, err = floorRun(ctx, client, svc,
-			cmp.Or(svc.Config.CleanupPageSize, lifecycle.DefaultCleanupPageSize),
-			cmp.Or(svc.Config.CleanupConcurrency, lifecycle.DefaultCleanupWorkers),
-			days*24*time.Hour, tl, st)
+		stats, err = floorRun(ctx, prod, days*24*time.Hour, tl, st)
 		if err != nil {
 			return err
 		}

@@ -79,9 +79,13 @@ func coldStartCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
+	prod, err := newProduction(cfg, client)
+	if err != nil {
+		return err
+	}
+	svc, err := prod.service()
 	if err == nil {
-		err = seedTokens(ctx, client, svc.Cipher, sampleTokens)
+		err = seedTokens(ctx, client, prod.deps.Cipher, sampleTokens)
 	}
 	if err == nil {
 		// As deployed after the first backfill: the counters initialized,
@@ -89,7 +93,7 @@ func coldStartCmd(ctx context.Context, args []string) error {
 		// for a repair on a Pub/Sub this benchmark does not run).
 		_, err = svc.ExactAnalytics(ctx, lifecycle.ExactOptions{Repair: true, Trigger: "cli"})
 	}
-	client.Close()
+	prod.Close()
 	if err != nil {
 		return err
 	}
@@ -174,7 +178,7 @@ func targetEnv(target string, cfg lifecycle.Config, plaidURL, jwtSecret string) 
 		env = append(env, "TOKEN_ENCRYPTION_KEY="+cfg.EncryptionKey)
 	}
 	if needs.Plaid {
-		env = append(env, "PLAID_CLIENT_ID="+cfg.PlaidClientID, "PLAID_SECRET="+cfg.PlaidSecret, "PLAID_BASE_URL="+plaidURL)
+		env = append(env, "PLAID_CLIENT_ID="+cfg.PlaidClientID, "PLAID_SECRET="+cfg.PlaidSecret, "PLAID_ENV="+cfg.PlaidEnv, "PLAID_BASE_URL="+plaidURL)
 	}
 	if needs.Auth {
 		env = append(env, "AUTH_JWT_SECRET="+jwtSecret, "ADMIN_USER_IDS="+sample.AdminUser)

@@ -23,9 +23,11 @@ import (
 // correct (it would delete a token the app used meanwhile); it is the cost
 // of the work alone.
 
-// floorRun runs the floor over svc's token collection and returns the
+// floorRun runs the floor over the token collection, with prod's
+// dependencies and the cleanup's page size and workers, and returns the
 // same statistics a cleanup gives for the same dataset.
-func floorRun(ctx context.Context, client *firestore.Client, svc *lifecycle.Service, pageSize, workers int, threshold time.Duration, tl *timeline, st *stages) (lifecycle.Statistics, error) {
+func floorRun(ctx context.Context, prod *production, threshold time.Duration, tl *timeline, st *stages) (lifecycle.Statistics, error) {
+	client, pageSize, workers := prod.client, prod.cfg.CleanupPageSize, prod.cfg.CleanupConcurrency
 	tokensCol := client.Collection(lifecycle.TokensCollection)
 	bw := client.BulkWriter(context.WithoutCancel(ctx))
 	now := time.Now()
@@ -57,7 +59,7 @@ func floorRun(ctx context.Context, client *firestore.Client, svc *lifecycle.Serv
 		defer close(tokens)
 		cursor := ""
 		for {
-			page, next, err := svc.Tokens.Page(gctx, cursor, pageSize)
+			page, next, err := prod.deps.Tokens.Page(gctx, cursor, pageSize)
 			if err != nil {
 				return err
 			}
@@ -76,7 +78,7 @@ func floorRun(ctx context.Context, client *firestore.Client, svc *lifecycle.Serv
 		for range workers {
 			wg.Go(func() {
 				for t := range tokens {
-					write, c := floorDecide(gctx, svc, t, now, threshold)
+					write, c := floorDecide(gctx, prod, t, now, threshold)
 					if write == nil {
 						count(c)
 						continue
@@ -125,17 +127,18 @@ func floorUpdate(u ...firestore.Update) floorWrite {
 
 // floorDecide applies the rules to one token: the Plaid call, then the
 // write to make (nil: none) and what to count.
-func floorDecide(ctx context.Context, svc *lifecycle.Service, t *lifecycle.Token, now time.Time, threshold time.Duration) (floorWrite, func(*lifecycle.Statistics)) {
+func floorDecide(ctx context.Context, prod *production, t *lifecycle.Token, now time.Time, threshold time.Duration) (floorWrite, func(*lifecycle.Statistics)) {
+	cipher, plaid := prod.deps.Cipher, prod.deps.Plaid
 	failed := func(s *lifecycle.Statistics) { s.Errors++ }
 	remove := func() bool {
 		if t.PlaidRemoved {
 			return true
 		}
-		access, err := svc.Cipher.Decrypt(t.ItemID, t.AccessToken)
+		access, err := cipher.Decrypt(t.ItemID, t.AccessToken)
 		if err != nil {
 			return false
 		}
-		return svc.Plaid.RemoveItem(ctx, access) == nil
+		return plaid.RemoveItem(ctx, access) == nil
 	}
 	switch {
 	case t.Status == lifecycle.StatusExpired || t.Status == lifecycle.StatusRevoked:
@@ -152,14 +155,14 @@ func floorDecide(ctx context.Context, svc *lifecycle.Service, t *lifecycle.Token
 		}
 		return floorDelete, func(s *lifecycle.Statistics) { s.StaleRemoved++ }
 	case t.Status == lifecycle.StatusActive:
-		if iv := svc.Config.ValidationInterval; iv > 0 && !t.LastValidatedAt.IsZero() && now.Sub(t.LastValidatedAt) < iv {
+		if iv := prod.cfg.ValidationInterval; iv > 0 && !t.LastValidatedAt.IsZero() && now.Sub(t.LastValidatedAt) < iv {
 			return nil, func(s *lifecycle.Statistics) { s.ValidationSkipped++ }
 		}
-		access, err := svc.Cipher.Decrypt(t.ItemID, t.AccessToken)
+		access, err := cipher.Decrypt(t.ItemID, t.AccessToken)
 		if err != nil {
 			return nil, failed
 		}
-		_, err = svc.Plaid.GetItem(ctx, access)
+		_, err = plaid.GetItem(ctx, access)
 		var pe *lifecycle.PlaidError
 		switch {
 		case err == nil:

@@ -12,9 +12,19 @@
 //	                                     floor of floor.go) or sequential (the old algorithm)
 //	bench pacing -rpm 600 -for 70s       a cleanup's achieved /item/get rate under PLAID_ITEM_GET_RPM
 //	bench quota -limit 600 -procs 3      one Plaid per-client limit, several processes calling it
-//	bench coldstart -starts 3            process start to first answer, per deployed target
+//	bench buildpack -out BIN             the functions built as Google's Go buildpack builds them
+//	bench coldstart -starts 3 -bin BIN   process start to first answer, per deployed target
+//	bench deployed -functions BIN        an endpoint as deployed (RevokeItem, TokenAnalytics: a process
+//	                                     each) against its floor (floor-serve), under scripts/loadtest
 //	bench load -users 400 -admins 50     scripts/serve under scripts/loadtest, then a check in Firestore
 //	bench report FILE                    the final table of a run's results
+//
+// It is a Go module of its own (go.mod here, the root module replaced by
+// this checkout), so that what only the measurements need stays out of the
+// functions' go.mod; it may still import the root module's internal/
+// packages (its import path lies below the root's). Build it from here:
+// `go build .` (scripts/bench.sh does); `go vet ./...` at the root does not
+// see it, scripts/test.sh vets it on its own.
 //
 // The environment is the service's own (DESIGN §8): GOOGLE_CLOUD_PROJECT,
 // FIRESTORE_EMULATOR_HOST, TOKEN_ENCRYPTION_KEY, PLAID_* (scripts/bench.sh
@@ -43,13 +53,16 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"quota":        quotaCmd,
 	"quota-caller": quotaCallerCmd,
 	"coldstart":    coldStartCmd,
+	"buildpack":    buildpackCmd,
+	"deployed":     deployedCmd,
+	"floor-serve":  floorServeCmd,
 	"load":         loadCmd,
 	"report":       reportCmd,
 }
 
 func main() {
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: bench machine|seed|cleanup|paging|pacing|quota|coldstart|load|report [flags] (see the package doc)")
+		fmt.Fprintln(os.Stderr, "usage: bench machine|seed|cleanup|paging|pacing|quota|buildpack|coldstart|deployed|load|report [flags] (see the package doc)")
 		os.Exit(2)
 	}
 	// The service logs every token it touches; a benchmark keeps quiet.

@@ -15,7 +15,7 @@ import (
 // pacingCmd runs a cleanup under PLAID_ITEM_GET_RPM=rpm for a while and
 // counts its /item/get calls where Plaid would: at the Plaid stand-in
 // (here, in this process). The service is the production one
-// (NewFirestoreService: the SharedPacer over Firestore), on a dataset large
+// (NewFirestoreDeps: the SharedPacer over Firestore), on a dataset large
 // enough that the cleanup never runs out of tokens to validate.
 func pacingCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pacing", flag.ExitOnError)
@@ -40,12 +40,16 @@ func pacingCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
+	prod, err := newProduction(cfg, client)
 	if err != nil {
 		return err
 	}
-	if err := seedTokens(ctx, client, svc.Cipher, tokens); err != nil {
+	defer prod.Close()
+	svc, err := prod.service()
+	if err != nil {
+		return err
+	}
+	if err := seedTokens(ctx, client, prod.deps.Cipher, tokens); err != nil {
 		return err
 	}
 	progressf("cleanup of %d tokens under PLAID_ITEM_GET_RPM=%d for %v", n, *rpm, *dur)

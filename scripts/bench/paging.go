@@ -23,11 +23,12 @@ func pagingCmd(ctx context.Context, args []string) error {
 	fs.Parse(args)
 	size := cmp.Or(*pageSize, lifecycle.DefaultCleanupPageSize)
 
-	_, client, svc, err := openService(ctx, lifecycle.Needs{Store: true})
+	prod, err := openProduction(ctx, lifecycle.Needs{Store: true})
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer prod.Close()
+	client := prod.client
 	if *filler > 0 {
 		bw := client.BulkWriter(ctx)
 		col := client.Collection("bench_filler")
@@ -44,7 +45,7 @@ func pagingCmd(ctx context.Context, args []string) error {
 	cursor, read := "", 0
 	for {
 		t0 := time.Now()
-		page, next, err := svc.Tokens.Page(ctx, cursor, size)
+		page, next, err := prod.deps.Tokens.Page(ctx, cursor, size)
 		if err != nil {
 			return err
 		}

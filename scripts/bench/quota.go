@@ -27,8 +27,8 @@ import (
 // with its own stand-in:
 //
 //   - shared: each process builds the production service
-//     (lifecycle.NewFirestoreService), whose SharedPacer leases permits from
-//     one counter per window in Firestore (the emulator);
+//     (lifecycle.NewFirestoreDeps), whose SharedPacer takes slots of each
+//     window's cap in Firestore (the emulator);
 //   - local: each process paces itself alone (lifecycle.NewPlaidClient's
 //     LocalPacer), the baseline that overshoots.
 //
@@ -145,12 +145,12 @@ func quotaCallerCmd(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer client.Close()
-		svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
+		prod, err := newProduction(cfg, client)
 		if err != nil {
 			return err
 		}
-		plaid = svc.Plaid
+		defer prod.Close()
+		plaid = prod.deps.Plaid
 	case "local":
 		plaid, err = lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{PlaidSettings: cfg.PlaidSettings})
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -92,7 +93,7 @@ func verdict(ok bool) *bool { return &ok }
 // appending to reporters in an init function.
 type reporter func(w io.Writer, rs results) []row
 
-var reporters = []reporter{cleanupReport, pacingReport, quotaReport, coldStartReport, loadReport}
+var reporters = []reporter{cleanupReport, pacingReport, quotaReport, coldStartReport, deployedReport, loadReport}
 
 // reportCmd prints the report of a run from its results file: the machine,
 // each section's details, and the final table.
@@ -352,8 +353,8 @@ func loadReport(w io.Writer, rs results) []row {
 			fmt.Fprintf(w, "%-10s %9.0f %8.1f %9.0f %9.0f %9.0f  %v\n", k, l.num(k+"_requests"), l.num(k+"_rps"),
 				l.num(k+"_p50_ms"), l.num(k+"_p99_ms"), l.num(k+"_max_ms"), l[k+"_statuses"])
 		}
-		fmt.Fprintf(w, "5xx: %.0f, no answer: %.0f. In Firestore afterwards: %.0f revoked tokens checked, %.0f removed at Plaid (plaid_removed true), %.0f revoked locally (plaid_removed false), %.0f wrong\n",
-			l.num("server_errors"), l.num("no_answer"), l.num("verified"), l.num("removed_at_plaid"), l.num("revoked_locally"), l.num("wrong"))
+		fmt.Fprintf(w, "5xx: %.0f, no answer: %.0f. In Firestore afterwards: %.0f revoked tokens checked, %.0f removed at Plaid (plaid_removed true), %.0f revoked locally (plaid_removed false), %.0f wrong, %.0f without exactly one audit entry\n",
+			l.num("server_errors"), l.num("no_answer"), l.num("verified"), l.num("removed_at_plaid"), l.num("revoked_locally"), l.num("wrong"), l.num("unaudited"))
 		who := fmt.Sprintf("%.0f users", l.num("users"))
 		if l.num("admins") > 0 {
 			who += fmt.Sprintf(" + %.0f admins", l.num("admins"))
@@ -368,9 +369,83 @@ func loadReport(w io.Writer, rs results) []row {
 				fmt.Sprintf("%.0f/s, %.0f ms, %.0f ms", l.num("analytics_rps"), l.num("analytics_p50_ms"), l.num("analytics_p99_ms")), "", nil})
 		}
 		out = append(out, row{"HTTP 5xx, " + who + "; revocations recorded right",
-			fmt.Sprintf("%.0f; %.0f of %.0f", l.num("server_errors"), l.num("verified")-l.num("wrong"), l.num("verified")), "0; all", verdict(l.num("server_errors") == 0 && l.num("wrong") == 0)})
+			fmt.Sprintf("%.0f; %.0f of %.0f", l.num("server_errors"), l.num("verified")-l.num("wrong")-l.num("unaudited"), l.num("verified")), "0; all",
+			verdict(l.num("server_errors") == 0 && l.num("wrong") == 0 && l.num("unaudited") == 0)})
 	}
 	return out
+}
+
+// deployedReport compares an endpoint as deployed with its floor
+// (deployedCmd), for each PLAID_ITEM_REMOVE_RPM measured: the ratio of the
+// medians over rounds of each's p99, and whether every guarantee held in
+// every round of the service.
+func deployedReport(w io.Writer, rs results) []row {
+	var out []row
+	var groups []string
+	byGroup := map[string][]Result{}
+	for _, d := range rs.section("deployed") {
+		g := fmt.Sprintf("%v at %.0f/min", d["endpoint"], d.num("remove_rpm"))
+		if byGroup[g] == nil {
+			groups = append(groups, g)
+		}
+		byGroup[g] = append(byGroup[g], d)
+	}
+	for _, g := range groups {
+		out = append(out, deployedGroupReport(w, byGroup[g])...)
+	}
+	return out
+}
+
+func deployedGroupReport(w io.Writer, ds []Result) []row {
+	d0 := ds[0]
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "== As deployed against the floor: %v (each function a process, the buildpack's binary; TokenAnalytics beside it), %.0f users at once, %.0f admins polling analytics every %v, Plaid 20 ms, PLAID_ITEM_REMOVE_RPM=%.0f; floor and service alternate, after a warm-up of both\n",
+		d0["endpoint"], d0.num("users"), d0.num("admins"), d0["admin_interval"], d0.num("remove_rpm"))
+	fmt.Fprintf(w, "%-5s %-8s %8s %7s %8s %8s %8s %14s %13s %12s %10s %5s %6s\n", "round", "", "requests", "req/s", "p50 ms", "p99 ms", "max ms",
+		"analytics p99", "reached Plaid", "went local", "max/60 s", "5xx", "wrong")
+	p99 := map[string][]float64{}
+	p50 := map[string][]float64{}
+	guarantees := true
+	var maxWait, mostRemovals, errors5xx, right, revoked float64
+	for _, d := range ds {
+		impl := fmt.Sprint(d["impl"])
+		fmt.Fprintf(w, "%-5.0f %-8s %8.0f %7.0f %8.0f %8.0f %8.0f %14.0f %13.0f %12.0f %10.0f %5.0f %6.0f\n", d.num("round"), impl,
+			d.num("revoke_requests"), d.num("revoke_rps"), d.num("revoke_p50_ms"), d.num("revoke_p99_ms"), d.num("revoke_max_ms"),
+			d.num("analytics_p99_ms"), d.num("removed_at_plaid"), d.num("revoked_locally"), d.num("removals_max_60s"),
+			d.num("server_errors"), d.num("wrong")+d.num("unaudited"))
+		p99[impl] = append(p99[impl], d.num("revoke_p99_ms"))
+		p50[impl] = append(p50[impl], d.num("revoke_p50_ms"))
+		if impl == "service" {
+			guarantees = guarantees && d["pass"] == true && d.num("removals_max_60s") <= d.num("remove_rpm")
+			maxWait = max(maxWait, d.num("revoke_max_ms"))
+			mostRemovals = max(mostRemovals, d.num("removals_max_60s"))
+			errors5xx += d.num("server_errors") + d.num("no_answer")
+			right += d.num("verified") - d.num("wrong") - d.num("unaudited")
+			revoked += d.num("verified")
+		}
+	}
+	fmt.Fprintln(w, "(wrong: a revocation that answered 200 whose token is not revoked, says plaid_removed unlike the stand-in, or has no audit entry)")
+	if len(p99["floor"]) == 0 || len(p99["service"]) == 0 {
+		return nil
+	}
+	ratio := median(p99["service"]) / median(p99["floor"])
+	name := fmt.Sprintf("%v as deployed vs its floor, %.0f/min", d0["endpoint"], d0.num("remove_rpm"))
+	return []row{
+		{name + ": p99", fmt.Sprintf("%.2fx (%.0f ms vs %.0f ms)", ratio, median(p99["service"]), median(p99["floor"])), "<= 1.2x", verdict(ratio <= 1.2)},
+		{name + ": p50", fmt.Sprintf("%.2fx (%.0f ms vs %.0f ms)", median(p50["service"])/median(p50["floor"]), median(p50["service"]), median(p50["floor"])), "", nil},
+		{fmt.Sprintf("%v as deployed, %.0f/min: 5xx, right+audited, Plaid/60 s, max", d0["endpoint"], d0.num("remove_rpm")),
+			fmt.Sprintf("%.0f; %.0f of %.0f; %.0f; %.0f ms", errors5xx, right, revoked, mostRemovals, maxWait),
+			fmt.Sprintf("0; all; <= %.0f", d0.num("remove_rpm")), verdict(guarantees)},
+	}
+}
+
+// median is the middle of v (the mean of the two middle ones).
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s) == 0 {
+		return 0
+	}
+	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
 }
 
 // thousands formats n with thousands separators: 100000 → 100,000.

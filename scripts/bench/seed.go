@@ -17,26 +17,47 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// openService builds the production service (lifecycle.NewFirestoreService:
-// the Firestore stores, the vault, the plaid-go adapter paced by the
-// SharedPacer over Firestore) from the environment, as the deployed
-// functions and the CLI do. Close the client when done.
-func openService(ctx context.Context, needs lifecycle.Needs) (lifecycle.Config, *firestore.Client, *lifecycle.Service, error) {
+// production is what the deployed functions and the CLI are built from:
+// the configuration, and lifecycle.NewFirestoreDeps over one Firestore
+// client (the Firestore stores, the vault, the plaid-go adapter paced by
+// the SharedPacer over Firestore). A measurement wraps the dependencies it
+// times, or changes the configuration, before service() builds the
+// service: it never reaches into a Service.
+type production struct {
+	cfg    lifecycle.Config
+	client *firestore.Client
+	deps   lifecycle.Deps
+}
+
+// openProduction loads the configuration from the environment (needs says
+// what it must hold) and opens production over it. Close it when done.
+func openProduction(ctx context.Context, needs lifecycle.Needs) (*production, error) {
 	cfg, err := lifecycle.LoadConfig(needs)
 	if err != nil {
-		return cfg, nil, nil, err
+		return nil, err
 	}
 	client, err := lifecycle.NewFirestoreClient(ctx, cfg)
 	if err != nil {
-		return cfg, nil, nil, err
+		return nil, err
 	}
-	svc, err := lifecycle.NewFirestoreService(cfg, client, nil)
+	return newProduction(cfg, client)
+}
+
+// newProduction is production over client, which it closes on Close.
+func newProduction(cfg lifecycle.Config, client *firestore.Client) (*production, error) {
+	deps, err := lifecycle.NewFirestoreDeps(cfg, client, nil)
 	if err != nil {
 		client.Close()
-		return cfg, nil, nil, err
+		return nil, err
 	}
-	return cfg, client, svc, nil
+	return &production{cfg: cfg, client: client, deps: deps}, nil
 }
+
+func (p *production) service() (*lifecycle.Service, error) {
+	return lifecycle.NewService(p.cfg, p.deps)
+}
+
+func (p *production) Close() error { return p.client.Close() }
 
 // seedCmd seeds sample.BenchTokens(n) through the service's own store and
 // vault (encrypted as the service writes them).
@@ -53,12 +74,12 @@ func seedCmd(ctx context.Context, args []string) error {
 }
 
 func seed(ctx context.Context, n int) error {
-	_, client, svc, err := openService(ctx, lifecycle.Needs{Store: true, Vault: true})
+	prod, err := openProduction(ctx, lifecycle.Needs{Store: true, Vault: true})
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	return seedTokens(ctx, client, svc.Cipher, sample.BenchTokens(n, time.Now().UTC()))
+	defer prod.Close()
+	return seedTokens(ctx, prod.client, prod.deps.Cipher, sample.BenchTokens(n, time.Now().UTC()))
 }
 
 // seedTokens writes tokens through one BulkWriter: sample.Seed's one Create

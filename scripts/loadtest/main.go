@@ -7,6 +7,10 @@
 //
 //	loadtest -url http://127.0.0.1:8080 -jwt-secret "$AUTH_JWT_SECRET"
 //	loadtest -users 400 -admins 50 -duration 60s -max-requests 5000 -json
+//	loadtest -url "$REVOKE_ITEM_URL" -analytics-url "$TOKEN_ANALYTICS_URL" ...
+//
+// With -analytics-url, analytics requests go there: each function deployed
+// alone, as Cloud Functions serves them (both accept their full API path).
 //
 // Users and their items are those of the benchmark dataset
 // (internal/sample.BenchTokens, which scripts/bench seeds): user
@@ -48,15 +52,17 @@ func main() {
 }
 
 type options struct {
-	url, secret, adminID, itemsFile, revokedOut string
-	users, admins, perUser, dataset, maxReqs    int
-	duration, timeout, adminEvery               time.Duration
-	json                                        bool
+	url, analyticsURL, secret, adminID       string
+	itemsFile, revokedOut                    string
+	users, admins, perUser, dataset, maxReqs int
+	duration, timeout, adminEvery            time.Duration
+	json                                     bool
 }
 
 func run() error {
 	var o options
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:8080", "base URL of scripts/serve (or of a deployment serving the API paths)")
+	flag.StringVar(&o.analyticsURL, "analytics-url", "", "base URL analytics requests go to (default: -url)")
 	flag.StringVar(&o.secret, "jwt-secret", os.Getenv("AUTH_JWT_SECRET"), "the server's AUTH_JWT_SECRET, to sign users' tokens (default: $AUTH_JWT_SECRET)")
 	flag.StringVar(&o.adminID, "admin-id", sample.AdminUser, "sub of the admins' tokens")
 	flag.IntVar(&o.users, "users", 400, "concurrent users, each revoking their own items")
@@ -74,8 +80,10 @@ func run() error {
 	if o.secret == "" {
 		return errors.New("-jwt-secret (or AUTH_JWT_SECRET) is required")
 	}
-	if _, err := url.Parse(o.url); err != nil {
-		return fmt.Errorf("-url: %w", err)
+	for name, u := range map[string]string{"-url": o.url, "-analytics-url": o.analyticsURL} {
+		if _, err := url.Parse(u); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	users, err := loadUsers(o)
 	if err != nil {
@@ -223,15 +231,16 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 	transport.MaxIdleConnsPerHost = o.users + o.admins
 	client := &http.Client{Timeout: o.timeout, Transport: transport}
 	base := strings.TrimRight(o.url, "/")
+	analyticsBase := strings.TrimRight(cmp.Or(o.analyticsURL, o.url), "/")
 
 	var budget atomic.Int64
 	budget.Store(int64(o.maxReqs))
 	var noAnswer, serverErrors atomic.Int64
-	do := func(method, path, bearer string, set *sampleSet) (int, bool) {
+	do := func(method, url, bearer string, set *sampleSet) (int, bool) {
 		if budget.Add(-1) < 0 {
 			return 0, false
 		}
-		req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
 		if err != nil {
 			return 0, false
 		}
@@ -282,7 +291,7 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 		usersWG.Go(func() {
 			<-ready
 			for _, item := range u.items {
-				status, ok := do(http.MethodDelete, "/api/v1/plaid/items/"+url.PathEscape(item), userTokens[i], &revokes)
+				status, ok := do(http.MethodDelete, base+"/api/v1/plaid/items/"+url.PathEscape(item), userTokens[i], &revokes)
 				if !ok {
 					return
 				}
@@ -303,7 +312,7 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 					return
 				default:
 				}
-				if _, ok := do(http.MethodGet, "/api/v1/plaid/tokens/analytics", adminToken, &analytics); !ok {
+				if _, ok := do(http.MethodGet, analyticsBase+"/api/v1/plaid/tokens/analytics", adminToken, &analytics); !ok {
 					return
 				}
 				select {
