@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Early removal of Items still billed. A revocation whose /item/remove
@@ -36,13 +37,19 @@ const (
 	RemovalRefused    RemovalOutcome = "refused"    // never to be removed here (another environment, undecryptable)
 )
 
+// earlyRemovalBudget bounds the publication of an early removal: a user
+// waits for it, and the daily cleanup removes the Item anyway.
+const earlyRemovalBudget = 2 * time.Second
+
 // requestEarlyRemoval asks for tok's early removal. It is best effort: the
 // daily cleanup removes the Item anyway, so a failure is only logged.
 func (s *Service) requestEarlyRemoval(ctx context.Context, tok *Token, log *slog.Logger) {
 	if s.Continuer == nil || (tok.Environment != "" && tok.Environment != s.Config.PlaidEnv) {
 		return
 	}
-	if err := s.Continuer.RequestRemoval(context.WithoutCancel(ctx), RemovalRequest{ItemID: tok.ItemID}); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), earlyRemovalBudget)
+	defer cancel()
+	if err := s.Continuer.RequestRemoval(ctx, RemovalRequest{ItemID: tok.ItemID}); err != nil {
 		log.WarnContext(ctx, "requesting an early removal failed; the daily cleanup removes the Item",
 			slog.String("error", err.Error()))
 		return
