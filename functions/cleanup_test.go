@@ -27,7 +27,7 @@ var sampleStatistics = testenv.SampleStatistics
 func newTestServer(t *testing.T, env *testenv.Env, continuer lifecycle.Continuer) *Server {
 	t.Helper()
 	if continuer != nil {
-		env.Service.Continuer = continuer
+		env.Rebuild(t, func(d *lifecycle.Deps, _ *lifecycle.Config) { d.Continuer = continuer })
 	}
 	s, err := New(context.Background(), env.Config, Deps{Service: env.Service,
 		Logger: lifecycle.NewJSONLogger(io.Discard, slog.LevelInfo)})
@@ -297,9 +297,10 @@ func TestDailyCleanupContinuesOverHTTP(t *testing.T) {
 		tokens = append(tokens, tok)
 	}
 	env.Seed(t, tokens...)
-	env.Service.Config.CleanupPageSize = 300           // several pages
-	env.Service.Config.RunTimeBudget = time.Nanosecond // checkpoint after every page
-	env.Config.RunTimeBudget = time.Nanosecond
+	env.Rebuild(t, func(_ *lifecycle.Deps, c *lifecycle.Config) {
+		c.CleanupPageSize = 300           // several pages
+		c.RunTimeBudget = time.Nanosecond // checkpoint after every page
+	})
 
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)

@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg lifecycle.Config, deps Deps) (*Server, error) 
 		s.auth = auth
 	}
 	if s.webhooks == nil {
-		s.webhooks = lifecycle.NewWebhookVerifier(s.svc.Plaid, deps.WebhookKeys, s.svc.Clock)
+		s.webhooks = s.svc.WebhookVerifier(deps.WebhookKeys)
 	}
 	s.cleanup = s.endpoint(http.MethodDelete, accepts{query: []string{"days_threshold", "dry_run", "async"}},
 		s.requireUser(RequireAdmin(s.handleCleanup())))

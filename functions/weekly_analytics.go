@@ -127,7 +127,7 @@ func (s *Server) weeklyAnalytics(ctx context.Context, e event.Event) (*weeklySum
 	default:
 		at := e.Time()
 		if at.IsZero() {
-			at = s.svc.Clock.Now()
+			at = s.svc.Now()
 		}
 		if sum.Report, err = s.writeWeeklyReport(ctx, at); err != nil {
 			return fail("writing the weekly report failed", err)

@@ -83,10 +83,10 @@ func (a *Analytics) LogAttrs() []slog.Attr {
 // caller then asks for a repair, which backfills them. It never calls
 // Plaid.
 func (s *Service) Analytics(ctx context.Context) (*Analytics, error) {
-	if s.Stats == nil {
+	if s.stats == nil {
 		return s.streamedAnalytics(ctx)
 	}
-	r, err := s.Stats.ReadStats(ctx, StatsRead{})
+	r, err := s.stats.ReadStats(ctx, StatsRead{})
 	if err != nil {
 		return nil, fmt.Errorf("reading the analytics counters: %w", err)
 	}
@@ -95,12 +95,12 @@ func (s *Service) Analytics(ctx context.Context) (*Analytics, error) {
 		if err != nil {
 			return nil, err
 		}
-		a := analyticsFrom(rc.Finish(), s.Clock.Now(), 0)
+		a := analyticsFrom(rc.Finish(), s.clock.Now(), 0)
 		a.AsOf, a.Source = t0, SourceRecount
 		Logger(ctx).WarnContext(ctx, "analytics counters are not initialized; counted every token instead (a repair backfills them)")
 		return a, nil
 	}
-	a := analyticsFrom(r.Counters, s.Clock.Now(), TrendDays)
+	a := analyticsFrom(r.Counters, s.clock.Now(), TrendDays)
 	a.AsOf, a.Source = r.ReadTime, SourceCounters
 	return a, nil
 }
@@ -110,15 +110,15 @@ func (s *Service) Analytics(ctx context.Context) (*Analytics, error) {
 // stream of every token projected to the fields it needs.
 func (s *Service) streamedAnalytics(ctx context.Context) (*Analytics, error) {
 	rc := NewRecount()
-	err := s.Tokens.Summaries(ctx, func(t *TokenSummary) error {
+	err := s.tokens.Summaries(ctx, func(t *TokenSummary) error {
 		rc.Add(t)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("computing analytics: %w", err)
 	}
-	a := analyticsFrom(rc.Finish(), s.Clock.Now(), 0)
-	a.AsOf, a.Source = s.Clock.Now(), SourceRecount
+	a := analyticsFrom(rc.Finish(), s.clock.Now(), 0)
+	a.AsOf, a.Source = s.clock.Now(), SourceRecount
 	return a, nil
 }
 
@@ -126,7 +126,7 @@ func (s *Service) streamedAnalytics(ctx context.Context) (*Analytics, error) {
 // notBefore, and returns the recount and its read time.
 func (s *Service) recount(ctx context.Context, notBefore time.Time) (*Recount, time.Time, error) {
 	rc := NewRecount()
-	t0, err := s.Stats.RecountTokens(ctx, notBefore, func(t *TokenSummary) error {
+	t0, err := s.stats.RecountTokens(ctx, notBefore, func(t *TokenSummary) error {
 		rc.Add(t)
 		return nil
 	})
@@ -162,8 +162,8 @@ func (s *Service) SaveAnalyticsSnapshot(ctx context.Context, eventID string, a *
 	if eventID == "" {
 		return false, Errorf(CodeInvalid, "an analytics snapshot needs the event id")
 	}
-	snap := AnalyticsSnapshot{TakenAt: s.Clock.Now(), EventID: eventID, Analytics: *a, Repair: repair}
-	return s.Runs.SaveSnapshot(ctx, snap)
+	snap := AnalyticsSnapshot{TakenAt: s.clock.Now(), EventID: eventID, Analytics: *a, Repair: repair}
+	return s.runs.SaveSnapshot(ctx, snap)
 }
 
 // SaveWeeklySnapshot stores the snapshot of a weekly recount: its
@@ -172,9 +172,9 @@ func (s *Service) SaveWeeklySnapshot(ctx context.Context, eventID string, res *E
 	if eventID == "" {
 		return false, Errorf(CodeInvalid, "an analytics snapshot needs the event id")
 	}
-	snap := AnalyticsSnapshot{TakenAt: s.Clock.Now(), EventID: eventID, Analytics: *res.Analytics, Repair: res.Repair,
+	snap := AnalyticsSnapshot{TakenAt: s.clock.Now(), EventID: eventID, Analytics: *res.Analytics, Repair: res.Repair,
 		Activity: res.Activity}
-	return s.Runs.SaveSnapshot(ctx, snap)
+	return s.runs.SaveSnapshot(ctx, snap)
 }
 
 // AnalyticsHistory returns the newest n snapshots (1..MaxAnalyticsHistory),
@@ -183,5 +183,5 @@ func (s *Service) AnalyticsHistory(ctx context.Context, n int) ([]AnalyticsSnaps
 	if n < 1 || n > MaxAnalyticsHistory {
 		return nil, Errorf(CodeInvalid, "history must be an integer from 1 to %d", MaxAnalyticsHistory)
 	}
-	return s.Runs.Snapshots(ctx, n)
+	return s.runs.Snapshots(ctx, n)
 }

@@ -47,13 +47,13 @@ const (
 // runSegment runs the rules over the collection from the run's cursor, to
 // the end or until budget is spent (see segment).
 func (s *Service) runSegment(ctx context.Context, run *RunRecord, budget time.Duration, progress func(Statistics), log *slog.Logger) (segmentEnd, error) {
-	pageSize := cmp.Or(s.Config.CleanupPageSize, DefaultCleanupPageSize)
+	pageSize := cmp.Or(s.config.CleanupPageSize, DefaultCleanupPageSize)
 	seg := &segment{
 		svc: s, run: run, log: log, progress: progress,
 		rules: tokenRun{id: run.ID, actor: run.Actor, dryRun: run.DryRun,
 			threshold: time.Duration(run.DaysThreshold) * 24 * time.Hour},
 		pageSize: pageSize, batch: min(pageSize, cleanupBatch),
-		workers: cmp.Or(s.Config.CleanupConcurrency, DefaultCleanupWorkers),
+		workers: cmp.Or(s.config.CleanupConcurrency, DefaultCleanupWorkers),
 		budget:  budget, started: time.Now(), lastSave: time.Now(),
 		writeCtx: context.WithoutCancel(ctx),
 		cursor:   run.Cursor,
@@ -145,7 +145,7 @@ func (g *segment) runStages(ctx context.Context) (segmentEnd, error) {
 func (g *segment) readPages(ctx, readCtx context.Context, pages chan<- tokenPage) error {
 	after := g.run.Cursor
 	for {
-		page, next, err := g.svc.Tokens.Page(readCtx, after, g.pageSize)
+		page, next, err := g.svc.tokens.Page(readCtx, after, g.pageSize)
 		if err != nil {
 			if readCtx.Err() != nil && ctx.Err() == nil {
 				return nil // send stopped at the budget
@@ -258,7 +258,7 @@ func (g *segment) record(stats Statistics, errs []RunError) {
 		return
 	}
 	g.lastSave = time.Now()
-	if err := g.svc.Runs.SaveRun(g.writeCtx, g.run); err != nil {
+	if err := g.svc.runs.SaveRun(g.writeCtx, g.run); err != nil {
 		g.log.WarnContext(g.writeCtx, "saving cleanup progress failed", slog.String("error", err.Error()))
 	}
 }
@@ -298,8 +298,8 @@ func (s *Service) writeOutcomes(ctx context.Context, run *RunRecord, batch []tok
 	}
 
 	var repairs []Write
-	now := s.Clock.Now()
-	for j, err := range s.Tokens.Apply(ctx, writes) {
+	now := s.clock.Now()
+	for j, err := range s.tokens.Apply(ctx, writes) {
 		o := &batch[written[j]]
 		switch {
 		case err == nil: // a delete landed with its audit entry
@@ -322,7 +322,7 @@ func (s *Service) writeOutcomes(ctx context.Context, run *RunRecord, batch []tok
 			runErrs = append(runErrs, RunError{ItemID: o.token.ItemID, Stage: "firestore_write", Error: err.Error()})
 		}
 	}
-	for j, err := range s.Tokens.Apply(ctx, repairs) {
+	for j, err := range s.tokens.Apply(ctx, repairs) {
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			runErrs = append(runErrs, RunError{ItemID: repairs[j].ItemID, Stage: "firestore_repair", Error: err.Error()})
 			log.ErrorContext(ctx, "recording a Plaid removal failed", slog.String("item_id", repairs[j].ItemID), slog.String("error", err.Error()))

@@ -128,10 +128,10 @@ type tokenOutcome struct {
 func (o *tokenOutcome) count(st *Statistics) { o.tally.add(st) }
 
 func (s *Service) decideToken(ctx context.Context, t *Token, run tokenRun, log *slog.Logger) tokenOutcome {
-	now := s.Clock.Now()
-	switch ruleFor(t, now, run, s.Config.PlaidEnv, s.Config.ValidationInterval) {
+	now := s.clock.Now()
+	switch ruleFor(t, now, run, s.config.PlaidEnv, s.config.ValidationInterval) {
 	case ruleOtherEnvironment:
-		return s.failToken(ctx, t, "environment", errOtherEnvironment(t.Environment, s.Config.PlaidEnv), log)
+		return s.failToken(ctx, t, "environment", errOtherEnvironment(t.Environment, s.config.PlaidEnv), log)
 	case ruleRemoveDead:
 		o := tokenOutcome{token: t, tally: tallyExpiredRemoved, write: s.auditedDelete(t, string(t.Status), run)}
 		if t.Status == StatusRevoked {
@@ -145,7 +145,7 @@ func (s *Service) decideToken(ctx context.Context, t *Token, run tokenRun, log *
 		}
 		// Re-read just before the irreversible call: a token the app used
 		// since the page was read is not stale any more.
-		fresh, err := s.Tokens.Get(ctx, t.ItemID)
+		fresh, err := s.tokens.Get(ctx, t.ItemID)
 		switch {
 		case errors.Is(err, ErrNotFound), err == nil && !fresh.Version.Equal(t.Version):
 			return tokenOutcome{token: t, tally: tallySkippedChanged}
@@ -180,7 +180,7 @@ func (s *Service) validateToken(ctx context.Context, t *Token, now time.Time, lo
 	if err != nil {
 		return s.failToken(ctx, t, "decrypt", err, log)
 	}
-	_, err = s.Plaid.GetItem(ctx, access)
+	_, err = s.plaid.GetItem(ctx, access)
 	o, failed := validationOutcome(t, err, now)
 	if failed {
 		return s.failToken(ctx, t, "plaid_get", err, log)
@@ -261,22 +261,22 @@ func (s *Service) removeAtPlaid(ctx context.Context, t *Token) error {
 	if err != nil {
 		return err
 	}
-	return s.Plaid.RemoveItem(ctx, access)
+	return s.plaid.RemoveItem(ctx, access)
 }
 
 // plaidAccessToken decrypts t's access token for a Plaid call, refusing
 // one of another Plaid environment than PLAID_ENV, by its environment field
 // or by the prefix of the token itself (DESIGN §7 rule 0).
 func (s *Service) plaidAccessToken(t *Token) (string, error) {
-	if t.Environment != "" && t.Environment != s.Config.PlaidEnv {
-		return "", errOtherEnvironment(t.Environment, s.Config.PlaidEnv)
+	if t.Environment != "" && t.Environment != s.config.PlaidEnv {
+		return "", errOtherEnvironment(t.Environment, s.config.PlaidEnv)
 	}
-	access, err := s.Cipher.Decrypt(t.ItemID, t.AccessToken)
+	access, err := s.cipher.Decrypt(t.ItemID, t.AccessToken)
 	if err != nil {
 		return "", fmt.Errorf("decrypting token of item %s: %w", t.ItemID, err)
 	}
-	if env := TokenEnvironment(access); env != "" && env != s.Config.PlaidEnv {
-		return "", errOtherEnvironment(env, s.Config.PlaidEnv)
+	if env := TokenEnvironment(access); env != "" && env != s.config.PlaidEnv {
+		return "", errOtherEnvironment(env, s.config.PlaidEnv)
 	}
 	return access, nil
 }
@@ -291,5 +291,5 @@ func errOtherEnvironment(tokenEnv, plaidEnv string) error {
 // auditedDelete is the conditional delete of t with its audit entry.
 func (s *Service) auditedDelete(t *Token, reason string, run tokenRun) *Write {
 	return &Write{ItemID: t.ItemID, Delete: true, IfVersion: t.Version, Audit: &AuditEntry{ItemID: t.ItemID, UserID: t.UserID,
-		Reason: reason, Actor: run.actor, RunID: run.id, At: s.Clock.Now(), PlaidRemoved: true}}
+		Reason: reason, Actor: run.actor, RunID: run.id, At: s.clock.Now(), PlaidRemoved: true}}
 }

@@ -131,7 +131,7 @@ func (s *Service) Cleanup(ctx context.Context, req CleanupRequest) (*CleanupResu
 // happens in DailyCleanup invocations, and the caller follows it by its id
 // (the HTTP function's async=true).
 func (s *Service) StartCleanup(ctx context.Context, req CleanupRequest) (*CleanupResult, error) {
-	if s.Continuer == nil {
+	if s.continuer == nil {
 		return nil, Errorf(CodeUnavailable, "this program cannot hand a cleanup over (no cleanup topic)")
 	}
 	run, err := s.claimNewRun(ctx, req, true)
@@ -142,8 +142,8 @@ func (s *Service) StartCleanup(ctx context.Context, req CleanupRequest) (*Cleanu
 	if err := s.handOver(ctx, run); err != nil {
 		if run.DryRun {
 			// Nothing resumes a dry run (it holds no lease): say it ended.
-			_, uerr := s.Runs.UpdateRun(context.WithoutCancel(ctx), run.ID, func(r *RunRecord) bool {
-				r.Status, r.EndedAt, r.Failure = RunFailed, s.Clock.Now(), "its continuation could not be queued: "+err.Error()
+			_, uerr := s.runs.UpdateRun(context.WithoutCancel(ctx), run.ID, func(r *RunRecord) bool {
+				r.Status, r.EndedAt, r.Failure = RunFailed, s.clock.Now(), "its continuation could not be queued: "+err.Error()
 				return true
 			})
 			if uerr != nil {
@@ -163,7 +163,7 @@ func (s *Service) claimNewRun(ctx context.Context, req CleanupRequest, checkpoin
 	if err := ValidateDaysThreshold(req.DaysThreshold); err != nil {
 		return nil, err
 	}
-	now := s.Clock.Now()
+	now := s.clock.Now()
 	out, err := s.claim(ctx, "", claimRequest{takeOver: req.TakeOver, forceTakeOver: req.ForceTakeOver,
 		startCheckpointed: checkpointed, newRun: newRunRecord(req.Trigger, req.Actor, req.DryRun, req.DaysThreshold, now)}, now)
 	if err != nil {
@@ -197,7 +197,7 @@ func (s *Service) claim(ctx context.Context, eventID string, c claimRequest, now
 		}
 	}
 	var out claimOutcome
-	err := s.Runs.ClaimCleanup(ctx, eventID, ids, func(st ClaimState) (ClaimWrites, error) {
+	err := s.runs.ClaimCleanup(ctx, eventID, ids, func(st ClaimState) (ClaimWrites, error) {
 		w, o, err := decideClaim(st, c, now, s.leaseTTL())
 		out = o
 		return w, err
@@ -217,7 +217,7 @@ func (s *Service) RunScheduledCleanup(ctx context.Context, ev CleanupEvent) (*Sc
 			return &ScheduledOutcome{Action: actionDropped}, nil
 		}
 	}
-	now := s.Clock.Now()
+	now := s.clock.Now()
 	out, err := s.claim(ctx, ev.EventID, claimRequest{eventID: ev.EventID, continueRunID: ev.ContinueRunID, scheduled: true,
 		newRun: newRunRecord(TriggerSchedule, "cloud-scheduler", ev.DryRun, ev.DaysThreshold, now)}, now)
 	if err != nil {
@@ -280,7 +280,7 @@ func (s *Service) runScheduledSegment(ctx context.Context, run *RunRecord, budge
 // that died is reported, and recorded, as failed (markDead), so that nobody
 // waits for it.
 func (s *Service) CleanupRun(ctx context.Context, id string) (*RunRecord, error) {
-	run, err := s.Runs.GetRun(ctx, id)
+	run, err := s.runs.GetRun(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, Errorf(CodeNotFound, "no cleanup run %s", id)
 	}
@@ -293,10 +293,10 @@ func (s *Service) CleanupRun(ctx context.Context, id string) (*RunRecord, error)
 // settleDead returns run, marked failed (and so recorded) when it died
 // (markDead).
 func (s *Service) settleDead(ctx context.Context, run *RunRecord) (*RunRecord, error) {
-	if probe := *run; !markDead(&probe, s.Clock.Now()) {
+	if probe := *run; !markDead(&probe, s.clock.Now()) {
 		return run, nil
 	}
-	return s.Runs.UpdateRun(ctx, run.ID, func(r *RunRecord) bool { return markDead(r, s.Clock.Now()) })
+	return s.runs.UpdateRun(ctx, run.ID, func(r *RunRecord) bool { return markDead(r, s.clock.Now()) })
 }
 
 // markDead marks run failed when nothing will ever move it on again: it
@@ -323,8 +323,8 @@ func markDead(run *RunRecord, now time.Time) bool {
 }
 
 func (s *Service) leaseTTL() time.Duration {
-	if s.Config.CleanupLeaseTTL > 0 {
-		return s.Config.CleanupLeaseTTL
+	if s.config.CleanupLeaseTTL > 0 {
+		return s.config.CleanupLeaseTTL
 	}
 	return DefaultCleanupLeaseTTL
 }
@@ -364,14 +364,14 @@ func (s *Service) runInvocation(ctx context.Context, run *RunRecord, budget time
 // settle sets the status an invocation ends with: failed, checkpointed
 // (keeping the lease for the continuation) or succeeded.
 func (s *Service) settle(ctx context.Context, run *RunRecord, end segmentEnd, runErr error, log *slog.Logger) {
-	now := s.Clock.Now()
+	now := s.clock.Now()
 	switch {
 	case runErr != nil:
 		run.Status, run.Failure, run.EndedAt = RunFailed, runErr.Error(), now
 	case end == segmentBudget:
 		run.Status = RunCheckpointed
 		run.LeaseUntil = now.Add(s.leaseTTL()) // held for the continuation
-		if err := s.Runs.RenewLease(ctx, run, now, run.LeaseUntil); err != nil {
+		if err := s.runs.RenewLease(ctx, run, now, run.LeaseUntil); err != nil {
 			log.WarnContext(ctx, "extending the lease of a checkpointed run failed", slog.String("error", err.Error()))
 		}
 	default:
@@ -402,7 +402,7 @@ func (s *Service) recordEnd(ctx context.Context, run *RunRecord, runErr error, l
 			}
 		}
 	case run.Status.Finished() && !run.DryRun:
-		if err := s.Runs.ReleaseLease(ctx, run.ID); err != nil {
+		if err := s.runs.ReleaseLease(ctx, run.ID); err != nil {
 			log.WarnContext(ctx, "releasing cleanup lease failed", slog.String("error", err.Error()))
 		}
 	}
@@ -427,7 +427,7 @@ func (s *Service) recordEnd(ctx context.Context, run *RunRecord, runErr error, l
 func (s *Service) saveFinalRecord(ctx context.Context, run *RunRecord) error {
 	backoff := retry.WithCappedDuration(5*time.Second, retry.NewExponential(250*time.Millisecond))
 	return retry.Do(ctx, backoff, func(ctx context.Context) error {
-		err := s.Runs.SaveRun(ctx, run)
+		err := s.runs.SaveRun(ctx, run)
 		if IsCode(err, CodeUnavailable) && ctx.Err() == nil {
 			return retry.RetryableError(err)
 		}
@@ -463,8 +463,8 @@ func (s *Service) keepLease(ctx context.Context, run *RunRecord, cancel context.
 			}
 			// The renewal lives in the store only: run is the pipeline's to
 			// write meanwhile, and SaveRun keeps the later lease_until.
-			now := s.Clock.Now()
-			err := s.Runs.RenewLease(context.WithoutCancel(ctx), run, now, now.Add(ttl))
+			now := s.clock.Now()
+			err := s.runs.RenewLease(context.WithoutCancel(ctx), run, now, now.Add(ttl))
 			switch {
 			case err == nil:
 			case errors.Is(err, ErrLeaseLost):
@@ -485,13 +485,13 @@ func (s *Service) keepLease(ctx context.Context, run *RunRecord, cancel context.
 // it did, so that a redelivered event leaves the run to it.
 func (s *Service) handOver(ctx context.Context, run *RunRecord) error {
 	log := Logger(ctx).With(slog.String("run_id", run.ID))
-	if s.Continuer == nil {
+	if s.continuer == nil {
 		err := errors.New("no continuer is configured")
 		log.ErrorContext(ctx, "cleanup run checkpointed but cannot be continued; the next scheduled run resumes it once its lease lapses",
 			slog.String("error", err.Error()))
 		return err
 	}
-	if err := s.Continuer.ContinueCleanup(ctx, run.ID); err != nil {
+	if err := s.continuer.ContinueCleanup(ctx, run.ID); err != nil {
 		log.ErrorContext(ctx, "queueing the cleanup continuation failed", slog.String("error", err.Error()))
 		return err
 	}
@@ -500,7 +500,7 @@ func (s *Service) handOver(ctx context.Context, run *RunRecord) error {
 	defer cancel()
 	// SaveRun writes only while the record is still this invocation's: a
 	// continuation that already resumed the run is never overwritten.
-	if err := s.Runs.SaveRun(saveCtx, run); err != nil && !errors.Is(err, ErrLeaseLost) {
+	if err := s.runs.SaveRun(saveCtx, run); err != nil && !errors.Is(err, ErrLeaseLost) {
 		// The continuation is queued; a redelivery that does not know it
 		// resumes the run too, and the claim lets only one of them run.
 		log.WarnContext(ctx, "recording the queued continuation failed", slog.String("error", err.Error()))

@@ -22,7 +22,7 @@ func pagedEnv(t *testing.T, n int) (*testenv.Env, *testenv.Continuer) {
 	t.Helper()
 	env := testenv.New(t, testenv.WithConfig(func(c *lifecycle.Config) { c.CleanupPageSize = 100 }))
 	continuer := &testenv.Continuer{}
-	env.Service.Continuer = continuer
+	env.Rebuild(t, func(d *lifecycle.Deps, _ *lifecycle.Config) { d.Continuer = continuer })
 	env.Seed(t, mixedTokens(n)...)
 	return env, continuer
 }
@@ -378,8 +378,9 @@ func (f *flakyFinalSave) SaveRun(ctx context.Context, run *lifecycle.RunRecord) 
 func TestRunFinalSaveRidesOutUnavailableFirestore(t *testing.T) {
 	t.Parallel()
 	env, _ := pagedEnv(t, 50)
-	env.Service.Runs = &flakyFinalSave{RunStore: env.Service.Runs, fails: 3,
-		err: lifecycle.Errorf(lifecycle.CodeUnavailable, "Firestore is unavailable")}
+	env.Rebuild(t, func(d *lifecycle.Deps, _ *lifecycle.Config) {
+		d.Runs = &flakyFinalSave{RunStore: d.Runs, fails: 3, err: lifecycle.Errorf(lifecycle.CodeUnavailable, "Firestore is unavailable")}
+	})
 	res := cleanup(t, env, lifecycle.CleanupRequest{Actor: "cli:ops"})
 	if run := env.Run(t, res.RunID); run.Status != lifecycle.RunSucceeded {
 		t.Fatalf("run saved as %s, want succeeded", run.Status)
@@ -397,13 +398,15 @@ func TestRunFinalSaveRidesOutUnavailableFirestore(t *testing.T) {
 func TestRunFinalSaveFailureKeepsTheLease(t *testing.T) {
 	t.Parallel()
 	env, _ := pagedEnv(t, 50)
-	runs := env.Service.Runs
-	env.Service.Runs = &flakyFinalSave{RunStore: runs, fails: -1, err: errors.New("the record cannot be written")}
+	runs := env.Deps.Runs
+	env.Rebuild(t, func(d *lifecycle.Deps, _ *lifecycle.Config) {
+		d.Runs = &flakyFinalSave{RunStore: runs, fails: -1, err: errors.New("the record cannot be written")}
+	})
 	res, err := env.Service.Cleanup(t.Context(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops"})
 	if err == nil {
 		t.Fatal("Cleanup succeeded although its record could not be saved")
 	}
-	env.Service.Runs = runs
+	env.Rebuild(t, func(d *lifecycle.Deps, _ *lifecycle.Config) { d.Runs = runs })
 	if _, err := env.Service.Cleanup(t.Context(), lifecycle.CleanupRequest{DaysThreshold: 90, Trigger: lifecycle.TriggerCLI, Actor: "cli:ops"}); !lifecycle.IsCode(err, lifecycle.CodeConflict) {
 		t.Fatalf("a run while the unsaved run's lease holds: %v, want refused (conflict)", err)
 	}

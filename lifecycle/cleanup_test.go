@@ -440,7 +440,7 @@ func TestCleanupContinuationTotalsExact(t *testing.T) {
 			t.Parallel()
 			env := testenv.New(t, testenv.WithConfig(func(c *lifecycle.Config) { c.CleanupPageSize = 300 })) // several pages
 			continuer := &testenv.Continuer{}
-			env.Service.Continuer = continuer
+			env.Rebuild(t, func(d *lifecycle.Deps, _ *lifecycle.Config) { d.Continuer = continuer })
 			env.Seed(t, tokens...)
 			env.Plaid.SetLatency(2 * time.Millisecond)
 			out := scheduled(t, env, lifecycle.CleanupEvent{EventID: "evt-0", DaysThreshold: 90, Budget: budget})

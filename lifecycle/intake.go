@@ -49,21 +49,21 @@ const (
 // token returned has no Version.
 func (s *Service) StoreToken(ctx context.Context, nt NewToken) (*Token, error) {
 	if nt.Environment == "" {
-		nt.Environment = s.Config.PlaidEnv
+		nt.Environment = s.config.PlaidEnv
 	}
-	if err := nt.validate(s.Config.PlaidEnv); err != nil {
+	if err := nt.validate(s.config.PlaidEnv); err != nil {
 		return nil, err
 	}
-	enc, err := s.Cipher.Encrypt(nt.ItemID, nt.AccessToken)
+	enc, err := s.cipher.Encrypt(nt.ItemID, nt.AccessToken)
 	if err != nil {
 		return nil, fmt.Errorf("storing token of item %s: %w", nt.ItemID, err)
 	}
 	log := Logger(ctx).With(slog.String("item_id", nt.ItemID), slog.String("user_id", nt.UserID),
 		slog.String("institution_id", nt.InstitutionID), slog.String("environment", nt.Environment))
 	var m Mutation
-	tok, err := s.Tokens.Mutate(ctx, nt.ItemID, func(existing *Token) (Mutation, error) {
+	tok, err := s.tokens.Mutate(ctx, nt.ItemID, func(existing *Token) (Mutation, error) {
 		var err error
-		m, err = s.decideIntake(existing, nt, enc, s.Clock.Now())
+		m, err = s.decideIntake(existing, nt, enc, s.clock.Now())
 		return m, err
 	})
 	if err != nil {
@@ -97,7 +97,7 @@ func (s *Service) decideIntake(existing *Token, nt NewToken, enc string, now tim
 	sameInstitution := existing.InstitutionID == nt.InstitutionID && existing.InstitutionName == nt.InstitutionName &&
 		existing.Environment == nt.Environment && existing.Metadata == nt.Metadata
 	if existing.Status == StatusActive && sameInstitution {
-		if plain, err := s.Cipher.Decrypt(existing.ItemID, existing.AccessToken); err == nil && plain == nt.AccessToken {
+		if plain, err := s.cipher.Decrypt(existing.ItemID, existing.AccessToken); err == nil && plain == nt.AccessToken {
 			return Mutation{}, nil // a retried store of what is already there
 		}
 	}
@@ -162,7 +162,7 @@ func (s *Service) UseToken(ctx context.Context, userID, itemID string) (string, 
 	if userID == "" {
 		return "", Errorf(CodeInvalid, "using a token needs the user id")
 	}
-	tok, err := s.Tokens.Get(ctx, itemID)
+	tok, err := s.tokens.Get(ctx, itemID)
 	if errors.Is(err, ErrNotFound) {
 		return "", ErrItemNotFound
 	}
@@ -178,16 +178,16 @@ func (s *Service) UseToken(ctx context.Context, userID, itemID string) (string, 
 		log.InfoContext(ctx, "token use refused", slog.String("status", string(tok.Status)))
 		return "", Errorf(CodeConflict, "item is %s; link the account again", tok.Status)
 	}
-	access, err := s.Cipher.Decrypt(tok.ItemID, tok.AccessToken)
+	access, err := s.cipher.Decrypt(tok.ItemID, tok.AccessToken)
 	if err != nil {
 		return "", WrapError(CodeInternal, err, "stored token cannot be decrypted")
 	}
 
-	now := s.Clock.Now()
+	now := s.clock.Now()
 	recorded := false
 	if tok.LastUsedAt.IsZero() || now.Sub(tok.LastUsedAt) >= usageWriteEvery {
 		// Unconditional: only last_used_at changes, and a later use wins.
-		_, err := s.Tokens.Update(ctx, itemID, Patch{LastUsedAt: &now}, time.Time{})
+		_, err := s.tokens.Update(ctx, itemID, Patch{LastUsedAt: &now}, time.Time{})
 		switch {
 		case err == nil:
 			recorded = true

@@ -35,15 +35,18 @@ type ItemState struct {
 	// NeedsRepair: the Item carries an error its user can fix in Link's
 	// update mode (NeedsRepair).
 	NeedsRepair bool
-	CreatedAt   time.Time
-	LastUsedAt  time.Time // zero when never used
+	// PlaidRemoved: Plaid confirmed the Item removed (a revoked one not yet
+	// removed is still billed).
+	PlaidRemoved bool
+	CreatedAt    time.Time
+	LastUsedAt   time.Time // zero when never used
 }
 
 func itemStateOf(t *Token) ItemState {
 	return ItemState{
 		ItemID: t.ItemID, InstitutionID: t.InstitutionID, InstitutionName: t.InstitutionName,
 		Status: t.Status, ErrorCode: t.ErrorCode, NeedsRepair: NeedsRepair(t.Status, t.ErrorCode),
-		CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt,
+		PlaidRemoved: t.PlaidRemoved, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt,
 	}
 }
 
@@ -71,7 +74,7 @@ func (s *Service) ListItems(ctx context.Context, userID string) ([]ItemState, er
 	if userID == "" {
 		return nil, Errorf(CodeInvalid, "listing items needs the user id")
 	}
-	tokens, err := s.Tokens.ListByUser(ctx, userID)
+	tokens, err := s.tokens.ListByUser(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("listing items of user %s: %w", userID, err)
 	}
@@ -112,9 +115,9 @@ func (s *Service) VerifyItem(ctx context.Context, userID, itemID string) (*ItemS
 			return nil, err
 		}
 		plaidCtx, cancel := context.WithTimeout(WithPlaidPriority(ctx, PriorityInteractive), verifyPlaidBudget)
-		_, plaidErr := s.Plaid.GetItem(plaidCtx, access)
+		_, plaidErr := s.plaid.GetItem(plaidCtx, access)
 		cancel()
-		o, failed := validationOutcome(tok, plaidErr, s.Clock.Now())
+		o, failed := validationOutcome(tok, plaidErr, s.clock.Now())
 		if failed {
 			return nil, s.linkPlaidError(ctx, log, "verifying the item", plaidErr)
 		}
@@ -123,7 +126,7 @@ func (s *Service) VerifyItem(ctx context.Context, userID, itemID string) (*ItemS
 			st := itemStateOf(tok)
 			return &st, nil
 		}
-		_, err = s.Tokens.Update(ctx, itemID, o.write.Patch, o.write.IfVersion)
+		_, err = s.tokens.Update(ctx, itemID, o.write.Patch, o.write.IfVersion)
 		if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < verifyAttempts {
 			// Changed since read: decide again on what it says now.
 			continue
@@ -149,7 +152,7 @@ func (s *Service) callersToken(ctx context.Context, userID, itemID string) (*Tok
 	if !ValidItemID(itemID) {
 		return nil, ErrItemNotFound
 	}
-	tok, err := s.Tokens.Get(ctx, itemID)
+	tok, err := s.tokens.Get(ctx, itemID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrItemNotFound
 	}
@@ -175,7 +178,7 @@ func (s *Service) userAccessToken(ctx context.Context, tok *Token, log *slog.Log
 		return access, nil
 	case errors.As(err, &pe) && pe.Code == CodeWrongEnvironment:
 		log.WarnContext(ctx, "item refused: another Plaid environment", slog.String("error", err.Error()))
-		return "", WrapError(CodeConflict, err, "item belongs to another Plaid environment than this service's ("+s.Config.PlaidEnv+")")
+		return "", WrapError(CodeConflict, err, "item belongs to another Plaid environment than this service's ("+s.config.PlaidEnv+")")
 	default:
 		return "", WrapError(CodeInternal, err, "stored token cannot be decrypted")
 	}

@@ -78,10 +78,10 @@ func (e *DuplicateItemError) Unwrap() error { return ErrDuplicateItem }
 // sessions (its returning-user experience starts afresh); Items already
 // linked are not affected.
 func (s *Service) ClientUserID(userID string) (string, error) {
-	if s.Config.EncryptionKey == "" {
+	if s.config.EncryptionKey == "" {
 		return "", Errorf(CodeUnavailable, "TOKEN_ENCRYPTION_KEY is not set for this program")
 	}
-	key, err := hkdf.Key(sha256.New, []byte(s.Config.EncryptionKey), nil, clientUserIDLabel, sha256.Size)
+	key, err := hkdf.Key(sha256.New, []byte(s.config.EncryptionKey), nil, clientUserIDLabel, sha256.Size)
 	if err != nil {
 		return "", fmt.Errorf("deriving the client_user_id key: %w", err)
 	}
@@ -102,7 +102,7 @@ func (s *Service) CreateLinkToken(ctx context.Context, userID, itemID string) (*
 	if err != nil {
 		return nil, err
 	}
-	req := LinkTokenRequest{LinkSettings: s.Config.Link, ClientUserID: clientUserID}
+	req := LinkTokenRequest{LinkSettings: s.config.Link, ClientUserID: clientUserID}
 	mode := LinkModeCreate
 	log := Logger(ctx).With(slog.String("user_id", userID))
 	if itemID != "" {
@@ -115,7 +115,7 @@ func (s *Service) CreateLinkToken(ctx context.Context, userID, itemID string) (*
 		req.AccessToken = access
 		log = log.With(slog.String("institution_id", tok.InstitutionID))
 	}
-	lt, err := s.Plaid.CreateLinkToken(WithPlaidPriority(ctx, PriorityInteractive), req)
+	lt, err := s.plaid.CreateLinkToken(WithPlaidPriority(ctx, PriorityInteractive), req)
 	if err != nil {
 		return nil, s.linkPlaidError(ctx, log, "creating the link token", err)
 	}
@@ -197,7 +197,7 @@ func (s *Service) ExchangePublicToken(ctx context.Context, req ExchangeRequest) 
 	if req.UserID == "" {
 		return nil, Errorf(CodeInvalid, "exchanging a public token needs the user id")
 	}
-	if err := req.validate(s.Config.PlaidEnv); err != nil {
+	if err := req.validate(s.config.PlaidEnv); err != nil {
 		return nil, err
 	}
 	log := Logger(ctx).With(slog.String("user_id", req.UserID))
@@ -207,7 +207,7 @@ func (s *Service) ExchangePublicToken(ctx context.Context, req ExchangeRequest) 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exchangeTimeout)
 	defer cancel()
 	ctx = WithPlaidPriority(ctx, PriorityInteractive)
-	ex, err := s.Plaid.ExchangePublicToken(ctx, req.PublicToken)
+	ex, err := s.plaid.ExchangePublicToken(ctx, req.PublicToken)
 	var pe *PlaidError
 	switch {
 	case errors.Is(err, ErrExchangeOutcomeUnknown) && errors.As(err, &pe):
@@ -238,7 +238,7 @@ type exchangeSession struct {
 
 func (x *exchangeSession) finish(ctx context.Context) (*ItemState, error) {
 	s := x.s
-	got, err := s.Plaid.GetItem(ctx, x.item.AccessToken)
+	got, err := s.plaid.GetItem(ctx, x.item.AccessToken)
 	if err == nil && got.ItemID != x.item.ItemID {
 		err = fmt.Errorf("/item/get answered item %s for the token of item %s", got.ItemID, x.item.ItemID)
 	}
@@ -265,7 +265,7 @@ func (x *exchangeSession) finish(ctx context.Context) (*ItemState, error) {
 	// removed for it (analytics count it as Unknown).
 	var md Metadata
 	if got.InstitutionID != "" {
-		inst, err := s.Plaid.GetInstitution(ctx, got.InstitutionID, s.Config.Link.CountryCodes)
+		inst, err := s.plaid.GetInstitution(ctx, got.InstitutionID, s.config.Link.CountryCodes)
 		if err != nil {
 			log.WarnContext(ctx, "institution name lookup failed; item stored without it", slog.String("error", err.Error()))
 		} else {
@@ -316,11 +316,11 @@ func (x *exchangeSession) discard(ctx context.Context, reason, why string, cause
 	if cause != nil {
 		log = log.With(slog.String("error", cause.Error()))
 	}
-	err := s.Plaid.RemoveItem(WithPlaidPriority(ctx, PriorityInteractive), x.item.AccessToken)
+	err := s.plaid.RemoveItem(WithPlaidPriority(ctx, PriorityInteractive), x.item.AccessToken)
 	if err != nil {
 		// A user's call fails fast when the fleet's quota is spent; this
 		// removal must not: wait in line with batch work, within ctx.
-		err = s.Plaid.RemoveItem(WithPlaidPriority(ctx, PriorityBatch), x.item.AccessToken)
+		err = s.plaid.RemoveItem(WithPlaidPriority(ctx, PriorityBatch), x.item.AccessToken)
 	}
 	removed := err == nil
 	switch {
@@ -334,8 +334,8 @@ func (x *exchangeSession) discard(ctx context.Context, reason, why string, cause
 			slog.String("plaid_error", err.Error()))
 	}
 	entry := AuditEntry{ItemID: x.item.ItemID, UserID: x.req.UserID, Reason: reason, Actor: x.req.UserID,
-		At: s.Clock.Now(), PlaidRemoved: removed}
-	if err := s.Runs.Audit(ctx, entry); err != nil {
+		At: s.clock.Now(), PlaidRemoved: removed}
+	if err := s.runs.Audit(ctx, entry); err != nil {
 		log.ErrorContext(ctx, "writing the removal's audit entry failed", slog.String("audit_error", err.Error()))
 	}
 }
@@ -345,14 +345,14 @@ func (x *exchangeSession) discard(ctx context.Context, reason, why string, cause
 // removes an Item whose document is live, should the store have landed).
 func (x *exchangeSession) queueRemoval(ctx context.Context) error {
 	s := x.s
-	if s.Continuer == nil {
+	if s.continuer == nil {
 		return errors.New("no removal queue is configured")
 	}
-	sealed, err := s.Cipher.Encrypt(x.item.ItemID, x.item.AccessToken)
+	sealed, err := s.cipher.Encrypt(x.item.ItemID, x.item.AccessToken)
 	if err != nil {
 		return err
 	}
-	err = s.Continuer.RequestRemoval(ctx, RemovalRequest{ItemID: x.item.ItemID, SealedToken: sealed})
+	err = s.continuer.RequestRemoval(ctx, RemovalRequest{ItemID: x.item.ItemID, SealedToken: sealed})
 	if err != nil {
 		x.log.ErrorContext(ctx, "queueing the exchanged item's early removal failed", slog.String("queue_error", err.Error()))
 	}
@@ -365,7 +365,7 @@ func (s *Service) duplicateOf(ctx context.Context, userID, itemID, institutionID
 	if institutionID == "" || len(masks) == 0 {
 		return nil, nil
 	}
-	tokens, err := s.Tokens.ListByUser(ctx, userID)
+	tokens, err := s.tokens.ListByUser(ctx, userID)
 	if err != nil {
 		return nil, err
 	}

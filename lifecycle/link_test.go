@@ -46,15 +46,19 @@ func (p *priorityPacer) Calls() []string {
 
 // serviceOver builds a service over env's emulator, vault and fake Plaid,
 // with tokens as its token store and pacer pacing its Plaid calls.
-func serviceOver(t *testing.T, env *testenv.Env, tokens lifecycle.TokenStore, pacer lifecycle.Pacer) *lifecycle.Service {
+func serviceOver(t *testing.T, env *testenv.Env, tokens lifecycle.TokenStore, pacer lifecycle.Pacer, queue ...lifecycle.Continuer) *lifecycle.Service {
 	t.Helper()
 	adapter, err := lifecycle.NewPlaidClient(lifecycle.PlaidClientConfig{PlaidSettings: env.Config.PlaidSettings, Pacer: pacer,
 		MaxAttempts: 3, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxRetryTime: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := lifecycle.NewService(env.Config, lifecycle.Deps{Tokens: tokens, Runs: env.Runs, Legacy: env.Legacy,
-		Stats: env.Stats, Plaid: adapter, Cipher: env.Vault, Clock: env.Clock})
+	deps := lifecycle.Deps{Tokens: tokens, Runs: env.Runs, Legacy: env.Legacy,
+		Stats: env.Stats, Plaid: adapter, Cipher: env.Vault, Clock: env.Clock}
+	if len(queue) > 0 {
+		deps.Continuer = queue[0]
+	}
+	svc, err := lifecycle.NewService(env.Config, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,9 +463,8 @@ func TestExchangePublicTokenStoreAndRemovalFail(t *testing.T) {
 func TestExchangePublicTokenUnstoredItemRemovedLater(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
-	svc := serviceOver(t, env, failingCreates{env.Tokens}, nil)
 	queue := &testenv.Continuer{}
-	svc.Continuer = queue
+	svc := serviceOver(t, env, failingCreates{env.Tokens}, nil, queue)
 	env.Plaid.FailAlways(plaidfake.PathItemRemove, http.StatusInternalServerError, "API_ERROR", "INTERNAL_SERVER_ERROR")
 	ctx, logs := loggedContext()
 

@@ -119,7 +119,7 @@ const (
 // created, so nothing is ever half-migrated, and a second run finds nothing
 // to do.
 func (s *Service) MigrateLegacy(ctx context.Context, opts MigrateOptions) (*MigrateReport, error) {
-	if s.Legacy == nil {
+	if s.legacy == nil {
 		return nil, Errorf(CodeInternal, "migrating legacy data needs a legacy store")
 	}
 	legacy := NewLegacyDecrypter(opts.LegacyKey)
@@ -127,7 +127,7 @@ func (s *Service) MigrateLegacy(ctx context.Context, opts MigrateOptions) (*Migr
 	report := &MigrateReport{DryRun: opts.DryRun, Problems: []MigrateProblem{}}
 	after := ""
 	for {
-		userIDs, scanned, next, err := s.Legacy.LegacyPage(ctx, after, migratePageSize)
+		userIDs, scanned, next, err := s.legacy.LegacyPage(ctx, after, migratePageSize)
 		if err != nil {
 			return report, fmt.Errorf("migrating legacy data: %w", err)
 		}
@@ -153,10 +153,10 @@ func (s *Service) MigrateLegacy(ctx context.Context, opts MigrateOptions) (*Migr
 // naming why: revoking all but the legacy Items would leave them billed
 // while the user was told all were revoked.
 func (s *Service) migrateLegacyUserFirst(ctx context.Context, userID string) error {
-	if s.Legacy == nil || !validDocumentID(userID, maxIDLength) {
+	if s.legacy == nil || !validDocumentID(userID, maxIDLength) {
 		return nil
 	}
-	m, err := s.Legacy.MigrateLegacyUser(ctx, userID, false, s.legacyPlanner(NewLegacyDecrypter(s.Config.LegacyEncryptionKey)))
+	m, err := s.legacy.MigrateLegacyUser(ctx, userID, false, s.legacyPlanner(NewLegacyDecrypter(s.config.LegacyEncryptionKey)))
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (s *Service) migratePage(ctx context.Context, userIDs []string, legacy *Leg
 	for i, id := range userIDs {
 		g.Go(func() error {
 			var err error
-			outcomes[i], err = s.Legacy.MigrateLegacyUser(gctx, id, dryRun, planner)
+			outcomes[i], err = s.legacy.MigrateLegacyUser(gctx, id, dryRun, planner)
 			return err
 		})
 	}
@@ -329,7 +329,7 @@ func (m *LegacyMigration) resolve(owners []string) bool {
 // item documents, decrypting old tokens with legacy and encrypting them
 // with the service's vault.
 func (s *Service) legacyPlanner(legacy *LegacyDecrypter) LegacyPlanner {
-	p := &legacyPlan{cipher: s.Cipher, legacy: legacy, now: s.Clock.Now}
+	p := &legacyPlan{cipher: s.cipher, legacy: legacy, now: s.clock.Now}
 	return p.plan
 }
 

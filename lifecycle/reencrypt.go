@@ -69,7 +69,7 @@ func (r *ReencryptReport) fail(itemID string, err error) {
 // read again and retried once. It writes access_token only, never
 // updated_at: re-encryption is not a use of the token.
 func (s *Service) Reencrypt(ctx context.Context, opts ReencryptOptions) (*ReencryptReport, error) {
-	vault := s.Cipher
+	vault := s.cipher
 	if vault.CurrentKeyID() == "" {
 		return nil, Errorf(CodeUnavailable, "re-encrypting tokens needs TOKEN_ENCRYPTION_KEY")
 	}
@@ -77,7 +77,7 @@ func (s *Service) Reencrypt(ctx context.Context, opts ReencryptOptions) (*Reencr
 	report := &ReencryptReport{DryRun: opts.DryRun, KeyID: vault.CurrentKeyID(), Failures: []ReencryptFailure{}}
 	after := ""
 	for {
-		page, next, err := s.Tokens.Page(ctx, after, reencryptPageSize)
+		page, next, err := s.tokens.Page(ctx, after, reencryptPageSize)
 		if err != nil {
 			return report, fmt.Errorf("re-encrypting tokens: %w", err)
 		}
@@ -125,7 +125,7 @@ func (s *Service) reencryptPage(ctx context.Context, vault TokenCipher, page []*
 			plaintext = append(plaintext, wasPlaintext)
 		}
 	}
-	for i, err := range s.Tokens.Apply(ctx, writes) {
+	for i, err := range s.tokens.Apply(ctx, writes) {
 		itemID := writes[i].ItemID
 		wasPlaintext := plaintext[i]
 		if errors.Is(err, ErrChanged) {
@@ -158,7 +158,7 @@ var errAlreadyCurrent = errors.New("already under the current key")
 // reencryptAgain re-reads itemID and rewrites its token if it still needs
 // it, conditionally on the version just read.
 func (s *Service) reencryptAgain(ctx context.Context, vault TokenCipher, itemID string, report *ReencryptReport) (bool, error) {
-	t, err := s.Tokens.Get(ctx, itemID)
+	t, err := s.tokens.Get(ctx, itemID)
 	if err != nil {
 		return false, err
 	}
@@ -169,7 +169,7 @@ func (s *Service) reencryptAgain(ctx context.Context, vault TokenCipher, itemID 
 	if w == nil {
 		return false, errAlreadyCurrent
 	}
-	if _, err := s.Tokens.Update(ctx, itemID, w.Patch, w.IfVersion); err != nil {
+	if _, err := s.tokens.Update(ctx, itemID, w.Patch, w.IfVersion); err != nil {
 		return false, fmt.Errorf("token changed twice during re-encryption; run it again: %w", err)
 	}
 	return wasPlaintext, nil

@@ -44,12 +44,12 @@ const earlyRemovalBudget = 2 * time.Second
 // requestEarlyRemoval asks for tok's early removal. It is best effort: the
 // daily cleanup removes the Item anyway, so a failure is only logged.
 func (s *Service) requestEarlyRemoval(ctx context.Context, tok *Token, log *slog.Logger) {
-	if s.Continuer == nil || (tok.Environment != "" && tok.Environment != s.Config.PlaidEnv) {
+	if s.continuer == nil || (tok.Environment != "" && tok.Environment != s.config.PlaidEnv) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), earlyRemovalBudget)
 	defer cancel()
-	if err := s.Continuer.RequestRemoval(ctx, RemovalRequest{ItemID: tok.ItemID}); err != nil {
+	if err := s.continuer.RequestRemoval(ctx, RemovalRequest{ItemID: tok.ItemID}); err != nil {
 		log.WarnContext(ctx, "requesting an early removal failed; the daily cleanup removes the Item",
 			slog.String("error", err.Error()))
 		return
@@ -64,7 +64,7 @@ func (s *Service) requestEarlyRemoval(ctx context.Context, tok *Token, log *slog
 // unavailable, the quota spent past the call's bounds).
 func (s *Service) RemoveOwedItem(ctx context.Context, r RemovalRequest) (RemovalOutcome, error) {
 	log := Logger(ctx).With(slog.String("item_id", r.ItemID))
-	tok, err := s.Tokens.Get(ctx, r.ItemID)
+	tok, err := s.tokens.Get(ctx, r.ItemID)
 	switch {
 	case errors.Is(err, ErrNotFound) && r.SealedToken != "":
 		return s.removeSealed(ctx, r, log)
@@ -83,7 +83,7 @@ func (s *Service) RemoveOwedItem(ctx context.Context, r RemovalRequest) (Removal
 	if err := s.removeAtPlaid(WithPlaidPriority(ctx, PriorityBatch), tok); err != nil {
 		return s.removalFailed(ctx, err, log)
 	}
-	_, err = s.Tokens.Update(context.WithoutCancel(ctx), tok.ItemID, Patch{PlaidRemoved: Ptr(true)}, tok.Version)
+	_, err = s.tokens.Update(context.WithoutCancel(ctx), tok.ItemID, Patch{PlaidRemoved: Ptr(true)}, tok.Version)
 	if err != nil {
 		// The Item is gone at Plaid all the same: the next cleanup's
 		// /item/remove finds it so and deletes the document.

@@ -16,7 +16,7 @@ func TestRevocationThatWentLocalIsRemovedEarly(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	continuer := &testenv.Continuer{}
-	env.Service.Continuer = continuer
+	env.Rebuild(t, func(d *lifecycle.Deps, _ *lifecycle.Config) { d.Continuer = continuer })
 	env.SeedSample(t)
 	ctx := context.Background()
 

@@ -64,7 +64,7 @@ func (c InstitutionChange) Change() int { return c.Latest - c.Previous }
 
 // WeeklyReport gathers the report's data as of now.
 func (s *Service) WeeklyReport(ctx context.Context) (*WeeklyReport, error) {
-	r := &WeeklyReport{GeneratedAt: s.Clock.Now()}
+	r := &WeeklyReport{GeneratedAt: s.clock.Now()}
 	var err error
 	if r.Analytics, err = s.reportAnalytics(ctx); err != nil {
 		return nil, err
@@ -85,7 +85,7 @@ func (s *Service) WeeklyReport(ctx context.Context) (*WeeklyReport, error) {
 		}
 	}
 	slices.Reverse(r.Runs)
-	if r.Weeks, err = s.Runs.Snapshots(ctx, ReportWeeks); err != nil {
+	if r.Weeks, err = s.runs.Snapshots(ctx, ReportWeeks); err != nil {
 		return nil, fmt.Errorf("reading the weekly snapshots: %w", err)
 	}
 	slices.Reverse(r.Weeks)
@@ -99,13 +99,13 @@ func (s *Service) WeeklyReport(ctx context.Context) (*WeeklyReport, error) {
 // reportAnalytics is the analytics with ReportDays days of trend: from the
 // counters, or, until they are initialized, as Analytics counts them.
 func (s *Service) reportAnalytics(ctx context.Context) (*Analytics, error) {
-	if s.Stats != nil {
-		st, err := s.Stats.ReadStats(ctx, StatsRead{})
+	if s.stats != nil {
+		st, err := s.stats.ReadStats(ctx, StatsRead{})
 		if err != nil {
 			return nil, fmt.Errorf("reading the analytics counters: %w", err)
 		}
 		if !st.State.InitializedAt.IsZero() {
-			a := analyticsFrom(st.Counters, s.Clock.Now(), ReportDays)
+			a := analyticsFrom(st.Counters, s.clock.Now(), ReportDays)
 			a.AsOf, a.Source = st.ReadTime, SourceCounters
 			return a, nil
 		}

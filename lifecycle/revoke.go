@@ -100,7 +100,7 @@ func (s *Service) RevokeAllTokensAsAdmin(ctx context.Context, userID, actor stri
 // revoke: those not revoked yet (a revoked one not yet removed at Plaid is
 // cleanup's to finish).
 func (s *Service) RevocableTokens(ctx context.Context, userID string) ([]*Token, error) {
-	tokens, err := s.Tokens.ListByUser(ctx, userID)
+	tokens, err := s.tokens.ListByUser(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func (s *Service) revokeToken(ctx context.Context, userID, itemID string, tok *T
 // item, and the other user's document is left alone.
 func (s *Service) ownToken(ctx context.Context, userID, itemID string, tok *Token, log *slog.Logger) (*Token, error) {
 	if tok == nil {
-		t, err := s.Tokens.Get(ctx, itemID)
+		t, err := s.tokens.Get(ctx, itemID)
 		if errors.Is(err, ErrNotFound) {
 			return nil, ErrItemNotFound
 		}
@@ -239,14 +239,14 @@ func (s *Service) ownToken(ctx context.Context, userID, itemID string, tok *Toke
 // caller: once Plaid has removed the Item, the document must say so even
 // if the caller has gone away.
 func (s *Service) writeRevocation(ctx context.Context, tok *Token, by revoker, plaidRemoved bool) error {
-	now := s.Clock.Now()
+	now := s.clock.Now()
 	w := Write{ItemID: tok.ItemID, IfVersion: tok.Version,
 		Patch: Patch{Status: Ptr(StatusRevoked), PlaidRemoved: Ptr(plaidRemoved), UpdatedAt: &now},
 		Audit: &AuditEntry{ItemID: tok.ItemID, UserID: tok.UserID, Reason: by.reason, Actor: by.actor, At: now,
 			PlaidRemoved: plaidRemoved}}
 	writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeWriteTimeout)
 	defer cancel()
-	return s.Tokens.Apply(writeCtx, []Write{w})[0]
+	return s.tokens.Apply(writeCtx, []Write{w})[0]
 }
 
 // removeForRevocation calls /item/remove for tok and reports whether the

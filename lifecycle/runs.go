@@ -183,7 +183,7 @@ func (s *Service) RecentRuns(ctx context.Context, n int) ([]*RunRecord, error) {
 	if n < 1 || n > MaxRecentRuns {
 		return nil, Errorf(CodeInvalid, "the number of runs must be an integer from 1 to %d", MaxRecentRuns)
 	}
-	runs, err := s.Runs.RecentRuns(ctx, n)
+	runs, err := s.runs.RecentRuns(ctx, n)
 	if err != nil {
 		return nil, fmt.Errorf("listing recent runs: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // TokenCipher encrypts and decrypts access tokens bound to their item id
@@ -34,15 +35,15 @@ type Deps struct {
 // functions, the CloudEvent functions, the CLI and the local server all
 // build one and call the same methods.
 type Service struct {
-	Tokens    TokenStore
-	Runs      RunStore
-	Legacy    LegacyStore
-	Stats     StatsStore
-	Plaid     PlaidAPI
-	Cipher    TokenCipher
-	Clock     Clock
-	Continuer Continuer
-	Config    Config
+	tokens    TokenStore
+	runs      RunStore
+	legacy    LegacyStore
+	stats     StatsStore
+	plaid     PlaidAPI
+	cipher    TokenCipher
+	clock     Clock
+	continuer Continuer
+	config    Config
 }
 
 // NewService checks that every required dependency is present.
@@ -66,8 +67,18 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("building lifecycle service: %w", err)
 	}
-	return &Service{Tokens: d.Tokens, Runs: d.Runs, Legacy: d.Legacy, Stats: d.Stats, Plaid: d.Plaid, Cipher: d.Cipher,
-		Clock: d.Clock, Continuer: d.Continuer, Config: cfg}, nil
+	return &Service{tokens: d.Tokens, runs: d.Runs, legacy: d.Legacy, stats: d.Stats, plaid: d.Plaid, cipher: d.Cipher,
+		clock: d.Clock, continuer: d.Continuer, config: cfg}, nil
+}
+
+// Now is the service's time: its clock's.
+func (s *Service) Now() time.Time { return s.clock.Now() }
+
+// WebhookVerifier returns a verifier of Plaid's webhooks that fetches keys
+// through the service's Plaid client, shares them through keys (nil: memory
+// only) and tells time by the service's clock.
+func (s *Service) WebhookVerifier(keys WebhookKeyStore) *WebhookVerifier {
+	return NewWebhookVerifier(s.plaid, keys, s.clock)
 }
 
 // unconfiguredPlaid stands in for Plaid in a program configured without

@@ -61,7 +61,7 @@ type AppliedChange struct {
 // of the failed transaction's changes was applied.
 func (s *Service) CountTokenChanges(ctx context.Context, changes []TokenChange) (StatsApplied, error) {
 	var sum StatsApplied
-	if s.Stats == nil {
+	if s.stats == nil {
 		return sum, Errorf(CodeUnavailable, "this program keeps no analytics counters")
 	}
 	trend := Counters{}
@@ -112,9 +112,9 @@ func (s *Service) countChunk(ctx context.Context, changes []TokenChange) ([]Chan
 		}
 		return outcomes, nil // nothing to count
 	}
-	err := s.Stats.CountChanges(ctx, eventIDs, users, func(st CountState) (CountWrites, error) {
+	err := s.stats.CountChanges(ctx, eventIDs, users, func(st CountState) (CountWrites, error) {
 		var w CountWrites
-		outcomes, w = countChanges(changes, deltas, st, s.Clock.Now())
+		outcomes, w = countChanges(changes, deltas, st, s.clock.Now())
 		return w, nil
 	})
 	if err != nil {

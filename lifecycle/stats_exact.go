@@ -100,13 +100,13 @@ func (r *ExactResult) Exact() bool {
 // the counters exact and records the drift. A repair needs the one repair
 // lease: while another holds it, the error has CodeConflict.
 func (s *Service) ExactAnalytics(ctx context.Context, opts ExactOptions) (*ExactResult, error) {
-	if s.Stats == nil {
+	if s.stats == nil {
 		return nil, Errorf(CodeUnavailable, "this program keeps no analytics counters")
 	}
 	log := Logger(ctx)
-	started := s.Clock.Now()
+	started := s.clock.Now()
 	if opts.Repair && !opts.UnlessRepairedSince.IsZero() {
-		r, err := s.Stats.ReadStats(ctx, StatsRead{})
+		r, err := s.stats.ReadStats(ctx, StatsRead{})
 		if err != nil {
 			return nil, fmt.Errorf("reading the analytics counters: %w", err)
 		}
@@ -119,7 +119,7 @@ func (s *Service) ExactAnalytics(ctx context.Context, opts ExactOptions) (*Exact
 	repairID := ""
 	if opts.Repair {
 		repairID = uuid.NewString()
-		if err := s.Stats.ClaimRepair(ctx, repairID, started, started.Add(repairLeaseTTL)); err != nil {
+		if err := s.stats.ClaimRepair(ctx, repairID, started, started.Add(repairLeaseTTL)); err != nil {
 			return nil, err
 		}
 	}
@@ -127,7 +127,7 @@ func (s *Service) ExactAnalytics(ctx context.Context, opts ExactOptions) (*Exact
 	if opts.Repair && (err != nil || res.Repair == nil) {
 		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSaveTimeout)
 		defer cancel()
-		if endErr := s.Stats.EndRepair(endCtx, repairID, nil); endErr != nil {
+		if endErr := s.stats.EndRepair(endCtx, repairID, nil); endErr != nil {
 			log.WarnContext(ctx, "releasing the analytics repair lease failed", slog.String("error", endErr.Error()))
 		}
 	}
@@ -159,7 +159,7 @@ func (s *Service) exactAnalytics(ctx context.Context, opts ExactOptions, repairI
 	var reading *StatsReading
 	var cmp statsComparison
 	for attempt := 0; ; attempt++ {
-		if reading, err = s.Stats.ReadStats(ctx, StatsRead{Users: true, ChangesAfter: t0}); err != nil {
+		if reading, err = s.stats.ReadStats(ctx, StatsRead{Users: true, ChangesAfter: t0}); err != nil {
 			return nil, fmt.Errorf("reading the analytics counters: %w", err)
 		}
 		cmp = compareStats(want, rc.Users, reading)
@@ -173,11 +173,11 @@ func (s *Service) exactAnalytics(ctx context.Context, opts ExactOptions, repairI
 	}
 	res := &ExactResult{CountersInitialized: !reading.State.InitializedAt.IsZero()}
 	if repairID != "" {
-		if err := s.Stats.RaiseHorizon(ctx, repairID, t0, s.Clock.Now()); err != nil {
+		if err := s.stats.RaiseHorizon(ctx, repairID, t0, s.clock.Now()); err != nil {
 			return nil, err
 		}
 		// Final now: no change at or before T0 is applied any more.
-		if reading, err = s.Stats.ReadStats(ctx, StatsRead{Users: true, ChangesAfter: t0}); err != nil {
+		if reading, err = s.stats.ReadStats(ctx, StatsRead{Users: true, ChangesAfter: t0}); err != nil {
 			return nil, fmt.Errorf("reading the analytics counters: %w", err)
 		}
 		cmp = compareStats(want, rc.Users, reading)
@@ -185,16 +185,16 @@ func (s *Service) exactAnalytics(ctx context.Context, opts ExactOptions, repairI
 			return nil, err
 		}
 		rec := &StatsRepair{ID: repairID, Trigger: opts.Trigger, ReadTime: t0, StartedAt: started,
-			EndedAt: s.Clock.Now(), Drift: cmp.drift, UsersDrifted: len(cmp.users), WasInitialized: res.CountersInitialized}
-		if err := s.Stats.EndRepair(ctx, repairID, rec); err != nil {
+			EndedAt: s.clock.Now(), Drift: cmp.drift, UsersDrifted: len(cmp.users), WasInitialized: res.CountersInitialized}
+		if err := s.stats.EndRepair(ctx, repairID, rec); err != nil {
 			return nil, err
 		}
 		res.Repaired, res.Repair = true, rec
 	}
 	res.Drift, res.UsersDrifted = cmp.drift, len(cmp.users)
-	a := analyticsFrom(want, s.Clock.Now(), 0)
+	a := analyticsFrom(want, s.clock.Now(), 0)
 	a.AsOf, a.Source = t0, SourceRecount
-	a.Trend = analyticsFrom(reading.Counters, s.Clock.Now(), TrendDays).Trend
+	a.Trend = analyticsFrom(reading.Counters, s.clock.Now(), TrendDays).Trend
 	res.Analytics = a
 	res.Activity = rc.UserActivity(t0)
 	return res, nil
@@ -221,7 +221,7 @@ func (s *Service) applyRepair(ctx context.Context, repairID string, cmp statsCom
 			fix[u] = cmp.users[u]
 		}
 		users = users[min(len(users), MaxRepairUsersPerCall):]
-		if err := s.Stats.ApplyRepair(ctx, repairID, s.Clock.Now(), counters, fix); err != nil {
+		if err := s.stats.ApplyRepair(ctx, repairID, s.clock.Now(), counters, fix); err != nil {
 			return err
 		}
 	}

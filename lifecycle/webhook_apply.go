@@ -102,17 +102,17 @@ func (s *Service) ApplyWebhook(ctx context.Context, wh *Webhook) (WebhookResult,
 	case !webhookActsOnItem(wh):
 		log.InfoContext(ctx, "webhook acknowledged")
 		return res, nil
-	case wh.Environment != "" && wh.Environment != s.Config.PlaidEnv:
+	case wh.Environment != "" && wh.Environment != s.config.PlaidEnv:
 		// DESIGN §7 rule 0: another environment's Item is not ours to touch.
 		log.WarnContext(ctx, "webhook of another Plaid environment acknowledged without acting",
-			slog.String("plaid_env", s.Config.PlaidEnv))
+			slog.String("plaid_env", s.config.PlaidEnv))
 		return res, nil
 	case wh.ItemID == "" || (wh.Code == "ERROR" && (wh.Error == nil || wh.Error.ErrorCode == "")):
 		log.WarnContext(ctx, "incomplete ITEM webhook acknowledged")
 		return res, nil
 	}
 	for attempt := 1; ; attempt++ {
-		tok, err := s.Tokens.Get(ctx, wh.ItemID)
+		tok, err := s.tokens.Get(ctx, wh.ItemID)
 		if errors.Is(err, ErrNotFound) {
 			res.Action = WebhookUnknownItem
 			// Plaid still bills for an Item we hold no token for.
@@ -122,11 +122,11 @@ func (s *Service) ApplyWebhook(ctx context.Context, wh *Webhook) (WebhookResult,
 		if err != nil {
 			return res, fmt.Errorf("applying %s webhook to item %s: %w", wh.Code, wh.ItemID, err)
 		}
-		now := s.Clock.Now()
+		now := s.clock.Now()
 		w, action := webhookWrite(tok, wh, now)
 		res.Action = action
 		if w != nil {
-			err = s.Tokens.Apply(ctx, []Write{*w})[0]
+			err = s.tokens.Apply(ctx, []Write{*w})[0]
 			if (errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound)) && attempt < webhookApplyAttempts {
 				continue // changed or deleted since read: decide again on what it says now
 			}

@@ -79,7 +79,9 @@ type Env struct {
 	Adapter     *lifecycle.PlaidClient
 	Vault       *lifecycle.Vault
 	Clock       *Clock
-	Service     *lifecycle.Service
+	// Deps are Service's dependencies (Rebuild changes them).
+	Deps    lifecycle.Deps
+	Service *lifecycle.Service
 }
 
 // Option adjusts the configuration before the service is built.
@@ -149,16 +151,29 @@ func New(t testing.TB, opts ...Option) *Env {
 	client := emulator.NewClientFor(t, project)
 	stores := lifecycle.NewFirestoreStores(client)
 	clock := NewClock(Now)
-	svc, err := lifecycle.NewService(cfg, lifecycle.Deps{
-		Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy, Stats: stores.Stats,
-		Plaid: adapter, Cipher: vault, Clock: clock,
-	})
+	e := &Env{Project: project, Config: cfg, Client: client, Tokens: stores.Tokens, Runs: stores.Runs,
+		Legacy: stores.Legacy, Stats: stores.Stats, WebhookKeys: stores.WebhookKeys,
+		Plaid: fake, Adapter: adapter, Vault: vault, Clock: clock}
+	e.Deps = lifecycle.Deps{Tokens: stores.Tokens, Runs: stores.Runs, Legacy: stores.Legacy, Stats: stores.Stats,
+		Plaid: adapter, Cipher: vault, Clock: clock}
+	e.Rebuild(t, nil)
+	return e
+}
+
+// Rebuild builds the Env's Service anew after change (nil: none) has
+// changed its dependencies or configuration: a test wraps a store, or
+// gives the service a continuer.
+func (e *Env) Rebuild(t testing.TB, change func(*lifecycle.Deps, *lifecycle.Config)) *lifecycle.Service {
+	t.Helper()
+	if change != nil {
+		change(&e.Deps, &e.Config)
+	}
+	svc, err := lifecycle.NewService(e.Config, e.Deps)
 	if err != nil {
 		t.Fatalf("NewService: %v", err)
 	}
-	return &Env{Project: project, Config: cfg, Client: client, Tokens: stores.Tokens, Runs: stores.Runs,
-		Legacy: stores.Legacy, Stats: stores.Stats, WebhookKeys: stores.WebhookKeys,
-		Plaid: fake, Adapter: adapter, Vault: vault, Clock: clock, Service: svc}
+	e.Service = svc
+	return svc
 }
 
 // SeedSample stores the sample set and teaches the fake Plaid about it.

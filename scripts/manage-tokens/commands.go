@@ -676,12 +676,12 @@ func (c *cli) revoke(ctx context.Context, inv invocation) int {
 // notRemovedAtPlaid counts userID's revoked tokens whose Item Plaid has not
 // confirmed removed.
 func (c *cli) notRemovedAtPlaid(ctx context.Context, userID string) (int, error) {
-	tokens, err := c.svc.Tokens.ListByUser(ctx, userID)
+	items, err := c.svc.ListItems(ctx, userID)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, t := range tokens {
+	for _, t := range items {
 		if t.Status == lifecycle.StatusRevoked && !t.PlaidRemoved {
 			n++
 		}
