@@ -23,10 +23,10 @@ type Analytics struct {
 	StaleTokens30Days int `json:"stale_tokens_30_days" firestore:"stale_tokens_30_days"`
 	StaleTokens90Days int `json:"stale_tokens_90_days" firestore:"stale_tokens_90_days"`
 	// Institutions counts every token by institution_name, a missing name
-	// as UnknownInstitution.
+	// as unknownInstitution.
 	Institutions map[string]int `json:"institutions" firestore:"institutions"`
 	// Environments counts every token by environment, a missing one as
-	// UnknownEnvironment.
+	// unknownEnvironment.
 	Environments map[string]int `json:"environments" firestore:"environments"`
 
 	// AsOf is the time the counts are exact for: the read time of the
@@ -53,8 +53,8 @@ const (
 
 // Keys for tokens without an institution name or an environment.
 const (
-	UnknownInstitution = "Unknown"
-	UnknownEnvironment = "unknown"
+	unknownInstitution = "Unknown"
+	unknownEnvironment = "unknown"
 )
 
 // LogAttrs returns every count as a log field (DESIGN §11: statistics are

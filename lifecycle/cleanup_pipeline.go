@@ -265,7 +265,7 @@ func (g *segment) record(stats Statistics, errs []RunError) {
 
 func appendBounded(dst []RunError, src ...RunError) []RunError {
 	for _, e := range src {
-		if len(dst) >= MaxRunErrors {
+		if len(dst) >= maxRunErrors {
 			break
 		}
 		dst = append(dst, e)
@@ -313,8 +313,8 @@ func (s *Service) writeOutcomes(ctx context.Context, run *RunRecord, batch []tok
 				// The Item is gone at Plaid: the document must not claim a
 				// live token the app would keep using.
 				repairs = append(repairs, Write{ItemID: o.token.ItemID, Patch: Patch{
-					Status: Ptr(StatusRevoked), PlaidRemoved: Ptr(true), UpdatedAt: &now,
-					ErrorCode: Ptr("ITEM_NOT_FOUND"),
+					Status: new(StatusRevoked), PlaidRemoved: new(true), UpdatedAt: &now,
+					ErrorCode: new("ITEM_NOT_FOUND"),
 				}})
 			}
 		default:

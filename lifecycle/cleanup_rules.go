@@ -208,11 +208,11 @@ func validationOutcome(t *Token, err error, now time.Time) (o tokenOutcome, fail
 		return o, true
 	case pe.Class == ClassGone:
 		o.write = &Write{ItemID: t.ItemID, IfVersion: t.Version, Patch: Patch{
-			Status: Ptr(StatusExpired), ErrorCode: Ptr(pe.Code), UpdatedAt: &now, LastValidatedAt: &now,
+			Status: new(StatusExpired), ErrorCode: new(pe.Code), UpdatedAt: &now, LastValidatedAt: &now,
 		}}
 		o.tally = tallyInvalidMarked
 	case pe.Class == ClassNeedsUser:
-		o.write = &Write{ItemID: t.ItemID, IfVersion: t.Version, Patch: Patch{ErrorCode: Ptr(pe.Code), LastValidatedAt: &now}}
+		o.write = &Write{ItemID: t.ItemID, IfVersion: t.Version, Patch: Patch{ErrorCode: new(pe.Code), LastValidatedAt: &now}}
 		o.tally = tallyNeedsUser
 	default:
 		return o, true

@@ -10,13 +10,13 @@ const (
 	LocksCollection     = "plaid_token_locks"     // leases: one document per exclusive job
 	EventsCollection    = "plaid_token_events"    // CloudEvent ids already handled
 	SnapshotsCollection = "plaid_token_analytics" // weekly analytics snapshots
-	// WebhookKeysCollection holds the webhook verification keys Plaid
+	// webhookKeysCollection holds the webhook verification keys Plaid
 	// vouched for, shared between instances (public keys only).
-	WebhookKeysCollection = "plaid_token_webhook_keys"
-	// QuotaCollection holds the slots of the fleet's Plaid quota taken
+	webhookKeysCollection = "plaid_token_webhook_keys"
+	// quotaCollection holds the slots of the fleet's Plaid quota taken
 	// (SharedPacer), one document per endpoint, window and slot, written
 	// once and deleted an hour later by a TTL on expire_at.
-	QuotaCollection = "plaid_token_quota"
+	quotaCollection = "plaid_token_quota"
 	// LegacyArchiveCollection keeps the old service's per-user documents
 	// the migration carried over (DESIGN §5).
 	LegacyArchiveCollection = "plaid_token_legacy_archive"
@@ -24,11 +24,11 @@ const (
 	// counter shards shard-00 .. shard-15 and the "state" document
 	// (initialized, the repair horizon and lease, the last repair).
 	StatsCollection = "plaid_token_stats"
-	// StatsUsersCollection holds each user's token count (for unique
+	// statsUsersCollection holds each user's token count (for unique
 	// users), one document per user with tokens.
-	StatsUsersCollection = "plaid_token_stats_users"
-	// StatsEventsCollection records every applied change: its event id
+	statsUsersCollection = "plaid_token_stats_users"
+	// statsEventsCollection records every applied change: its event id
 	// (the document id derives from it), commit time and delta; deleted
 	// eight days later by a TTL on expire_at.
-	StatsEventsCollection = "plaid_token_stats_events"
+	statsEventsCollection = "plaid_token_stats_events"
 )

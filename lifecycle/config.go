@@ -100,13 +100,13 @@ const (
 	DefaultValidationInterval = 20 * time.Hour
 	DefaultCleanupTopic       = "plaid-token-daily-cleanup"
 	DefaultAnalyticsTopic     = "plaid-token-weekly-analytics"
-	DefaultHost               = "127.0.0.1"
-	DefaultPort               = "8080"
+	defaultHost               = "127.0.0.1"
+	defaultPort               = "8080"
 
-	// MinEncryptionKeyLength is the shortest TOKEN_ENCRYPTION_KEY accepted
+	// minEncryptionKeyLength is the shortest TOKEN_ENCRYPTION_KEY accepted
 	// (DESIGN §8): PBKDF2 slows guessing, it does not make a short password
 	// strong.
-	MinEncryptionKeyLength = 32
+	minEncryptionKeyLength = 32
 )
 
 // Lookuper finds an environment variable; os.LookupEnv is the real one.
@@ -153,7 +153,9 @@ func (e *envReader) get(k string) string {
 	return strings.TrimSpace(v)
 }
 
-func (e *envReader) fail(format string, args ...any) { e.errs = append(e.errs, fmt.Errorf(format, args...)) }
+func (e *envReader) fail(format string, args ...any) {
+	e.errs = append(e.errs, fmt.Errorf(format, args...))
+}
 
 func (e *envReader) missing(k, why string) { e.fail("%s is required: %s", k, why) }
 
@@ -231,8 +233,8 @@ func (e *envReader) config() Config {
 		CleanupLeaseTTL:       e.duration("CLEANUP_LEASE_TTL", DefaultCleanupLeaseTTL),
 		CleanupTopic:          cmp.Or(get("CLEANUP_TOPIC"), DefaultCleanupTopic),
 		AnalyticsTopic:        cmp.Or(get("ANALYTICS_TOPIC"), DefaultAnalyticsTopic),
-		Host:                  cmp.Or(get("HOST"), DefaultHost),
-		Port:                  cmp.Or(get("PORT"), DefaultPort),
+		Host:                  cmp.Or(get("HOST"), defaultHost),
+		Port:                  cmp.Or(get("PORT"), defaultPort),
 		ServeRemoteEvents:     e.boolean("SERVE_REMOTE_EVENTS"),
 		ReportBucket:          get("REPORT_BUCKET"),
 		StorageEmulatorHost:   get("STORAGE_EMULATOR_HOST"),
@@ -274,8 +276,8 @@ func (c Config) checkValues(e *envReader) {
 	if c.StaleDays > MaxDaysThreshold {
 		e.fail("STALE_DAYS must be at most %d, got %d", MaxDaysThreshold, c.StaleDays)
 	}
-	if c.EncryptionKey != "" && len(c.EncryptionKey) < MinEncryptionKeyLength {
-		e.fail("TOKEN_ENCRYPTION_KEY must be at least %d bytes", MinEncryptionKeyLength)
+	if c.EncryptionKey != "" && len(c.EncryptionKey) < minEncryptionKeyLength {
+		e.fail("TOKEN_ENCRYPTION_KEY must be at least %d bytes", minEncryptionKeyLength)
 	}
 	if c.AuthJWKSURL != "" {
 		if err := ValidateJWKSURL(c.AuthJWKSURL); err != nil {

@@ -54,7 +54,7 @@ type quotaSlotDoc struct {
 func (s *FirestoreQuotaStore) TakeQuotaSlot(ctx context.Context, endpoint string, window int64, slot QuotaSlot) (bool, error) {
 	id := quotaSlotPrefix(endpoint, window) + strconv.Itoa(slot.Index)
 	windowEnd := time.Unix(0, (window+1)*int64(quotaWindow))
-	_, err := s.client.Collection(QuotaCollection).Doc(id).Create(ctx, quotaSlotDoc{
+	_, err := s.client.Collection(quotaCollection).Doc(id).Create(ctx, quotaSlotDoc{
 		Endpoint: endpoint, Window: window, Slot: slot.Index, Permits: slot.Permits, Users: slot.Users,
 		ExpireAt: windowEnd.Add(quotaTTL),
 	})
@@ -74,7 +74,7 @@ func (s *FirestoreQuotaStore) TakeQuotaSlot(ctx context.Context, endpoint string
 // id's (and the single-field one of a field compared for equality).
 func (s *FirestoreQuotaStore) inWindow(q firestore.Query, endpoint string, window int64) firestore.Query {
 	prefix := quotaSlotPrefix(endpoint, window)
-	col := s.client.Collection(QuotaCollection)
+	col := s.client.Collection(quotaCollection)
 	return q.OrderBy(firestore.DocumentID, firestore.Asc).StartAt(col.Doc(prefix)).EndBefore(col.Doc(prefix + "~"))
 }
 
@@ -82,7 +82,7 @@ func (s *FirestoreQuotaStore) inWindow(q firestore.Query, endpoint string, windo
 // taken.
 func (s *FirestoreQuotaStore) TakenQuotaSlots(ctx context.Context, endpoint string, window int64) ([]QuotaSlot, error) {
 	prefix := quotaSlotPrefix(endpoint, window)
-	docs, err := s.inWindow(s.client.Collection(QuotaCollection).Query, endpoint, window).Documents(ctx).GetAll()
+	docs, err := s.inWindow(s.client.Collection(quotaCollection).Query, endpoint, window).Documents(ctx).GetAll()
 	if err != nil {
 		return nil, fmt.Errorf("reading quota slots %s*: %w", prefix, storeError(err))
 	}
@@ -100,7 +100,7 @@ func (s *FirestoreQuotaStore) TakenQuotaSlots(ctx context.Context, endpoint stri
 // UsersTookQuota looks for one users' slot of the window: one read,
 // whatever batch work took.
 func (s *FirestoreQuotaStore) UsersTookQuota(ctx context.Context, endpoint string, window int64) (bool, error) {
-	q := s.inWindow(s.client.Collection(QuotaCollection).Where("users", "==", true), endpoint, window)
+	q := s.inWindow(s.client.Collection(quotaCollection).Where("users", "==", true), endpoint, window)
 	docs, err := q.Limit(1).Select().Documents(ctx).GetAll()
 	if err != nil {
 		return false, fmt.Errorf("reading quota slots %s*: %w", quotaSlotPrefix(endpoint, window), storeError(err))

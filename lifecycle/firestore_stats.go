@@ -70,11 +70,11 @@ func (s *FirestoreStatsStore) shardRef(i int) *firestore.DocumentRef {
 }
 
 func (s *FirestoreStatsStore) userRef(userID string) *firestore.DocumentRef {
-	return s.client.Collection(StatsUsersCollection).Doc(eventDocID("u", userID))
+	return s.client.Collection(statsUsersCollection).Doc(eventDocID("u", userID))
 }
 
 func (s *FirestoreStatsStore) eventRef(eventID string) *firestore.DocumentRef {
-	return s.client.Collection(StatsEventsCollection).Doc(eventDocID("token", eventID))
+	return s.client.Collection(statsEventsCollection).Doc(eventDocID("token", eventID))
 }
 
 // Counter keys become Firestore field names: names Firestore reserves
@@ -251,7 +251,7 @@ func (s *FirestoreStatsStore) CountChanges(ctx context.Context, eventIDs, users 
 		for _, snap := range snaps[1:] {
 			switch {
 			case !snap.Exists():
-			case snap.Ref.Parent.ID == StatsUsersCollection:
+			case snap.Ref.Parent.ID == statsUsersCollection:
 				var u userCountDoc
 				if err := snap.DataTo(&u); err != nil {
 					return fmt.Errorf("decoding user count %s: %w", snap.Ref.ID, err)
@@ -362,7 +362,7 @@ func (s *FirestoreStatsStore) ReadStats(ctx context.Context, opts StatsRead) (*S
 	r.Counters.Compact()
 	if opts.Users {
 		r.Users = map[string]int64{}
-		q := s.client.Collection(StatsUsersCollection).Query
+		q := s.client.Collection(statsUsersCollection).Query
 		iter := q.WithReadOptions(readAt...).Documents(ctx)
 		defer iter.Stop()
 		for {
@@ -383,7 +383,7 @@ func (s *FirestoreStatsStore) ReadStats(ctx context.Context, opts StatsRead) (*S
 		}
 	}
 	if !opts.ChangesAfter.IsZero() {
-		q := s.client.Collection(StatsEventsCollection).Where("at", ">", opts.ChangesAfter)
+		q := s.client.Collection(statsEventsCollection).Where("at", ">", opts.ChangesAfter)
 		iter := q.WithReadOptions(readAt...).Documents(ctx)
 		defer iter.Stop()
 		for {
@@ -502,9 +502,9 @@ func (s *FirestoreStatsStore) RaiseHorizon(ctx context.Context, repairID string,
 
 // ApplyRepair adds a repair's corrections while repairID holds the lease.
 func (s *FirestoreStatsStore) ApplyRepair(ctx context.Context, repairID string, now time.Time, counters Counters, users map[string]int64) error {
-	if counters.Keys() > MaxRepairKeysPerCall || len(users) > MaxRepairUsersPerCall {
+	if counters.Keys() > maxRepairKeysPerCall || len(users) > maxRepairUsersPerCall {
 		return Errorf(CodeInvalid, "a repair call of %d keys and %d users; at most %d and %d",
-			counters.Keys(), len(users), MaxRepairKeysPerCall, MaxRepairUsersPerCall)
+			counters.Keys(), len(users), maxRepairKeysPerCall, maxRepairUsersPerCall)
 	}
 	refs := make([]*firestore.DocumentRef, 0, len(users))
 	for _, u := range sortedKeys(users) {

@@ -102,7 +102,7 @@ func TestStoreStaleVersionRefused(t *testing.T) {
 	if err := s.Delete(ctx, "item-1", read.Version); !errors.Is(err, lifecycle.ErrChanged) {
 		t.Errorf("Delete with stale version = %v, want ErrChanged", err)
 	}
-	if _, err := s.Update(ctx, "item-1", lifecycle.Patch{Status: lifecycle.Ptr(lifecycle.StatusExpired)}, read.Version); !errors.Is(err, lifecycle.ErrChanged) {
+	if _, err := s.Update(ctx, "item-1", lifecycle.Patch{Status: new(lifecycle.StatusExpired)}, read.Version); !errors.Is(err, lifecycle.ErrChanged) {
 		t.Errorf("Update with stale version = %v, want ErrChanged", err)
 	}
 	if err := s.Delete(ctx, "item-1", time.Time{}); lifecycle.ErrorCode(err) != lifecycle.CodeInvalid {
@@ -117,7 +117,7 @@ func TestStoreStaleVersionRefused(t *testing.T) {
 	}
 
 	// With the current version both succeed.
-	v, err := s.Update(ctx, "item-1", lifecycle.Patch{ErrorCode: lifecycle.Ptr("ITEM_LOGIN_REQUIRED")}, got.Version)
+	v, err := s.Update(ctx, "item-1", lifecycle.Patch{ErrorCode: new("ITEM_LOGIN_REQUIRED")}, got.Version)
 	if err != nil {
 		t.Fatalf("Update with current version: %v", err)
 	}
@@ -127,7 +127,7 @@ func TestStoreStaleVersionRefused(t *testing.T) {
 	if _, err := s.Get(ctx, "item-1"); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("Get after delete = %v, want ErrNotFound", err)
 	}
-	if _, err := s.Update(ctx, "item-1", lifecycle.Patch{ErrorCode: lifecycle.Ptr("X")}, time.Time{}); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.Update(ctx, "item-1", lifecycle.Patch{ErrorCode: new("X")}, time.Time{}); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("Update of missing document = %v, want ErrNotFound", err)
 	}
 }
@@ -215,13 +215,13 @@ func TestStoreApplyBulk(t *testing.T) {
 		versions = append(versions, tok.Version)
 	}
 	// item-4 is touched after being read: its delete must be refused.
-	if _, err := s.Update(ctx, "item-4", lifecycle.Patch{LastUsedAt: lifecycle.Ptr(time.Now())}, time.Time{}); err != nil {
+	if _, err := s.Update(ctx, "item-4", lifecycle.Patch{LastUsedAt: new(time.Now())}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	errs := s.Apply(ctx, []lifecycle.Write{
 		{ItemID: "item-0", Delete: true, IfVersion: versions[0]},
 		{ItemID: "item-1", Delete: true, IfVersion: versions[1]},
-		{ItemID: "item-2", Patch: lifecycle.Patch{Status: lifecycle.Ptr(lifecycle.StatusExpired)}, IfVersion: versions[2]},
+		{ItemID: "item-2", Patch: lifecycle.Patch{Status: new(lifecycle.StatusExpired)}, IfVersion: versions[2]},
 		{ItemID: "item-3", Delete: true}, // unconditional: refused
 		{ItemID: "item-4", Delete: true, IfVersion: versions[4]},
 	})
@@ -262,7 +262,7 @@ func TestStoreAuditedDeleteLandsWithItsEntry(t *testing.T) {
 		versions[id] = tok.Version
 	}
 	// The app uses item-c after the cleanup read it.
-	if _, err := s.Update(ctx, "item-c", lifecycle.Patch{LastUsedAt: lifecycle.Ptr(time.Now())}, time.Time{}); err != nil {
+	if _, err := s.Update(ctx, "item-c", lifecycle.Patch{LastUsedAt: new(time.Now())}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	audited := func(runID, id, reason string) lifecycle.Write {
@@ -329,13 +329,13 @@ func TestStoreAuditedPatchLandsWithItsEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := tok.Version
-	fresh, err := s.Update(ctx, "item-r", lifecycle.Patch{LastUsedAt: lifecycle.Ptr(time.Now())}, time.Time{})
+	fresh, err := s.Update(ctx, "item-r", lifecycle.Patch{LastUsedAt: new(time.Now())}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	revoke := func(version time.Time) lifecycle.Write {
 		return lifecycle.Write{ItemID: "item-r", IfVersion: version,
-			Patch: lifecycle.Patch{Status: lifecycle.Ptr(lifecycle.StatusRevoked), PlaidRemoved: lifecycle.Ptr(false)},
+			Patch: lifecycle.Patch{Status: new(lifecycle.StatusRevoked), PlaidRemoved: new(false)},
 			Audit: &lifecycle.AuditEntry{ItemID: "item-r", UserID: "u", Reason: lifecycle.ReasonUserRevoked, Actor: "u", At: time.Now().UTC()}}
 	}
 	auditCount := func() int {

@@ -19,7 +19,7 @@ var _ WebhookKeyStore = (*FirestoreWebhookKeyStore)(nil)
 
 // NewFirestoreWebhookKeyStore returns the store over client.
 func NewFirestoreWebhookKeyStore(client *firestore.Client) *FirestoreWebhookKeyStore {
-	return &FirestoreWebhookKeyStore{keys: client.Collection(WebhookKeysCollection)}
+	return &FirestoreWebhookKeyStore{keys: client.Collection(webhookKeysCollection)}
 }
 
 type webhookKeyDoc struct {

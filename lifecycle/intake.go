@@ -101,7 +101,7 @@ func (s *Service) decideIntake(existing *Token, nt NewToken, enc string, now tim
 			return Mutation{}, nil // a retried store of what is already there
 		}
 	}
-	return Mutation{Patch: &Patch{AccessToken: &enc, Status: Ptr(StatusActive), UpdatedAt: &now,
+	return Mutation{Patch: &Patch{AccessToken: &enc, Status: new(StatusActive), UpdatedAt: &now,
 		InstitutionID: &nt.InstitutionID, InstitutionName: &nt.InstitutionName,
 		Environment: &nt.Environment, Metadata: &nt.Metadata,
 		// An expired token's error_code described the token it replaces.

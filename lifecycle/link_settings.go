@@ -35,10 +35,10 @@ type LinkSettings struct {
 
 // Defaults of the Link settings.
 const (
-	DefaultPlaidProducts     = "transactions"
-	DefaultPlaidCountryCodes = "US"
+	defaultPlaidProducts     = "transactions"
+	defaultPlaidCountryCodes = "US"
 	DefaultPlaidClientName   = "Personal Wealth Management"
-	DefaultPlaidLanguage     = "en"
+	defaultPlaidLanguage     = "en"
 	// maxClientName is the longest client_name Link shows.
 	maxClientName = 30
 )
@@ -49,18 +49,18 @@ var linkLanguages = []string{"da", "de", "en", "es", "et", "fr", "it", "lt", "lv
 // DefaultLinkSettings are the Link settings of a deployment that sets none
 // of their variables.
 func DefaultLinkSettings() LinkSettings {
-	return LinkSettings{Products: splitList(DefaultPlaidProducts), CountryCodes: splitList(DefaultPlaidCountryCodes),
-		ClientName: DefaultPlaidClientName, Language: DefaultPlaidLanguage}
+	return LinkSettings{Products: splitList(defaultPlaidProducts), CountryCodes: splitList(defaultPlaidCountryCodes),
+		ClientName: DefaultPlaidClientName, Language: defaultPlaidLanguage}
 }
 
 // loadLinkSettings reads the Link settings through get and reports every
 // problem with them.
 func loadLinkSettings(get func(string) string, plaidEnv string) (LinkSettings, []error) {
 	l := LinkSettings{
-		Products:     splitList(cmp.Or(get("PLAID_PRODUCTS"), DefaultPlaidProducts)),
-		CountryCodes: splitList(strings.ToUpper(cmp.Or(get("PLAID_COUNTRY_CODES"), DefaultPlaidCountryCodes))),
+		Products:     splitList(cmp.Or(get("PLAID_PRODUCTS"), defaultPlaidProducts)),
+		CountryCodes: splitList(strings.ToUpper(cmp.Or(get("PLAID_COUNTRY_CODES"), defaultPlaidCountryCodes))),
 		ClientName:   cmp.Or(get("PLAID_CLIENT_NAME"), DefaultPlaidClientName),
-		Language:     strings.ToLower(cmp.Or(get("PLAID_LANGUAGE"), DefaultPlaidLanguage)),
+		Language:     strings.ToLower(cmp.Or(get("PLAID_LANGUAGE"), defaultPlaidLanguage)),
 		WebhookURL:   get("PLAID_WEBHOOK_URL"),
 		RedirectURI:  get("PLAID_REDIRECT_URI"),
 	}

@@ -759,7 +759,7 @@ func TestVerifyItemDocumentChangedMeanwhile(t *testing.T) {
 		if path == plaidfake.PathItemGet && !revoked {
 			revoked = true
 			if _, err := env.Tokens.Update(context.Background(), "item-a",
-				lifecycle.Patch{Status: lifecycle.Ptr(lifecycle.StatusRevoked), PlaidRemoved: lifecycle.Ptr(false)}, time.Time{}); err != nil {
+				lifecycle.Patch{Status: new(lifecycle.StatusRevoked), PlaidRemoved: new(false)}, time.Time{}); err != nil {
 				panic(fmt.Sprint("revoking meanwhile: ", err))
 			}
 		}

@@ -327,7 +327,7 @@ func TestMigrateLegacyLeavesProblemDocumentsWhole(t *testing.T) {
 			name:      "item owned by another user",
 			legacyKey: migrateLegacyKey,
 			items:     map[string]any{"item-a": good("item-a", "user-x"), "item-b": good("item-b", "user-x")},
-			existing:  lifecycle.Ptr(testenv.ActiveToken("item-b", "user-y", 1).Token),
+			existing:  new(testenv.ActiveToken("item-b", "user-y", 1).Token),
 			want:      lifecycle.MigrateReport{Items: 2, PlaintextTokens: 2, Conflicts: 1},
 			problem:   lifecycle.MigrateProblem{UserID: "user-x", ItemID: "item-b", Kind: lifecycle.MigrateConflict},
 		},

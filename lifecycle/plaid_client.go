@@ -17,12 +17,12 @@ import (
 
 // Defaults of PlaidClientConfig.
 const (
-	DefaultPlaidHTTPTimeout  = 30 * time.Second // per attempt
-	DefaultPlaidMaxAttempts  = 5
-	DefaultPlaidBaseBackoff  = 500 * time.Millisecond
-	DefaultPlaidMaxBackoff   = 20 * time.Second
-	DefaultPlaidMaxRetryTime = time.Minute
-	DefaultWebhookKeyRPM     = 60
+	defaultPlaidHTTPTimeout  = 30 * time.Second // per attempt
+	defaultPlaidMaxAttempts  = 5
+	defaultPlaidBaseBackoff  = 500 * time.Millisecond
+	defaultPlaidMaxBackoff   = 20 * time.Second
+	defaultPlaidMaxRetryTime = time.Minute
+	defaultWebhookKeyRPM     = 60
 )
 
 const (
@@ -54,19 +54,19 @@ type PlaidClientConfig struct {
 	Pacer Pacer
 
 	// WebhookKeyRPM paces /webhook_verification_key/get
-	// (DefaultWebhookKeyRPM): keys are cached by kid, so a flood of key
+	// (defaultWebhookKeyRPM): keys are cached by kid, so a flood of key
 	// lookups means forged webhooks, not real work.
 	WebhookKeyRPM int
 
 	// HTTPClient makes the calls; nil means a client with a
-	// DefaultPlaidHTTPTimeout timeout per attempt.
+	// defaultPlaidHTTPTimeout timeout per attempt.
 	HTTPClient *http.Client
 
 	// MaxAttempts bounds the attempts of one call, the first included
-	// (DefaultPlaidMaxAttempts). BaseBackoff doubles after every transient
-	// failure up to MaxBackoff, with jitter (DefaultPlaidBaseBackoff,
-	// DefaultPlaidMaxBackoff). MaxRetryTime bounds the time a call spends,
-	// pacing, attempts and retries included (DefaultPlaidMaxRetryTime): the
+	// (defaultPlaidMaxAttempts). BaseBackoff doubles after every transient
+	// failure up to MaxBackoff, with jitter (defaultPlaidBaseBackoff,
+	// defaultPlaidMaxBackoff). MaxRetryTime bounds the time a call spends,
+	// pacing, attempts and retries included (defaultPlaidMaxRetryTime): the
 	// call then fails as transient.
 	MaxAttempts  int
 	BaseBackoff  time.Duration
@@ -148,7 +148,7 @@ func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 		// Calls run concurrently up to the rate limit; keep their
 		// connections instead of redialling Plaid for most of them.
 		transport.MaxIdleConnsPerHost = plaidMaxIdleConnsPerHost
-		httpClient = &http.Client{Timeout: DefaultPlaidHTTPTimeout, Transport: transport}
+		httpClient = &http.Client{Timeout: defaultPlaidHTTPTimeout, Transport: transport}
 	}
 	pc := plaid.NewConfiguration()
 	pc.UseEnvironment(env)
@@ -162,11 +162,11 @@ func NewPlaidClient(cfg PlaidClientConfig) (*PlaidClient, error) {
 		secret:            cfg.PlaidSecret,
 		env:               cfg.PlaidEnv,
 		pacer:             pacer,
-		webhookKeyLimiter: newPerMinuteLimiter(orDefault(cfg.WebhookKeyRPM, DefaultWebhookKeyRPM), webhookKeyBurst),
-		maxAttempts:       orDefault(cfg.MaxAttempts, DefaultPlaidMaxAttempts),
-		baseBackoff:       orDefault(cfg.BaseBackoff, DefaultPlaidBaseBackoff),
-		maxBackoff:        orDefault(cfg.MaxBackoff, DefaultPlaidMaxBackoff),
-		maxRetryTime:      orDefault(cfg.MaxRetryTime, DefaultPlaidMaxRetryTime),
+		webhookKeyLimiter: newPerMinuteLimiter(orDefault(cfg.WebhookKeyRPM, defaultWebhookKeyRPM), webhookKeyBurst),
+		maxAttempts:       orDefault(cfg.MaxAttempts, defaultPlaidMaxAttempts),
+		baseBackoff:       orDefault(cfg.BaseBackoff, defaultPlaidBaseBackoff),
+		maxBackoff:        orDefault(cfg.MaxBackoff, defaultPlaidMaxBackoff),
+		maxRetryTime:      orDefault(cfg.MaxRetryTime, defaultPlaidMaxRetryTime),
 	}, nil
 }
 

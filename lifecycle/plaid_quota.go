@@ -20,7 +20,7 @@ import (
 //
 //   - a user's call (revocation) goes first: it takes the next free slot,
 //     and batch work (cleanup) only takes slots nobody is waiting for;
-//   - the fleet keeps InteractiveReserve of each window for users' calls
+//   - the fleet keeps interactiveReserve of each window for users' calls
 //     while users come, and batch work takes the rest of the window
 //     progressively, so batch work alone still reaches the whole rate;
 //   - a user's call never waits for a later window: when the quota has no
@@ -43,10 +43,10 @@ type Pacer interface {
 }
 
 const (
-	// InteractiveReserve is the share of each SharedPacer window batch
+	// interactiveReserve is the share of each SharedPacer window batch
 	// work leaves to users' calls: all of it while users come, none when
 	// none came in the window's first three quarters.
-	InteractiveReserve = 0.2
+	interactiveReserve = 0.2
 	// InteractiveMaxWait bounds a user's wait for the quota: a revocation
 	// must answer within a second or two under any load.
 	InteractiveMaxWait = time.Second
@@ -186,7 +186,7 @@ type QuotaSlot struct {
 // SharedPacer paces every instance together. Time is cut into windows of
 // quotaWindow, and each window's fleet-wide cap (windowCap: no 60-second
 // span holds more than the endpoint's rate) into a table of slots
-// (slotTable): InteractiveReserve of it, the users' reserve, in small
+// (slotTable): interactiveReserve of it, the users' reserve, in small
 // slots, and batch work's share in larger ones. A process takes a whole
 // slot in one write to the QuotaStore (the first writer wins) and spends
 // its permits locally until the window ends. So:
@@ -250,7 +250,7 @@ type slotTable struct {
 
 func newSlotTable(rpm int, w int64) slotTable {
 	capacity := windowCap(rpm, w)
-	users := int(float64(capacity)*InteractiveReserve + 0.5)
+	users := int(float64(capacity)*interactiveReserve + 0.5)
 	t := slotTable{permits: splitPermits(nil, users, partSlots)}
 	t.reserve = len(t.permits)
 	t.permits = splitPermits(t.permits, capacity-users, partSlots)
@@ -405,7 +405,7 @@ func (p *SharedPacer) waitBatch(ctx context.Context, l *quotaLease, endpoint str
 
 // tryBatch takes a permit for batch work, or returns when to look again.
 // Batch work's allowance grows by a quarter of its share (the window less
-// InteractiveReserve) each quarter of the window, so users arriving later
+// interactiveReserve) each quarter of the window, so users arriving later
 // in it still find slots; in the last quarter it takes the reserve too if
 // no user took a slot of the window.
 func (p *SharedPacer) tryBatch(ctx context.Context, l *quotaLease, endpoint string, rpm int) (time.Time, error) {
@@ -429,7 +429,7 @@ func (p *SharedPacer) tryBatch(ctx context.Context, l *quotaLease, endpoint stri
 			return time.Time{}, nil
 		}
 		capacity := windowCap(rpm, w)
-		share := capacity - int(float64(capacity)*InteractiveReserve+0.5)
+		share := capacity - int(float64(capacity)*interactiveReserve+0.5)
 		picks := l.worth(l.free(l.slots.reserve, len(l.known)), ((quarter+1)*share+3)/4-l.batchTaken)
 		if len(picks) == 0 && quarter == 3 {
 			// Batch work's share is spent (by this process or others):

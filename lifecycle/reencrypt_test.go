@@ -206,7 +206,7 @@ func (s *touchingStore) touch(ctx context.Context, itemID string) error {
 	if !first {
 		return nil
 	}
-	_, err := s.TokenStore.Update(ctx, itemID, lifecycle.Patch{LastUsedAt: lifecycle.Ptr(testenv.Now)}, time.Time{})
+	_, err := s.TokenStore.Update(ctx, itemID, lifecycle.Patch{LastUsedAt: new(testenv.Now)}, time.Time{})
 	return err
 }
 

@@ -83,7 +83,7 @@ func (s *Service) RemoveOwedItem(ctx context.Context, r RemovalRequest) (Removal
 	if err := s.removeAtPlaid(WithPlaidPriority(ctx, PriorityBatch), tok); err != nil {
 		return s.removalFailed(ctx, err, log)
 	}
-	_, err = s.tokens.Update(context.WithoutCancel(ctx), tok.ItemID, Patch{PlaidRemoved: Ptr(true)}, tok.Version)
+	_, err = s.tokens.Update(context.WithoutCancel(ctx), tok.ItemID, Patch{PlaidRemoved: new(true)}, tok.Version)
 	if err != nil {
 		// The Item is gone at Plaid all the same: the next cleanup's
 		// /item/remove finds it so and deletes the document.

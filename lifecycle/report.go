@@ -18,26 +18,26 @@ import (
 
 // Bounds of what the report reads.
 const (
-	// ReportDays is how many days of the created / used / removed trend
+	// reportDays is how many days of the created / used / removed trend
 	// the report charts.
-	ReportDays = 28
-	// ReportRuns is how many of the newest cleanup runs it charts.
-	ReportRuns = 30
-	// ReportWeeks is how many weekly snapshots it reads.
-	ReportWeeks = 12
-	// ReportInstitutions is how many institutions it charts by name; the
-	// others are summed as OtherInstitutions.
-	ReportInstitutions = 8
+	reportDays = 28
+	// reportRuns is how many of the newest cleanup runs it charts.
+	reportRuns = 30
+	// reportWeeks is how many weekly snapshots it reads.
+	reportWeeks = 12
+	// reportInstitutions is how many institutions it charts by name; the
+	// others are summed as otherInstitutions.
+	reportInstitutions = 8
 )
 
-// OtherInstitutions is the report's row of the institutions past
-// ReportInstitutions.
-const OtherInstitutions = "Other institutions"
+// otherInstitutions is the report's row of the institutions past
+// reportInstitutions.
+const otherInstitutions = "Other institutions"
 
 // WeeklyReport is the data of the weekly report.
 type WeeklyReport struct {
 	GeneratedAt time.Time
-	// Analytics are the current counts, with ReportDays days of trend when
+	// Analytics are the current counts, with reportDays days of trend when
 	// the counters are initialized (none when counted from every token).
 	Analytics *Analytics
 	// Runs are the newest cleanup runs that are not dry runs, oldest first.
@@ -69,7 +69,7 @@ func (s *Service) WeeklyReport(ctx context.Context) (*WeeklyReport, error) {
 	if r.Analytics, err = s.reportAnalytics(ctx); err != nil {
 		return nil, err
 	}
-	runs, err := s.RecentRuns(ctx, ReportRuns*2)
+	runs, err := s.RecentRuns(ctx, reportRuns*2)
 	if err != nil {
 		return nil, fmt.Errorf("reading the recent runs: %w", err)
 	}
@@ -80,12 +80,12 @@ func (s *Service) WeeklyReport(ctx context.Context) (*WeeklyReport, error) {
 			continue
 		}
 		r.Runs = append(r.Runs, run)
-		if len(r.Runs) == ReportRuns {
+		if len(r.Runs) == reportRuns {
 			break
 		}
 	}
 	slices.Reverse(r.Runs)
-	if r.Weeks, err = s.runs.Snapshots(ctx, ReportWeeks); err != nil {
+	if r.Weeks, err = s.runs.Snapshots(ctx, reportWeeks); err != nil {
 		return nil, fmt.Errorf("reading the weekly snapshots: %w", err)
 	}
 	slices.Reverse(r.Weeks)
@@ -96,7 +96,7 @@ func (s *Service) WeeklyReport(ctx context.Context) (*WeeklyReport, error) {
 	return r, nil
 }
 
-// reportAnalytics is the analytics with ReportDays days of trend: from the
+// reportAnalytics is the analytics with reportDays days of trend: from the
 // counters, or, until they are initialized, as Analytics counts them.
 func (s *Service) reportAnalytics(ctx context.Context) (*Analytics, error) {
 	if s.stats != nil {
@@ -105,7 +105,7 @@ func (s *Service) reportAnalytics(ctx context.Context) (*Analytics, error) {
 			return nil, fmt.Errorf("reading the analytics counters: %w", err)
 		}
 		if !st.State.InitializedAt.IsZero() {
-			a := analyticsFrom(st.Counters, s.clock.Now(), ReportDays)
+			a := analyticsFrom(st.Counters, s.clock.Now(), reportDays)
 			a.AsOf, a.Source = st.ReadTime, SourceCounters
 			return a, nil
 		}
@@ -114,7 +114,7 @@ func (s *Service) reportAnalytics(ctx context.Context) (*Analytics, error) {
 }
 
 // institutionChanges compares the newest two of weeks (oldest first): the
-// ReportInstitutions largest institutions of the newest, then the rest
+// reportInstitutions largest institutions of the newest, then the rest
 // summed. With one snapshot Previous is 0; with none, nothing.
 func institutionChanges(weeks []AnalyticsSnapshot) []InstitutionChange {
 	if len(weeks) == 0 {
@@ -135,16 +135,16 @@ func institutionChanges(weeks []AnalyticsSnapshot) []InstitutionChange {
 		return cmp.Or(cmp.Compare(latest[b], latest[a]), cmp.Compare(previous[b], previous[a]), cmp.Compare(a, b))
 	})
 	var out []InstitutionChange
-	other := InstitutionChange{Name: OtherInstitutions}
+	other := InstitutionChange{Name: otherInstitutions}
 	for i, name := range names {
-		if i < ReportInstitutions {
+		if i < reportInstitutions {
 			out = append(out, InstitutionChange{Name: name, Previous: previous[name], Latest: latest[name]})
 			continue
 		}
 		other.Previous += previous[name]
 		other.Latest += latest[name]
 	}
-	if len(names) > ReportInstitutions {
+	if len(names) > reportInstitutions {
 		out = append(out, other)
 	}
 	return out

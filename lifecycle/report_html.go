@@ -279,7 +279,7 @@ func runsChart(runs []*RunRecord) *chart {
 		errs.Values = append(errs.Values, float64(run.Statistics.Errors))
 	}
 	return barChart("chart-runs", "Cleanup runs: done and not finished",
-		fmt.Sprintf("The newest %d cleanup runs (dry runs left out), oldest first. Red: tokens a run could not finish (a Plaid or Firestore fault), retried by the next run.", ReportRuns),
+		fmt.Sprintf("The newest %d cleanup runs (dry runs left out), oldest first. Red: tokens a run could not finish (a Plaid or Firestore fault), retried by the next run.", reportRuns),
 		"No cleanup run yet, or none removed, marked or failed anything.",
 		labels, []series{cleaned, marked, errs}, true)
 }
@@ -320,7 +320,7 @@ func latestUseChart(a *UserActivity) *chart {
 	users := series{Name: "users whose latest use was that day", Class: "s-used"}
 	if a != nil {
 		end := a.AsOf.UTC().Truncate(24 * time.Hour)
-		for i := ActivityDays - 1; i >= 0; i-- {
+		for i := activityDays - 1; i >= 0; i-- {
 			day := dayKey(end.AddDate(0, 0, -i))
 			labels = append(labels, shortDay(day))
 			users.Values = append(users.Values, float64(a.LatestUseByDay[day]))
@@ -351,7 +351,7 @@ func itemsPerUserChart(a *UserActivity) *chart {
 
 // itemsKeyOrder sorts ItemsPerUser keys by their number.
 func itemsKeyOrder(k string) int {
-	if k == ItemsPerUserMax {
+	if k == itemsPerUserMax {
 		return 10
 	}
 	n, _ := strconv.Atoi(k)

@@ -241,7 +241,7 @@ func (s *Service) ownToken(ctx context.Context, userID, itemID string, tok *Toke
 func (s *Service) writeRevocation(ctx context.Context, tok *Token, by revoker, plaidRemoved bool) error {
 	now := s.clock.Now()
 	w := Write{ItemID: tok.ItemID, IfVersion: tok.Version,
-		Patch: Patch{Status: Ptr(StatusRevoked), PlaidRemoved: Ptr(plaidRemoved), UpdatedAt: &now},
+		Patch: Patch{Status: new(StatusRevoked), PlaidRemoved: new(plaidRemoved), UpdatedAt: &now},
 		Audit: &AuditEntry{ItemID: tok.ItemID, UserID: tok.UserID, Reason: by.reason, Actor: by.actor, At: now,
 			PlaidRemoved: plaidRemoved}}
 	writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeWriteTimeout)

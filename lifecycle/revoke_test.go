@@ -467,7 +467,7 @@ func (s *touchedBeforeWrite) Apply(ctx context.Context, writes []lifecycle.Write
 		s.touched[w.ItemID] = true
 		s.mu.Unlock()
 		if first {
-			if _, err := s.TokenStore.Update(ctx, w.ItemID, lifecycle.Patch{LastUsedAt: lifecycle.Ptr(time.Now())}, time.Time{}); err != nil {
+			if _, err := s.TokenStore.Update(ctx, w.ItemID, lifecycle.Patch{LastUsedAt: new(time.Now())}, time.Time{}); err != nil {
 				panic(err)
 			}
 		}

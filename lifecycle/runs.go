@@ -34,13 +34,13 @@ type RunError struct {
 	Error  string `firestore:"error" json:"error"`
 }
 
-// MaxRunErrors bounds the errors kept in a run record (a document is at
+// maxRunErrors bounds the errors kept in a run record (a document is at
 // most 1 MiB); Statistics.Errors still counts them all.
-const MaxRunErrors = 50
+const maxRunErrors = 50
 
 func boundErrors(errs []RunError) []RunError {
-	if len(errs) > MaxRunErrors {
-		return errs[:MaxRunErrors]
+	if len(errs) > maxRunErrors {
+		return errs[:maxRunErrors]
 	}
 	return errs
 }

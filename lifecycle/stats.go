@@ -49,16 +49,16 @@ const (
 	// CounterError and CounterUniqueUsers.
 	CounterTokens = "tokens"
 	// CounterStatus counts tokens by status: active, expired, revoked, and
-	// StatusOther for a status this service does not know.
+	// statusOther for a status this service does not know.
 	CounterStatus = "status"
 	// CounterInstitutions counts tokens by institution name
-	// (UnknownInstitution when missing).
+	// (unknownInstitution when missing).
 	CounterInstitutions = "institutions"
-	// CounterEnvironments counts tokens by environment (UnknownEnvironment
+	// CounterEnvironments counts tokens by environment (unknownEnvironment
 	// when missing).
 	CounterEnvironments = "environments"
 	// CounterActivity counts active tokens by the UTC day (YYYY-MM-DD) of
-	// their last activity (TokenSummary.LastActivity), NoActivity when
+	// their last activity (TokenSummary.LastActivity), noActivity when
 	// they have no time at all: the stale counts come from it.
 	CounterActivity = "activity"
 	// CounterCreated, CounterUsed and CounterRemoved are the trend: per UTC
@@ -84,8 +84,8 @@ const (
 	CounterTotal       = "total"
 	CounterError       = "error"
 	CounterUniqueUsers = "unique_users"
-	StatusOther        = "other"
-	NoActivity         = "none"
+	statusOther        = "other"
+	noActivity         = "none"
 )
 
 // exactGroups are the groups an exact recount rebuilds and a repair
@@ -227,8 +227,8 @@ func contribute(d StatsDelta, t *TokenSummary, sign int64) {
 		}
 		d.Counters.Add(CounterActivity, activityKey(t.LastActivity()), sign)
 	}
-	d.Counters.Add(CounterInstitutions, counterKey(t.InstitutionName, UnknownInstitution), sign)
-	d.Counters.Add(CounterEnvironments, counterKey(t.Environment, UnknownEnvironment), sign)
+	d.Counters.Add(CounterInstitutions, counterKey(t.InstitutionName, unknownInstitution), sign)
+	d.Counters.Add(CounterEnvironments, counterKey(t.Environment, unknownEnvironment), sign)
 	if t.UserID != "" {
 		d.Users[t.UserID] += sign
 	}
@@ -247,12 +247,12 @@ func statusKey(s Status) string {
 	if s.Valid() {
 		return string(s)
 	}
-	return StatusOther
+	return statusOther
 }
 
 func activityKey(t time.Time) string {
 	if t.IsZero() {
-		return NoActivity
+		return noActivity
 	}
 	return dayKey(t)
 }
@@ -358,10 +358,10 @@ func analyticsFrom(c Counters, now time.Time, trendDays int) *Analytics {
 		Environments:  nonZero(c[CounterEnvironments]),
 	}
 	for day, n := range c[CounterActivity] {
-		if day == NoActivity || day < cut30 {
+		if day == noActivity || day < cut30 {
 			a.StaleTokens30Days += int(n)
 		}
-		if day == NoActivity || day < cut90 {
+		if day == noActivity || day < cut90 {
 			a.StaleTokens90Days += int(n)
 		}
 	}
@@ -431,19 +431,19 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // per change, plus the counter shards.
 const (
 	MaxTokenChangesPerCall = 100
-	MaxRepairKeysPerCall   = 400
-	MaxRepairUsersPerCall  = 200
+	maxRepairKeysPerCall   = 400
+	maxRepairUsersPerCall  = 200
 )
 
-// ChangeOutcome is what countChanges did with one change.
-type ChangeOutcome string
+// changeOutcome is what countChanges did with one change.
+type changeOutcome string
 
 // Outcomes of a change.
 const (
-	ChangeApplied   ChangeOutcome = "applied"   // counted now
-	ChangeDuplicate ChangeOutcome = "duplicate" // its event id was applied before
-	ChangeCovered   ChangeOutcome = "covered"   // a repair's recount counted it already
-	ChangeEmpty     ChangeOutcome = "empty"     // changes no counter
+	changeApplied   changeOutcome = "applied"   // counted now
+	changeDuplicate changeOutcome = "duplicate" // its event id was applied before
+	changeCovered   changeOutcome = "covered"   // a repair's recount counted it already
+	changeEmpty     changeOutcome = "empty"     // changes no counter
 )
 
 // StatsRead says what ReadStats reads beside the counters.

@@ -74,14 +74,14 @@ func (s *Service) CountTokenChanges(ctx context.Context, changes []TokenChange) 
 		}
 		for i, o := range outcomes {
 			switch o {
-			case ChangeApplied:
+			case changeApplied:
 				sum.Applied++
 				trend.AddAll(ChangeDelta(chunk[i]).Counters.only(trendGroups), 1)
-			case ChangeDuplicate:
+			case changeDuplicate:
 				sum.Duplicates++
-			case ChangeCovered:
+			case changeCovered:
 				sum.Covered++
-			case ChangeEmpty:
+			case changeEmpty:
 				sum.Empty++
 			}
 		}
@@ -92,7 +92,7 @@ func (s *Service) CountTokenChanges(ctx context.Context, changes []TokenChange) 
 
 // countChunk counts at most MaxTokenChangesPerCall changes in one
 // transaction.
-func (s *Service) countChunk(ctx context.Context, changes []TokenChange) ([]ChangeOutcome, error) {
+func (s *Service) countChunk(ctx context.Context, changes []TokenChange) ([]changeOutcome, error) {
 	deltas := make([]StatsDelta, len(changes))
 	var eventIDs, users []string
 	for i, c := range changes {
@@ -105,10 +105,10 @@ func (s *Service) countChunk(ctx context.Context, changes []TokenChange) ([]Chan
 		eventIDs = append(eventIDs, c.EventID)
 		users = append(users, sortedKeys(deltas[i].Users)...)
 	}
-	outcomes := make([]ChangeOutcome, len(changes))
+	outcomes := make([]changeOutcome, len(changes))
 	if len(eventIDs) == 0 {
 		for i := range outcomes {
-			outcomes[i] = ChangeEmpty
+			outcomes[i] = changeEmpty
 		}
 		return outcomes, nil // nothing to count
 	}
@@ -129,8 +129,8 @@ func (s *Service) countChunk(ctx context.Context, changes []TokenChange) ([]Chan
 // horizon (its recount counted it) is not applied; any other is, once, and
 // the unique users counter moves with each user's count crossing between 0
 // and more. now stamps the records.
-func countChanges(changes []TokenChange, deltas []StatsDelta, st CountState, now time.Time) ([]ChangeOutcome, CountWrites) {
-	outcomes := make([]ChangeOutcome, len(changes))
+func countChanges(changes []TokenChange, deltas []StatsDelta, st CountState, now time.Time) ([]changeOutcome, CountWrites) {
+	outcomes := make([]changeOutcome, len(changes))
 	recorded := maps.Clone(st.Recorded)
 	if recorded == nil {
 		recorded = map[string]bool{}
@@ -144,13 +144,13 @@ func countChanges(changes []TokenChange, deltas []StatsDelta, st CountState, now
 		d := deltas[i]
 		switch {
 		case d.Empty():
-			outcomes[i] = ChangeEmpty
+			outcomes[i] = changeEmpty
 			continue
 		case recorded[c.EventID]:
-			outcomes[i] = ChangeDuplicate
+			outcomes[i] = changeDuplicate
 			continue
 		case !st.State.Horizon.IsZero() && !c.At.After(st.State.Horizon):
-			outcomes[i] = ChangeCovered
+			outcomes[i] = changeCovered
 			continue
 		}
 		applied := d.Counters.Clone()
@@ -159,7 +159,7 @@ func countChanges(changes []TokenChange, deltas []StatsDelta, st CountState, now
 		w.Applied = append(w.Applied, AppliedChange{EventID: c.EventID, ItemID: c.ItemID(), At: c.At, AppliedAt: now,
 			Counters: applied, Users: d.Users})
 		recorded[c.EventID] = true
-		outcomes[i] = ChangeApplied
+		outcomes[i] = changeApplied
 	}
 	w.Users = changedCounts(st.Users, counts)
 	return outcomes, w

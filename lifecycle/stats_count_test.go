@@ -27,7 +27,7 @@ func TestCountChanges(t *testing.T) {
 		return TokenChange{EventID: id, At: now, Old: token(user), New: token(user)}
 	}
 	type want struct {
-		Outcomes []ChangeOutcome
+		Outcomes []changeOutcome
 		Applied  []string         // event ids recorded
 		Unique   []int64          // the unique users change each applied change made
 		Users    map[string]int64 // counts written
@@ -39,25 +39,25 @@ func TestCountChanges(t *testing.T) {
 		want    want
 	}{
 		{"a first token makes a user", []TokenChange{created("e1", "alice", now)}, CountState{},
-			want{[]ChangeOutcome{ChangeApplied}, []string{"e1"}, []int64{1}, map[string]int64{"alice": 1}}},
+			want{[]changeOutcome{changeApplied}, []string{"e1"}, []int64{1}, map[string]int64{"alice": 1}}},
 		{"a second token does not", []TokenChange{created("e1", "alice", now)}, CountState{Users: map[string]int64{"alice": 1}},
-			want{[]ChangeOutcome{ChangeApplied}, []string{"e1"}, []int64{0}, map[string]int64{"alice": 2}}},
+			want{[]changeOutcome{changeApplied}, []string{"e1"}, []int64{0}, map[string]int64{"alice": 2}}},
 		{"the last token's removal unmakes the user", []TokenChange{deleted("e1", "bob", now)}, CountState{Users: map[string]int64{"bob": 1}},
-			want{[]ChangeOutcome{ChangeApplied}, []string{"e1"}, []int64{-1}, map[string]int64{"bob": 0}}},
+			want{[]changeOutcome{changeApplied}, []string{"e1"}, []int64{-1}, map[string]int64{"bob": 0}}},
 		{"a redelivery is a duplicate", []TokenChange{created("e1", "alice", now)}, CountState{Recorded: map[string]bool{"e1": true}},
-			want{Outcomes: []ChangeOutcome{ChangeDuplicate}}},
+			want{Outcomes: []changeOutcome{changeDuplicate}}},
 		{"the same event twice in one call counts once",
 			[]TokenChange{created("e1", "alice", now), created("e1", "alice", now)}, CountState{},
-			want{[]ChangeOutcome{ChangeApplied, ChangeDuplicate}, []string{"e1"}, []int64{1}, map[string]int64{"alice": 1}}},
+			want{[]changeOutcome{changeApplied, changeDuplicate}, []string{"e1"}, []int64{1}, map[string]int64{"alice": 1}}},
 		{"a change the repair's recount counted is covered",
 			[]TokenChange{created("e1", "alice", horizon), created("e2", "carol", horizon.Add(time.Microsecond))},
 			CountState{State: StatsState{Horizon: horizon}},
-			want{[]ChangeOutcome{ChangeCovered, ChangeApplied}, []string{"e2"}, []int64{1}, map[string]int64{"carol": 1}}},
+			want{[]changeOutcome{changeCovered, changeApplied}, []string{"e2"}, []int64{1}, map[string]int64{"carol": 1}}},
 		{"a change of no counted field is empty", []TokenChange{validated("e1", "alice")}, CountState{Users: map[string]int64{"alice": 1}},
-			want{Outcomes: []ChangeOutcome{ChangeEmpty}}},
+			want{Outcomes: []changeOutcome{changeEmpty}}},
 		{"a user who moves by one and back is not written",
 			[]TokenChange{created("e1", "dave", now), deleted("e2", "dave", now)}, CountState{Users: map[string]int64{"dave": 3}},
-			want{[]ChangeOutcome{ChangeApplied, ChangeApplied}, []string{"e1", "e2"}, []int64{0, 0}, nil}},
+			want{[]changeOutcome{changeApplied, changeApplied}, []string{"e1", "e2"}, []int64{0, 0}, nil}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

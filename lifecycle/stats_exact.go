@@ -212,15 +212,15 @@ func (s *Service) applyRepair(ctx context.Context, repairID string, cmp statsCom
 	users := sortedKeys(cmp.users)
 	for len(keys) > 0 || len(users) > 0 {
 		counters := Counters{}
-		for _, k := range keys[:min(len(keys), MaxRepairKeysPerCall)] {
+		for _, k := range keys[:min(len(keys), maxRepairKeysPerCall)] {
 			counters.Add(k.group, k.key, cmp.shards[k.group][k.key])
 		}
-		keys = keys[min(len(keys), MaxRepairKeysPerCall):]
+		keys = keys[min(len(keys), maxRepairKeysPerCall):]
 		fix := map[string]int64{}
-		for _, u := range users[:min(len(users), MaxRepairUsersPerCall)] {
+		for _, u := range users[:min(len(users), maxRepairUsersPerCall)] {
 			fix[u] = cmp.users[u]
 		}
-		users = users[min(len(users), MaxRepairUsersPerCall):]
+		users = users[min(len(users), maxRepairUsersPerCall):]
 		if err := s.stats.ApplyRepair(ctx, repairID, s.clock.Now(), counters, fix); err != nil {
 			return err
 		}

@@ -172,8 +172,8 @@ type StatsStore interface {
 	// before t0 that was not applied yet is counted by the repair's recount,
 	// and CountChanges skips it.
 	RaiseHorizon(ctx context.Context, repairID string, t0, now time.Time) error
-	// ApplyRepair adds counters (at most MaxRepairKeysPerCall keys) and
-	// users' count changes (at most MaxRepairUsersPerCall users) in one
+	// ApplyRepair adds counters (at most maxRepairKeysPerCall keys) and
+	// users' count changes (at most maxRepairUsersPerCall users) in one
 	// transaction, while repairID holds the lease (else ErrRepairLeaseLost).
 	ApplyRepair(ctx context.Context, repairID string, now time.Time, counters Counters, users map[string]int64) error
 	// EndRepair frees repairID's lease; with rec, it records the finished

@@ -250,6 +250,3 @@ func timestamp(data map[string]any, key string) time.Time {
 	v, _ := data[key].(time.Time)
 	return v
 }
-
-// Ptr returns a pointer to v, for building a Patch.
-func Ptr[T any](v T) *T { return &v }

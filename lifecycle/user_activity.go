@@ -26,26 +26,26 @@ type UserActivity struct {
 	ActiveWeek  int `json:"active_week" firestore:"active_week"`
 	ActiveMonth int `json:"active_month" firestore:"active_month"`
 	// LatestUseByDay counts users by the UTC day of their latest use, for
-	// the ActivityDays days up to AsOf's (YYYY-MM-DD keys, zero days left
+	// the activityDays days up to AsOf's (YYYY-MM-DD keys, zero days left
 	// out). A user counts once, on that day.
 	LatestUseByDay map[string]int `json:"latest_use_by_day" firestore:"latest_use_by_day"`
 	// ItemsPerUser counts users by their number of active tokens: keys
-	// "1" to "9", and ItemsPerUserMax for ten or more. Users without an
+	// "1" to "9", and itemsPerUserMax for ten or more. Users without an
 	// active token are not counted.
 	ItemsPerUser map[string]int `json:"items_per_user" firestore:"items_per_user"`
 }
 
-// ActivityDays is how many days LatestUseByDay covers.
-const ActivityDays = 28
+// activityDays is how many days LatestUseByDay covers.
+const activityDays = 28
 
-// ItemsPerUserMax is the ItemsPerUser key of users with ten or more active
+// itemsPerUserMax is the ItemsPerUser key of users with ten or more active
 // tokens.
-const ItemsPerUserMax = "10+"
+const itemsPerUserMax = "10+"
 
 // itemsPerUserKey is the ItemsPerUser key of a user with n active tokens.
 func itemsPerUserKey(n int64) string {
 	if n >= 10 {
-		return ItemsPerUserMax
+		return itemsPerUserMax
 	}
 	return strconv.FormatInt(n, 10)
 }
@@ -75,7 +75,7 @@ func (c *userActivityCount) add(t *TokenSummary) {
 // summary is the activity as of asOf.
 func (c *userActivityCount) summary(asOf time.Time) *UserActivity {
 	a := &UserActivity{AsOf: asOf, Users: len(c.latestUse), LatestUseByDay: map[string]int{}, ItemsPerUser: map[string]int{}}
-	firstDay := dayKey(asOf.UTC().Truncate(24*time.Hour).AddDate(0, 0, -(ActivityDays - 1)))
+	firstDay := dayKey(asOf.UTC().Truncate(24*time.Hour).AddDate(0, 0, -(activityDays - 1)))
 	for _, last := range c.latestUse {
 		if last.IsZero() || last.After(asOf) {
 			// Never used, or a clock ahead of the recount's: not counted

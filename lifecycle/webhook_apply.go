@@ -195,7 +195,7 @@ func webhookPatch(tok *Token, wh *Webhook, now time.Time) (*Patch, WebhookAction
 		if revoked {
 			return nil, WebhookRevoked
 		}
-		return &Patch{Status: Ptr(StatusRevoked), UpdatedAt: Ptr(now)}, WebhookRevoked
+		return &Patch{Status: new(StatusRevoked), UpdatedAt: new(now)}, WebhookRevoked
 
 	case "LOGIN_REPAIRED":
 		if dead {
@@ -219,7 +219,7 @@ func webhookPatch(tok *Token, wh *Webhook, now time.Time) (*Patch, WebhookAction
 		case dead:
 			return nil, WebhookExpired
 		}
-		return &Patch{Status: Ptr(StatusExpired), ErrorCode: Ptr(code), UpdatedAt: Ptr(now)}, WebhookExpired
+		return &Patch{Status: new(StatusExpired), ErrorCode: new(code), UpdatedAt: new(now)}, WebhookExpired
 	}
 	// Needs the user (or an error we only record): the token stays active.
 	// A dead token's error no longer matters; cleanup removes it.
@@ -229,7 +229,7 @@ func webhookPatch(tok *Token, wh *Webhook, now time.Time) (*Patch, WebhookAction
 	case tok.ErrorCode == code:
 		return nil, WebhookErrorCodeSet
 	}
-	return &Patch{ErrorCode: Ptr(code)}, WebhookErrorCodeSet
+	return &Patch{ErrorCode: new(code)}, WebhookErrorCodeSet
 }
 
 func patchOrNil(p Patch) *Patch {

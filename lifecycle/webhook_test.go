@@ -962,7 +962,7 @@ func (s *racingStore) Get(ctx context.Context, itemID string) (*lifecycle.Token,
 	tok, err := s.FirestoreTokenStore.Get(ctx, itemID)
 	s.once.Do(func() {
 		_, uerr := s.FirestoreTokenStore.Update(ctx, itemID, lifecycle.Patch{
-			Status: lifecycle.Ptr(lifecycle.StatusRevoked), PlaidRemoved: lifecycle.Ptr(true),
+			Status: new(lifecycle.StatusRevoked), PlaidRemoved: new(true),
 		}, time.Time{})
 		if uerr != nil {
 			err = uerr

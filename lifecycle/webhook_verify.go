@@ -41,9 +41,9 @@ import (
 
 // Limits of webhook verification (DESIGN §7, PLAID.md "Webhooks").
 const (
-	// WebhookMaxAge is how old a webhook's iat may be: Plaid says to refuse
+	// webhookMaxAge is how old a webhook's iat may be: Plaid says to refuse
 	// webhooks signed more than 5 minutes ago, which bounds replays.
-	WebhookMaxAge = 5 * time.Minute
+	webhookMaxAge = 5 * time.Minute
 	// WebhookKeyFetchBurst is the most lookups of kids never seen before
 	// made at once; afterwards one more every webhookKeyFetchEvery. Plaid
 	// signs with one or two keys at a time, so more lookups than this mean
@@ -197,7 +197,7 @@ func (v *WebhookVerifier) Verify(ctx context.Context, header string, body []byte
 			return nil, webhookRefused("JWT has no iat", nil)
 		}
 		iat := issued.Time
-		if now.Sub(iat) > WebhookMaxAge {
+		if now.Sub(iat) > webhookMaxAge {
 			return nil, webhookRefused("JWT iat is older than 5 minutes", nil)
 		}
 		if iat.Sub(now) > webhookClockSkew {
