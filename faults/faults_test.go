@@ -19,6 +19,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/functions"
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -97,7 +98,7 @@ func plaidFaults(t *testing.T) {
 	// which attempts.
 	w.fake.SetRandomFaults(0.15, 20261130)
 	cleanup := w.cli("cleanup-under-faults", "cleanup", "--days", fmt.Sprint(staleDays), "--json")
-	waitFor(t, "the cleanup's first Plaid call", time.Minute, func() bool { return len(w.fake.Calls()) > 0 })
+	wait.Until(t, "the cleanup's first Plaid call", time.Minute, func() bool { return len(w.fake.Calls()) > 0 })
 
 	type revocation struct {
 		user, itemID string // itemID "" for revoke-all
@@ -224,7 +225,7 @@ func firestoreOutage(t *testing.T) {
 	if lostDelete == "" {
 		t.FailNow()
 	}
-	waitFor(t, "the delete of "+lostDelete+" to commit with its answer lost", time.Minute, func() bool { return !w.exists(lostDelete) })
+	wait.Until(t, "the delete of "+lostDelete+" to commit with its answer lost", time.Minute, func() bool { return !w.exists(lostDelete) })
 	lease := w.lease()
 	if lease == nil || lease.Holder == "" {
 		t.Fatalf("no run holds the cleanup lease in the middle of the cleanup: %+v", lease)
@@ -236,7 +237,7 @@ func firestoreOutage(t *testing.T) {
 	w.injected(1)
 	// Firestore stays away until the run's lease has lapsed: the run comes
 	// back to a lease any other run could have taken.
-	waitFor(t, "the cleanup's lease to lapse while Firestore is away", time.Minute, func() bool {
+	wait.Until(t, "the cleanup's lease to lapse while Firestore is away", time.Minute, func() bool {
 		return time.Now().After(lease.ExpiresAt.Add(time.Second))
 	})
 	if err := e.thaw(); err != nil {
@@ -287,18 +288,17 @@ func (w *world) muteAtRemoval(proxy *tcpProxy, n int64) <-chan string {
 		if removals.Add(1) != n {
 			return
 		}
-		deadline := time.Now().Add(20 * time.Second) // the run's Plaid call waits: keep it under its timeout
-		for {
-			ok, err := w.settledBefore(r.ItemID)
-			if ok || err != nil || time.Now().After(deadline) {
-				if !ok {
-					w.t.Errorf("the run had not written what it decided before %s within 20 s (%v)", r.ItemID, err)
-					lost <- ""
-					return
-				}
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+		// The run's Plaid call waits meanwhile: keep it under its timeout.
+		var err error
+		settled := wait.Poll(20*time.Second, func() bool {
+			var ok bool
+			ok, err = w.settledBefore(r.ItemID)
+			return ok || err != nil
+		})
+		if !settled || err != nil {
+			w.t.Errorf("the run had not written what it decided before %s within 20 s (%v)", r.ItemID, err)
+			lost <- ""
+			return
 		}
 		proxy.mute()
 		lost <- r.ItemID
@@ -309,7 +309,7 @@ func (w *world) muteAtRemoval(proxy *tcpProxy, n int64) <-chan string {
 // waitLeaseLapsed waits until the cleanup lease is free or lapsed.
 func waitLeaseLapsed(t *testing.T, w *world) {
 	t.Helper()
-	waitFor(t, "the cleanup lease to lapse", leaseTTL+30*time.Second, func() bool {
+	wait.Until(t, "the cleanup lease to lapse", leaseTTL+30*time.Second, func() bool {
 		l := w.lease()
 		return l == nil || l.Holder == "" || time.Now().After(l.ExpiresAt)
 	})
@@ -356,7 +356,7 @@ func redeliveredEvent(t *testing.T) {
 	}
 	first := make(chan delivery, 1)
 	go func() { s, err := deliver(); first <- delivery{s, err} }()
-	waitFor(t, "the first delivery's run to call Plaid", time.Minute, func() bool { return g.heldCount() > 0 })
+	wait.Until(t, "the first delivery's run to call Plaid", time.Minute, func() bool { return g.heldCount() > 0 })
 
 	// Pub/Sub redelivers while the first delivery is still running: its
 	// segment holds the lease, so the answer asks for a later retry.
@@ -383,7 +383,7 @@ func redeliveredEvent(t *testing.T) {
 	w.injected(2)
 
 	var run *lifecycle.RunRecord
-	waitFor(t, "the run to finish through its continuations", 2*time.Minute, func() bool {
+	wait.Until(t, "the run to finish through its continuations", 2*time.Minute, func() bool {
 		runs := w.runs()
 		if len(runs) != 1 {
 			return len(runs) > 1 // fail below
@@ -444,7 +444,7 @@ func twoCleanupsAtOnce(t *testing.T) {
 	args := []string{"cleanup", "--days", fmt.Sprint(staleDays), "--json"}
 	a, b := w.cli("cleanup-a", args...), w.cli("cleanup-b", args...)
 	w.injected(1)
-	waitFor(t, "one of two concurrent cleanups to be refused", 90*time.Second, func() bool { return a.exited() || b.exited() })
+	wait.Until(t, "one of two concurrent cleanups to be refused", 90*time.Second, func() bool { return a.exited() || b.exited() })
 	refused, running := a, b
 	if b.exited() {
 		refused, running = b, a
@@ -711,7 +711,7 @@ func kill9(t *testing.T) {
 	if lostDelete == "" {
 		t.FailNow()
 	}
-	waitFor(t, "the delete of "+lostDelete+" to commit", time.Minute, func() bool { return !w.exists(lostDelete) })
+	wait.Until(t, "the delete of "+lostDelete+" to commit", time.Minute, func() bool { return !w.exists(lostDelete) })
 	first.kill9()
 	proxy.down() // its connections die with it; the runs after it are heard again
 	if err := proxy.up(); err != nil {
@@ -762,7 +762,7 @@ func kill9(t *testing.T) {
 	})
 	victim.Store(w.cli("cleanup-killed-again", args...))
 	second := victim.Load()
-	waitFor(t, "the second cleanup to be killed mid-run", 2*time.Minute, second.exited)
+	wait.Until(t, "the second cleanup to be killed mid-run", 2*time.Minute, second.exited)
 	if second.code != -1 {
 		t.Fatalf("the second cleanup to kill exited %d by itself", second.code)
 	}

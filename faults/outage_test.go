@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 )
 
 // How scenario 2 takes Firestore away and brings it back.
@@ -56,7 +57,7 @@ func startDedicatedEmulator(t *testing.T) *dedicatedEmulator {
 	if err != nil {
 		unavailable("gcloud is not installed")
 	}
-	port := freePort(t)
+	port := wait.Port(t)
 	host := "127.0.0.1:" + port
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "firestore-emulator.log"))
 	if err != nil {
@@ -83,7 +84,7 @@ func startDedicatedEmulator(t *testing.T) *dedicatedEmulator {
 		_ = syscall.Kill(-e.pgid, syscall.SIGKILL) // the JVM, if gcloud left it behind
 	})
 	client := &http.Client{Timeout: 2 * time.Second}
-	waitFor(t, "the scenario's Firestore emulator to start", 2*time.Minute, func() bool {
+	wait.Until(t, "the scenario's Firestore emulator to start", 2*time.Minute, func() bool {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(logFile.Name())

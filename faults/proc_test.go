@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -222,12 +222,12 @@ func (p *proc) report(t *testing.T) lifecycle.CleanupReport {
 func (w *world) serve(extra ...string) (*proc, string) {
 	w.t.Helper()
 	serve, _ := builtBinaries(w.t)
-	port := freePort(w.t)
+	port := wait.Port(w.t)
 	env := w.procEnv(append([]string{"HOST=127.0.0.1", "PORT=" + port, "AUTH_JWT_SECRET=" + jwtSecret,
 		"ADMIN_USER_IDS=" + sample.AdminUser}, extra...)...)
 	p := w.start("serve", serve, env)
 	base := "http://127.0.0.1:" + port
-	waitFor(w.t, "scripts/serve to answer /healthz", 60*time.Second, func() bool {
+	wait.Until(w.t, "scripts/serve to answer /healthz", 60*time.Second, func() bool {
 		if p.exited() {
 			w.t.Fatalf("serve exited %d during start:\n%s", p.code, p.stderr.String()+p.stdout.String())
 		}
@@ -239,16 +239,6 @@ func (w *world) serve(extra ...string) (*proc, string) {
 		return resp.StatusCode == http.StatusOK
 	})
 	return p, base
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
 
 // bearer is an Authorization header for user, signed as the app's backend

@@ -516,19 +516,6 @@ func (w *world) lease() *lifecycle.Lease {
 	return &l
 }
 
-// waitFor polls cond until it holds or the deadline passes, which fails
-// the test naming what was awaited.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // gate holds the fake Plaid's answers until it is opened: a run stays in
 // flight, holding its lease, for as long as a scenario needs.
 type gate struct {

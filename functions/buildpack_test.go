@@ -20,6 +20,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -49,12 +50,7 @@ func startDeployed(t *testing.T, target string, env []string) *deployedProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
+	port := wait.Port(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), append(env, "FUNCTION_TARGET="+target, "PORT="+port, "LOCAL_ONLY=true")...)
 	p := &deployedProcess{base: "http://127.0.0.1:" + port, logs: &testenv.LogBuffer{}}
@@ -69,18 +65,17 @@ func startDeployed(t *testing.T, target string, env []string) *deployedProcess {
 			t.Logf("%s output:\n%s", target, p.logs.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if !wait.Poll(30*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
-		if err == nil {
-			c.Close()
-			return p
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen within 30 s:\n%s", target, p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		c.Close()
+		return true
+	}) {
+		t.Fatalf("%s did not listen within 30 s:\n%s", target, p.logs.String())
 	}
+	return p
 }
 
 func (p *deployedProcess) do(t *testing.T, method, path, authorization string, header http.Header, body []byte) (int, string) {
@@ -269,7 +264,7 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 			if name == "DailyCleanup/handover-fails" {
 				// The framework's "Function error" line passes through the
 				// stderr forwarder, asynchronously.
-				waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.logs.String(), "Function error") })
+				wait.Until(t, "the framework to log the function error", 10*time.Second, func() bool { return strings.Contains(p.logs.String(), "Function error") })
 			}
 			// Every line the process wrote is one JSON object with a
 			// severity and a message (DESIGN §11).
@@ -305,17 +300,5 @@ func TestDeployedFunctionsAsTheBuildpackRunsThem(t *testing.T) {
 	}
 	if diff := cmp.Diff(true, env.Plaid.Removed("access-sandbox-item-alice-chase")); diff != "" {
 		t.Errorf("removed at Plaid (-want +got):\n%s", diff)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -320,18 +321,14 @@ func TestDailyCleanupContinuesOverHTTP(t *testing.T) {
 
 	// Continuations arrive asynchronously; wait for the run to finish.
 	var run *lifecycle.RunRecord
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	wait.Until(t, "the continued run to finish", 60*time.Second, func() bool {
 		runs := env.CleanupRuns(t)
-		if len(runs) == 1 && (runs[0].Status == lifecycle.RunSucceeded || runs[0].Status == lifecycle.RunFailed) {
+		if len(runs) == 1 && runs[0].Status.Finished() {
 			run = runs[0]
-			break
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run did not finish: %+v", runs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 	want := lifecycle.Statistics{TotalChecked: n, StaleRemoved: n / 4, TotalCleaned: n / 4, Validated: n - n/4}
 	if diff := cmp.Diff(want, run.Statistics); diff != "" {
 		t.Errorf("continued run totals (-want +got):\n%s", diff)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 )
 
 // Environment variables: the emulators' addresses (honoured by the Cloud
@@ -162,7 +164,7 @@ func start(name string, args []string) (string, error) {
 	if _, err := exec.LookPath("java"); err != nil {
 		return "", fmt.Errorf("java is not installed: the %s emulator needs it", name)
 	}
-	port, err := freePort()
+	port, err := wait.FreePort()
 	if err != nil {
 		return "", err
 	}
@@ -186,6 +188,15 @@ func start(name string, args []string) (string, error) {
 	go func() { _ = cmd.Wait(); close(exited) }()
 
 	fmt.Fprintf(os.Stderr, "emulator: starting the %s emulator on %s (log %s)\n", name, host, logPath)
+	if err := waitAnswering(host, exited); err != nil {
+		return "", fmt.Errorf("the %s emulator %w; see %s", name, err, logPath)
+	}
+	return host, nil
+}
+
+// waitAnswering waits until the emulator at host answers 200 at /, for at
+// most startTimeout; exited closes when its process has ended.
+func waitAnswering(host string, exited <-chan struct{}) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
@@ -193,16 +204,16 @@ func start(name string, args []string) (string, error) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return host, nil
+				return nil
 			}
 		}
 		select {
 		case <-exited:
-			return "", fmt.Errorf("the %s emulator exited during start; see %s", name, logPath)
+			return errors.New("exited during start")
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	return "", fmt.Errorf("the %s emulator did not answer on %s within %s; see %s", name, host, startTimeout, logPath)
+	return fmt.Errorf("did not answer on %s within %s", host, startTimeout)
 }
 
 // stopAll stops every emulator this binary started, by process group.
@@ -224,14 +235,4 @@ func stopAll() {
 		}
 	}
 	started.procs = nil
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port, nil
 }

@@ -2,18 +2,9 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -184,102 +174,4 @@ func (r *Repairs) Requests() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.requests
-}
-
-// TriggeringEmulator starts a Firestore emulator of its own, through the
-// SDK's launcher, that delivers Eventarc-shaped events of plaid_tokens
-// writes to functionsHost (host:port serving
-// /functions/projects/{project}/triggers/{trigger}, as scripts/serve does):
-// the emulator's --functions_emulator flag, which the gcloud wrapper does
-// not pass on. It returns the emulator's host:port; the test's end stops
-// it (its process group). Without the SDK's emulator the test is skipped,
-// saying so, or fails under REQUIRE_FIRESTORE_EMULATOR.
-func TriggeringEmulator(t testing.TB, functionsHost string) string {
-	t.Helper()
-	launcher, err := FirestoreEmulatorLauncher()
-	if err != nil {
-		if os.Getenv(emulator.RequireEnv) != "" {
-			t.Fatalf("no Firestore emulator launcher: %v", err)
-		}
-		t.Skipf("SKIPPED: no Firestore emulator launcher (%v)", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	host := "127.0.0.1:" + port
-	logPath := filepath.Join(t.TempDir(), "triggering-emulator.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(launcher, "start", "--host=127.0.0.1", "--port="+port, "--functions_emulator="+functionsHost)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the JVM it forks too
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting the triggering emulator: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		waited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-waited
-		}
-		logFile.Close()
-	})
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + host + "/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return host
-			}
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	log, _ := os.ReadFile(logPath)
-	t.Fatalf("the triggering emulator did not answer on %s within 90 s:\n%s", host, log)
-	return ""
-}
-
-// FirestoreEmulatorLauncher is the gcloud SDK's
-// platform/cloud-firestore-emulator/cloud_firestore_emulator.
-func FirestoreEmulatorLauncher() (string, error) {
-	gcloud, err := exec.LookPath("gcloud")
-	if err != nil {
-		return "", errors.New("gcloud is not installed")
-	}
-	if gcloud, err = filepath.EvalSymlinks(gcloud); err != nil {
-		return "", err
-	}
-	launcher := filepath.Join(filepath.Dir(filepath.Dir(gcloud)), "platform", "cloud-firestore-emulator", "cloud_firestore_emulator")
-	if _, err := os.Stat(launcher); err != nil {
-		return "", fmt.Errorf("the Firestore emulator is not installed (%w)", err)
-	}
-	return launcher, nil
-}
-
-// RegisterTokenStatsTrigger registers TokenStats' trigger (every write to
-// plaid_tokens/{item_id}) with the emulator at host for project, as
-// Terraform's Eventarc trigger is in the cloud.
-func RegisterTokenStatsTrigger(host, project string) error {
-	body := `{"eventType":"google.cloud.firestore.document.v1.written","database":"(default)","namespace":"(default)",` +
-		`"document":{"value":"plaid_tokens/{item_id}","matchType":"PATH_PATTERN"}}`
-	url := "http://" + host + "/emulator/v1/projects/" + project + "/eventarcTrigger?eventarcTriggerId=us-central1-TokenStats"
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("registering the TokenStats trigger: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("registering the TokenStats trigger: HTTP %d %s", resp.StatusCode, msg)
-	}
-	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -127,46 +128,31 @@ func start(t *testing.T, bin string, env []string, args ...string) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + wait.Port(t)
 }
 
 // waitListening waits for addr to accept connections: a process starting.
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	wait.Until(t, addr+" to listen", 60*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen within 60 s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		c.Close()
+		return true
+	})
 }
 
 // waitHealthy waits for url to answer 200: scripts/serve ready.
 func waitHealthy(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	wait.Until(t, url+" to answer 200", 90*time.Second, func() bool {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not healthy within 90 s", url)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -43,16 +44,12 @@ func TestListenTokenChanges(t *testing.T) {
 	w.Update(t, "item-bob-chase", map[string]any{"status": "revoked"})
 	w.Delete(t, "item-erin-old")
 	w.Set(t, "user-legacy", map[string]any{"items": map[string]any{}})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Fewer than four is reported below, with what did arrive.
+	wait.Poll(30*time.Second, func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= 4 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) >= 4
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("listenTokenChanges: %v", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/functions"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -33,7 +33,7 @@ func TestServeBinaryEndToEnd(t *testing.T) {
 	}
 	env.Seed(t, extra...)
 
-	base, logs := startServe(t, env, freePort(t), []string{
+	base, logs := startServe(t, env, wait.Port(t), []string{
 		"RUN_TIME_BUDGET=1ns",   // every scheduled run checkpoints after each page and continues
 		"CLEANUP_PAGE_SIZE=300", // and has three pages
 	})
@@ -135,45 +135,32 @@ func assertStatus(t *testing.T, r result, want int) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // waitHealthy polls /healthz until the server answers (it builds its
 // clients and derives the vault key first).
 func waitHealthy(t *testing.T, base string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+	wait.Until(t, "serve to answer /healthz", 30*time.Second, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("serve did not become healthy within 30 s")
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // waitRunDone polls the run records until the one cleanup run finishes.
 func waitRunDone(t *testing.T, env *testenv.Env) *lifecycle.RunRecord {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	var done *lifecycle.RunRecord
+	wait.Until(t, "the scheduled cleanup to finish", 60*time.Second, func() bool {
 		for _, r := range env.CleanupRuns(t) {
 			if !r.DryRun && (r.Status == lifecycle.RunSucceeded || r.Status == lifecycle.RunFailed) {
-				return r
+				done = r
+				return true
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("the scheduled cleanup did not finish within 60 s")
-	return nil
+		return false
+	})
+	return done
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -112,14 +113,10 @@ func counts(a map[string]any) map[string]any {
 // recount with repair on start is done).
 func waitCounters(t *testing.T, base, admin string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, a := analyticsOf(t, base, admin, ""); a["source"] == lifecycle.SourceCounters {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatal("serve did not bring the counters up to date within 90 s")
+	wait.Until(t, "serve to bring the counters up to date", 90*time.Second, func() bool {
+		_, a := analyticsOf(t, base, admin, "")
+		return a["source"] == lifecycle.SourceCounters
+	})
 }
 
 // waitExact waits until the counters equal an exact recount on every key
@@ -127,22 +124,21 @@ func waitCounters(t *testing.T, base, admin string) {
 // and returns the analytics.
 func waitExact(t *testing.T, base, admin string, within time.Duration) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var last string
-	for time.Now().Before(deadline) {
+	var fromCounters map[string]any
+	agreed := wait.Poll(within, func() bool {
 		body, exact := analyticsOf(t, base, admin, "?exact=true")
 		report := body["exact"].(map[string]any)
-		_, fromCounters := analyticsOf(t, base, admin, "")
+		_, fromCounters = analyticsOf(t, base, admin, "")
 		drift := report["drift"].(map[string]any)
 		diff := cmp.Diff(counts(exact), counts(fromCounters))
-		if len(drift) == 0 && report["users_drifted"] == 0.0 && diff == "" {
-			return fromCounters
-		}
 		last = fmt.Sprintf("drift %v, users drifted %v, recount vs counters (-recount +counters):\n%s", drift, report["users_drifted"], diff)
-		time.Sleep(500 * time.Millisecond)
+		return len(drift) == 0 && report["users_drifted"] == 0.0 && diff == ""
+	})
+	if !agreed {
+		t.Fatalf("the counters did not agree with an exact recount within %s; last: %s", within, last)
 	}
-	t.Fatalf("the counters did not agree with an exact recount within %s; last: %s", within, last)
-	return nil
+	return fromCounters
 }
 
 // writeAsAnotherProcess writes tokens directly to Firestore, as the app's
@@ -206,7 +202,7 @@ func TestServeKeepsAnalyticsExactUnderOtherWriters(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	env.SeedSample(t)
-	base, _ := startServe(t, env, freePort(t), nil)
+	base, _ := startServe(t, env, wait.Port(t), nil)
 	admin := env.Bearer(t, sample.AdminUser)
 	waitCounters(t, base, admin)
 	_, a := analyticsOf(t, base, admin, "")
@@ -232,9 +228,9 @@ func TestServeKeepsAnalyticsExactUnderOtherWriters(t *testing.T) {
 // this process's FIRESTORE_EMULATOR_HOST at an emulator of its own.
 func TestServeCountsEmulatorTriggerDeliveries(t *testing.T) {
 	env := testenv.New(t)
-	port := freePort(t)
-	trig := testenv.TriggeringEmulator(t, "127.0.0.1:"+port)
-	if err := testenv.RegisterTokenStatsTrigger(trig, env.Project); err != nil {
+	port := wait.Port(t)
+	trig := emulator.Triggering(t, "127.0.0.1:"+port)
+	if err := emulator.RegisterTokenStatsTrigger(trig, env.Project); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(emulator.FirestoreHostEnv, trig) // this test's clients and serve use that emulator
