@@ -122,6 +122,10 @@ func deployedCmd(ctx context.Context, args []string) error {
 		if err != nil {
 			return nil, err
 		}
+		// The outcome is read once both are stopped: nothing they still
+		// do can change it under the check.
+		srv.stop()
+		stats.stop()
 		checked, err := data.check(ctx, o, rep, outPath)
 		if err != nil {
 			return nil, err

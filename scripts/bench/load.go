@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -289,6 +290,11 @@ func loadCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The outcome is read once serve is stopped: work it goes on with
+	// after the answers (the early removals it queues and delivers to
+	// itself for revocations that went local) either landed or never
+	// started, so Firestore and the stand-in's calls agree.
+	serve.stop()
 	checked, err := data.check(ctx, o, rep, outPath)
 	if err != nil {
 		return err
@@ -300,9 +306,10 @@ func loadCmd(ctx context.Context, args []string) error {
 
 // server is a process serving HTTP on a loopback port.
 type server struct {
-	cmd *exec.Cmd
-	url string
-	log *os.File
+	cmd  *exec.Cmd
+	url  string
+	log  *os.File
+	once sync.Once
 }
 
 // startServer starts name with args and env (PORT chosen here), its
@@ -331,10 +338,15 @@ func startServer(logPath string, env []string, probePath, name string, args ...s
 	return s, nil
 }
 
+// stop ends the process and waits for it: a graceful shutdown, so that
+// what it was doing is done (or never started) when stop returns. Only the
+// first call does anything.
 func (s *server) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	s.cmd.Wait()
-	s.log.Close()
+	s.once.Do(func() {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+		s.log.Close()
+	})
 }
 
 // freePort returns a loopback port nothing listens on now.
