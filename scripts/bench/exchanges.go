@@ -12,7 +12,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// exchanges is the exchange workload: new users each link o.exchanges
+// exchanges is the exchange workload: new users each link o.exchangesPerUser
 // Items at once (scripts/loadtest -mode exchange mints their public tokens
 // at the stand-in before the timed part), into the store of the benchmark
 // dataset (the Items join a store that is not empty, and analytics has it
@@ -37,7 +37,7 @@ func prepareExchanges(ctx context.Context, cfg lifecycle.Config, o loadOptions) 
 }
 
 func (e *exchanges) loadFlags(o loadOptions) []string {
-	return []string{"-mode", "exchange", "-exchanges-per-user", fmt.Sprint(o.exchanges),
+	return []string{"-mode", "exchange", "-exchanges-per-user", fmt.Sprint(o.exchangesPerUser),
 		"-plaid-url", e.fake.URL(), "-plaid-client-id", e.prod.cfg.PlaidClientID, "-plaid-secret", e.prod.cfg.PlaidSecret}
 }
 
@@ -159,7 +159,7 @@ func (e *exchanges) check(ctx context.Context, o loadOptions, rep *loadTestRepor
 		wrong++
 		wrongf("document %s is of no exchange", item)
 	}
-	want := o.users * o.exchanges
+	want := o.users * o.exchangesPerUser
 	return Result{
 		"created": created, "exchanged_at_plaid": len(exchanged), "stored": stored, "removed_at_plaid": removedAtPlaid,
 		"billed_unstored": billed, "wrong": wrong, "item_get_max_60s": windows(gets).max,

@@ -48,23 +48,23 @@ import (
 
 // loadOptions are the load both measurements apply.
 type loadOptions struct {
-	loadBin            string
-	users, admins      int
-	revokes, exchanges int // each user's requests, one after another
-	adminEvery         time.Duration
-	removeRPM, getRPM  int
-	latency, duration  time.Duration
-	logDir, jwtSecret  string
-	serveURL, statsURL string // where the users' and the admins' requests go
-	endpoint           string // the workload's name in floorBenches
+	loadBin                          string
+	users, admins                    int
+	revokesPerUser, exchangesPerUser int // each user's requests, one after another
+	adminEvery                       time.Duration
+	removeRPM, getRPM                int
+	latency, duration                time.Duration
+	logDir, jwtSecret                string
+	serveURL, statsURL               string // where the users' and the admins' requests go
+	endpoint                         string // the workload's name in floorBenches
 }
 
 func (o *loadOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.loadBin, "loadtest", "", "the built scripts/loadtest")
 	fs.StringVar(&o.endpoint, "endpoint", "revoke", "what the users do (floorBenches): revoke or exchange")
 	fs.IntVar(&o.users, "users", 400, "users acting at once")
-	fs.IntVar(&o.revokes, "revokes-per-user", 3, "revoke: items each user revokes, one after another (the dataset has as many)")
-	fs.IntVar(&o.exchanges, "exchanges-per-user", 1, "exchange: Items each user links, one after another")
+	fs.IntVar(&o.revokesPerUser, "revokes-per-user", 3, "revoke: items each user revokes, one after another (the dataset has as many)")
+	fs.IntVar(&o.exchangesPerUser, "exchanges-per-user", 1, "exchange: Items each user links, one after another")
 	fs.IntVar(&o.admins, "admins", 50, "admins polling analytics")
 	fs.DurationVar(&o.adminEvery, "admin-interval", time.Second, "an admin's pause between two analytics requests")
 	fs.IntVar(&o.removeRPM, "remove-rpm", lifecycle.DefaultItemRemoveRPM, "PLAID_ITEM_REMOVE_RPM of the service")
@@ -102,7 +102,7 @@ type workload interface {
 }
 
 // dataset is what every workload starts from: the benchmark dataset
-// (o.users × o.revokes tokens) seeded encrypted in cfg's project, a Plaid
+// (o.users × o.revokesPerUser tokens) seeded encrypted in cfg's project, a Plaid
 // stand-in that knows its Items, and the analytics counters backfilled
 // (as deployed after the first backfill, analytics reads the counters).
 type dataset struct {
@@ -113,7 +113,7 @@ type dataset struct {
 
 func prepareDataset(ctx context.Context, cfg lifecycle.Config, o loadOptions) (*dataset, error) {
 	fake := plaidfake.NewServer(cfg.PlaidClientID, cfg.PlaidSecret, plaidfake.WithLatency(o.latency))
-	tokens := sample.BenchTokens(o.revokes*o.users, time.Now().UTC())
+	tokens := sample.BenchTokens(o.revokesPerUser*o.users, time.Now().UTC())
 	sample.Register(fake, tokens)
 	client, err := lifecycle.NewFirestoreClient(ctx, cfg)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 )
 
 // revocations is the revoke workload: the benchmark dataset's users revoke
-// their items (o.revokes each), the quota of /item/remove saturated. After
+// their items (o.revokesPerUser each), the quota of /item/remove saturated. After
 // it every revocation that answered 200 must have left its token revoked,
 // with plaid_removed true exactly for the Items the stand-in removed, and
 // one audit entry when it revoked a token that was not revoked yet (the
@@ -29,7 +29,7 @@ func prepareRevocations(ctx context.Context, cfg lifecycle.Config, o loadOptions
 }
 
 func (revocations) loadFlags(o loadOptions) []string {
-	return []string{"-mode", "revoke", "-revokes-per-user", fmt.Sprint(o.revokes)}
+	return []string{"-mode", "revoke", "-revokes-per-user", fmt.Sprint(o.revokesPerUser)}
 }
 
 // warm revokes an item that does not exist: 404, after one read.
@@ -87,7 +87,7 @@ func (r revocations) check(ctx context.Context, o loadOptions, rep *loadTestRepo
 	return Result{
 		"verified": len(revoked), "removed_at_plaid": removedAtPlaid, "revoked_locally": local, "wrong": wrong,
 		"unaudited": unaudited, "removals_max_60s": w.max,
-		"pass": rep.ServerErrors == 0 && rep.NoAnswer == 0 && wrong == 0 && unaudited == 0 && len(revoked) == o.users*o.revokes,
+		"pass": rep.ServerErrors == 0 && rep.NoAnswer == 0 && wrong == 0 && unaudited == 0 && len(revoked) == o.users*o.revokesPerUser,
 	}, nil
 }
 
