@@ -24,11 +24,15 @@
 #              every BENCH_ADMIN_INTERVAL (1s), PLAID_ITEM_REMOVE_RPM at
 #              Plaid's 2,000/min. As deployed (RevokeItem and TokenAnalytics
 #              each in a process of its own, the buildpack's binary) against
-#              the floor of a revocation (scripts/bench/floor_serve.go) in
+#              the floor of a revocation (scripts/bench/floor_revoke.go) in
 #              RevokeItem's place, BENCH_LOAD_ROUNDS (3) rounds of each
 #              alternating after a warm-up; again with the quota not
-#              binding (60,000/min); then through scripts/serve keeping
-#              the analytics counters itself (local development)
+#              binding (60,000/min). Then the same for BENCH_USERS new
+#              users each linking an Item at once (ExchangePublicToken
+#              against scripts/bench/floor_exchange.go), /item/get at
+#              Plaid's 5,000/min, then not binding (60,000/min). Last,
+#              revocations through scripts/serve keeping the analytics
+#              counters itself (local development)
 #   analytics  (issue 12; scripts/bench/analytics.go) another process writes
 #              BENCH_ANALYTICS (100,000) tokens while scripts/serve counts
 #              them from a Firestore emulator's own trigger deliveries (one
@@ -194,7 +198,17 @@ bench_load() {
   for rpm in 2000 60000; do
     step "a revocation as deployed against its floor, PLAID_ITEM_REMOVE_RPM=$rpm (${BENCH_LOAD_ROUNDS:-3} rounds of each, after a warm-up)"
     new_project deployed
-    bench deployed -functions "$work/function" -remove-rpm "$rpm" -rounds "${BENCH_LOAD_ROUNDS:-3}" "${load_flags[@]}" >>"$results"
+    bench deployed -endpoint revoke -functions "$work/function" -remove-rpm "$rpm" -rounds "${BENCH_LOAD_ROUNDS:-3}" "${load_flags[@]}" >>"$results"
+  done
+  # An exchange calls /item/get as the user's call (the fleet's quota, users
+  # first) and /institutions/get_by_id and /item/public_token/exchange
+  # unpaced; its floor has no quota. At 5,000/min a 2-second window holds
+  # 161 calls, fewer than the users at once; at 60,000/min the quota does
+  # not bind and the service's own cost shows.
+  for rpm in 5000 60000; do
+    step "an exchange as deployed against its floor, PLAID_ITEM_GET_RPM=$rpm (${BENCH_LOAD_ROUNDS:-3} rounds of each, after a warm-up)"
+    new_project deployed
+    bench deployed -endpoint exchange -functions "$work/function" -get-rpm "$rpm" -rounds "${BENCH_LOAD_ROUNDS:-3}" "${load_flags[@]}" >>"$results"
   done
   # scripts/serve keeps the counters in-process by default (a listener on
   # plaid_tokens), on the same emulator. On the emulator a listener is
@@ -202,7 +216,7 @@ bench_load() {
   # development's, not the deployment's.
   step "HTTP under load through scripts/serve (-token-stats=listener)"
   new_project load
-  PLAID_ITEM_GET_RPM=5000 bench load -serve "$work/serve" -serve-flags "-token-stats=listener" "${load_flags[@]}" >>"$results"
+  bench load -endpoint revoke -serve "$work/serve" -serve-flags "-token-stats=listener" "${load_flags[@]}" >>"$results"
   clear_project
 }
 

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/buildpack"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
@@ -20,33 +19,34 @@ import (
 // A floorBench measures an HTTP endpoint as deployed against its floor:
 // the plainest handler that does the same work (floor.go's idea, for one
 // request), served by `bench floor-serve` in a process of its own, on the
-// same emulator and Plaid stand-in, under the same load. The endpoint's
-// extra cost over the floor is what its guarantees cost.
-//
-// ExchangePublicToken's comparison (issue 23 point 2) is one more entry
-// once that endpoint is on main: its floor handler (verify the JWT,
-// /item/public_token/exchange, the institution, encrypt, store the token),
-// the stand-in answering those two calls (internal/plaidfake), a loadtest
-// mode whose users each post a public_token, its data (public tokens the
-// stand-in knows) and its check (one stored, encrypted token per 201).
-// prepareRevocations and revocations.check are this entry's data and check.
+// same emulator and Plaid stand-in, under the same load (its workload).
+// The endpoint's extra cost over the floor is what its guarantees cost.
 type floorBench struct {
 	target string // the deployed function (FUNCTION_TARGET)
 	// handler builds the floor's HTTP handler from the deployed
 	// function's configuration (floor-serve).
 	handler func(ctx context.Context, cfg lifecycle.Config) (floorHandler, error)
+	// prepare builds one measurement's workload in cfg's project.
+	prepare func(ctx context.Context, cfg lifecycle.Config, o loadOptions) (workload, error)
+	// columns are the workload's figures the report shows for each round,
+	// and guarantees its verdict over the service's rounds (report.go).
+	columns    []column
+	guarantees func(service []Result) row
 }
 
 var floorBenches = map[string]floorBench{
-	"revoke": {target: "RevokeItem", handler: newRevokeFloor},
+	"revoke": {target: "RevokeItem", handler: newRevokeFloor, prepare: prepareRevocations,
+		columns: revokeColumns, guarantees: revokeGuarantees},
+	"exchange": {target: "ExchangePublicToken", handler: newExchangeFloor, prepare: prepareExchanges,
+		columns: exchangeColumns, guarantees: exchangeGuarantees},
 }
 
 // deployedCmd measures an endpoint as deployed against its floor (issue
-// 23): a revocation's function and TokenAnalytics each in a process of its
+// 23): the endpoint's function and TokenAnalytics each in a process of its
 // own, the buildpack-built binary as Cloud Functions runs it, under
-// scripts/loadtest (users revoking their items, admins polling
+// scripts/loadtest (users doing the endpoint's work, admins polling
 // analytics); then the same load with the floor in place of the
-// revocation's function, TokenAnalytics the same. The JVM emulator warms up
+// endpoint's function, TokenAnalytics the same. The JVM emulator warms up
 // first on a run of both, not reported; then rounds alternate floor and
 // service (and which goes first), each on fresh data in a project of its
 // own, so that what the emulator carries over, and the machine's load,
@@ -56,13 +56,12 @@ func deployedCmd(ctx context.Context, args []string) error {
 	var o loadOptions
 	o.flags(fs)
 	functionsBin := fs.String("functions", "", "the buildpack-built functions binary (bench buildpack)")
-	endpoint := fs.String("endpoint", "revoke", "the endpoint measured (floorBenches)")
 	rounds := fs.Int("rounds", 3, "measurements of each, alternating")
 	warmUsers := fs.Int("warmup-users", -1, "users of the warm-up run of each (0: none; default: -users, the JVM then compiles what the rounds run)")
 	fs.Parse(args)
-	bench, ok := floorBenches[*endpoint]
+	bench, ok := floorBenches[o.endpoint]
 	if !ok {
-		return fmt.Errorf("no floor for endpoint %q", *endpoint)
+		return fmt.Errorf("no floor for endpoint %q", o.endpoint)
 	}
 	if *functionsBin == "" || o.loadBin == "" {
 		return errors.New("-functions and -loadtest are required (the built binaries)")
@@ -79,23 +78,23 @@ func deployedCmd(ctx context.Context, args []string) error {
 
 	measure := func(impl string, round int, o loadOptions) (Result, error) {
 		pcfg := cfg
-		pcfg.Project = fmt.Sprintf("%s-%s-%s-%d", cfg.Project, *endpoint, impl, round)
+		pcfg.Project = fmt.Sprintf("%s-%s-%s-%d", cfg.Project, o.endpoint, impl, round)
 		defer clearEmulator(pcfg.Project)
-		data, err := prepareRevocations(ctx, pcfg, o)
+		data, err := bench.prepare(ctx, pcfg, o)
 		if err != nil {
 			return nil, err
 		}
 		defer data.Close()
 		logs := func(name string) string {
-			return filepath.Join(o.logDir, fmt.Sprintf("deployed-%s-%s-%d-%s.log", *endpoint, impl, round, name))
+			return filepath.Join(o.logDir, fmt.Sprintf("deployed-%s-%s-%d-%s.log", o.endpoint, impl, round, name))
 		}
-		stats, err := startServer(logs("TokenAnalytics"), append(targetEnv("TokenAnalytics", pcfg, data.fake.URL(), o.jwtSecret),
+		stats, err := startServer(logs("TokenAnalytics"), append(targetEnv("TokenAnalytics", pcfg, data.plaidURL(), o.jwtSecret),
 			"FUNCTION_TARGET=TokenAnalytics"), "/", *functionsBin)
 		if err != nil {
 			return nil, err
 		}
 		defer stats.stop()
-		env := append(targetEnv(bench.target, pcfg, data.fake.URL(), o.jwtSecret), fmt.Sprintf("PLAID_ITEM_REMOVE_RPM=%d", o.removeRPM))
+		env := append(targetEnv(bench.target, pcfg, data.plaidURL(), o.jwtSecret), o.rateEnv()...)
 		var srv *server
 		switch impl {
 		case "service":
@@ -103,29 +102,36 @@ func deployedCmd(ctx context.Context, args []string) error {
 		default:
 			// The floor has no quota: its Plaid client's limiter is lifted.
 			srv, err = startServer(logs("floor"), append(env, "PLAID_ITEM_REMOVE_RPM=10000000", "PLAID_ITEM_GET_RPM=10000000"),
-				"/", self, "floor-serve", "-endpoint", *endpoint)
+				"/", self, "floor-serve", "-endpoint", o.endpoint)
 		}
 		if err != nil {
 			return nil, err
 		}
 		defer srv.stop()
 		// One request each first, so that neither side's first users pay
-		// for its connections to the emulator (a function builds its
-		// server, keys included, on the start probe's request).
-		if err := firstAnswers(ctx, o.jwtSecret, srv.url+"/api/v1/plaid/items/bench-warm-missing", stats.url+"/api/v1/plaid/tokens/analytics"); err != nil {
-			return nil, err
+		// for its connections to the emulator and to Plaid.
+		if err := data.warm(ctx, srv.url, o.jwtSecret); err != nil {
+			return nil, fmt.Errorf("warming %s up: %w", impl, err)
+		}
+		if _, err := requestAs(ctx, o.jwtSecret, sample.AdminUser, true, http.MethodGet, stats.url+"/api/v1/plaid/tokens/analytics", nil, http.StatusOK); err != nil {
+			return nil, fmt.Errorf("warming TokenAnalytics up: %w", err)
 		}
 		o.serveURL, o.statsURL = srv.url, stats.url
-		revokedPath := logs("revoked")
-		rep, err := runLoad(ctx, o, revokedPath)
+		outPath := logs("done")
+		rep, res, err := runLoad(ctx, o, data, outPath)
 		if err != nil {
 			return nil, err
 		}
-		res, err := data.check(ctx, o, rep, revokedPath)
+		// The outcome is read once both are stopped: nothing they still
+		// do can change it under the check.
+		srv.stop()
+		stats.stop()
+		checked, err := data.check(ctx, o, rep, outPath)
 		if err != nil {
 			return nil, err
 		}
-		res["section"], res["endpoint"], res["impl"], res["round"] = "deployed", *endpoint, impl, round
+		maps.Copy(res, checked)
+		res["section"], res["impl"], res["round"] = "deployed", impl, round
 		return res, nil
 	}
 
@@ -150,8 +156,8 @@ func deployedCmd(ctx context.Context, args []string) error {
 			order = []string{"service", "floor"}
 		}
 		for _, impl := range order {
-			progressf("round %d: %s (%s): %d users revoking %d items each while %d admins poll analytics every %v (PLAID_ITEM_REMOVE_RPM=%d, Plaid %v)",
-				round, impl, bench.target, o.users, o.perUser, o.admins, o.adminEvery, o.removeRPM, o.latency)
+			progressf("round %d: %s (%s): %d users (%s) while %d admins poll analytics every %v (PLAID_ITEM_REMOVE_RPM=%d, PLAID_ITEM_GET_RPM=%d, Plaid %v)",
+				round, impl, bench.target, o.users, o.endpoint, o.admins, o.adminEvery, o.removeRPM, o.getRPM, o.latency)
 			res, err := measure(impl, round, o)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", impl, round, err)
@@ -159,39 +165,6 @@ func deployedCmd(ctx context.Context, args []string) error {
 			if err := emit(res); err != nil {
 				return err
 			}
-		}
-	}
-	return nil
-}
-
-// firstAnswers sends one revocation of a missing item (404) and one
-// analytics request (200), and fails unless each got its answer.
-func firstAnswers(ctx context.Context, jwtSecret, revokeURL, analyticsURL string) error {
-	for _, r := range []struct {
-		method, url string
-		claims      jwt.MapClaims
-		want        int
-	}{
-		{http.MethodDelete, revokeURL, jwt.MapClaims{"sub": "bench-warm-user"}, http.StatusNotFound},
-		{http.MethodGet, analyticsURL, jwt.MapClaims{"sub": sample.AdminUser, "admin": true}, http.StatusOK},
-	} {
-		r.claims["exp"], r.claims["type"] = time.Now().Add(time.Hour).Unix(), "access_token"
-		bearer, err := jwt.NewWithClaims(jwt.SigningMethodHS256, r.claims).SignedString([]byte(jwtSecret))
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, r.method, r.url, nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != r.want {
-			return fmt.Errorf("%s %s: %s, want %d", r.method, r.url, resp.Status, r.want)
 		}
 	}
 	return nil

@@ -8,24 +8,32 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// HTTP under load (issue 10's load test, issue 13 point 3, issue 23): users
-// revoking their items while admins poll analytics, PLAID_ITEM_REMOVE_RPM
-// at Plaid's production per-client limit so that hundreds of revocations
-// saturate it, a Plaid stand-in answering in 20 ms. Two measurements:
+// HTTP under load (issue 10's load test, issue 13 point 3, issues 19 and
+// 23): users acting at once through one endpoint while admins poll
+// analytics, the service's Plaid rates at Plaid's production per-client
+// limits so that hundreds of users saturate them, a Plaid stand-in
+// answering in 20 ms. What the users do is the endpoint's workload
+// (floorBenches): revocations of their items, or exchanges of Link's public
+// tokens for new Items. Two measurements:
 //
 //   - deployed (deployedCmd): each function in a process of its own, as
 //     Cloud Functions runs them (the buildpack-built binary, FUNCTION_TARGET
@@ -35,49 +43,77 @@ import (
 //   - serve (loadCmd): every function in scripts/serve, the way a developer
 //     runs them, keeping the analytics counters itself (its default).
 //
-// After each, Firestore is checked: every revocation that answered 200 left
-// its token revoked, with plaid_removed true exactly for the Items the
-// stand-in removed, and one audit entry when it revoked a token that was
-// not revoked yet (the service audits what it changed; revoking a revoked
-// token again changes nothing, and the floor audits every request).
+// After each, the workload checks the outcome in Firestore and at the Plaid
+// stand-in (revocations.check, exchanges.check).
 
 // loadOptions are the load both measurements apply.
 type loadOptions struct {
-	loadBin            string
-	users, perUser     int
-	admins             int
-	adminEvery         time.Duration
-	removeRPM          int
-	latency, duration  time.Duration
-	logDir, jwtSecret  string
-	serveURL, statsURL string // where revocations and analytics requests go
+	loadBin                          string
+	users, admins                    int
+	revokesPerUser, exchangesPerUser int // each user's requests, one after another
+	adminEvery                       time.Duration
+	removeRPM, getRPM                int
+	latency, duration                time.Duration
+	logDir, jwtSecret                string
+	serveURL, statsURL               string // where the users' and the admins' requests go
+	endpoint                         string // the workload's name in floorBenches
 }
 
 func (o *loadOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.loadBin, "loadtest", "", "the built scripts/loadtest")
-	fs.IntVar(&o.users, "users", 400, "users revoking their items")
-	fs.IntVar(&o.perUser, "revokes-per-user", 3, "items each user revokes, one after another")
+	fs.StringVar(&o.endpoint, "endpoint", "revoke", "what the users do (floorBenches): revoke or exchange")
+	fs.IntVar(&o.users, "users", 400, "users acting at once")
+	fs.IntVar(&o.revokesPerUser, "revokes-per-user", 3, "revoke: items each user revokes, one after another (the dataset has as many)")
+	fs.IntVar(&o.exchangesPerUser, "exchanges-per-user", 1, "exchange: Items each user links, one after another")
 	fs.IntVar(&o.admins, "admins", 50, "admins polling analytics")
 	fs.DurationVar(&o.adminEvery, "admin-interval", time.Second, "an admin's pause between two analytics requests")
 	fs.IntVar(&o.removeRPM, "remove-rpm", lifecycle.DefaultItemRemoveRPM, "PLAID_ITEM_REMOVE_RPM of the service")
+	fs.IntVar(&o.getRPM, "get-rpm", lifecycle.DefaultItemGetRPM, "PLAID_ITEM_GET_RPM of the service")
 	fs.DurationVar(&o.duration, "duration", 90*time.Second, "the load test's bound in time")
 	fs.DurationVar(&o.latency, "latency", 20*time.Millisecond, "the Plaid stand-in's latency")
 	fs.StringVar(&o.logDir, "logs", os.TempDir(), "where the servers' logs go")
 }
 
-// revocations is one measurement's data: the users' tokens, seeded in a
-// project of their own, the stand-in that knows them, and the analytics
-// counters backfilled (as deployed after the first backfill, analytics
-// reads the counters).
-type revocations struct {
+// rateEnv is the service's Plaid rates; the floor has no quota and runs
+// with these lifted.
+func (o loadOptions) rateEnv() []string {
+	return []string{fmt.Sprintf("PLAID_ITEM_REMOVE_RPM=%d", o.removeRPM), fmt.Sprintf("PLAID_ITEM_GET_RPM=%d", o.getRPM)}
+}
+
+// A workload is what one endpoint's users do under load (a mode of
+// scripts/loadtest), the data they do it on, prepared before the timed
+// part in a project of its own, and the check of the outcome afterwards,
+// in Firestore and at the Plaid stand-in. The service and its floor run
+// the same workload, so they do the same work and pass the same check.
+type workload interface {
+	// plaidURL is the Plaid stand-in's, which knows the workload's data.
+	plaidURL() string
+	// loadFlags are scripts/loadtest's flags that set its users to work.
+	loadFlags(o loadOptions) []string
+	// warm sends baseURL one request of the workload's kind and fails
+	// unless it got its answer: neither side's first users then pay for
+	// its connections (a function builds its server, keys included, on
+	// its first request).
+	warm(ctx context.Context, baseURL, jwtSecret string) error
+	// check reads back what the load test reports as done (outPath:
+	// "user_id item_id" lines) and returns its figures, "pass" among them.
+	check(ctx context.Context, o loadOptions, rep *loadTestReport, outPath string) (Result, error)
+	Close()
+}
+
+// dataset is what every workload starts from: the benchmark dataset
+// (o.users × o.revokesPerUser tokens) seeded encrypted in cfg's project, a Plaid
+// stand-in that knows its Items, and the analytics counters backfilled
+// (as deployed after the first backfill, analytics reads the counters).
+type dataset struct {
 	prod   *production
 	fake   *plaidfake.Server
 	tokens []sample.Token
 }
 
-func prepareRevocations(ctx context.Context, cfg lifecycle.Config, o loadOptions) (*revocations, error) {
+func prepareDataset(ctx context.Context, cfg lifecycle.Config, o loadOptions) (*dataset, error) {
 	fake := plaidfake.NewServer(cfg.PlaidClientID, cfg.PlaidSecret, plaidfake.WithLatency(o.latency))
-	tokens := sample.BenchTokens(o.perUser*o.users, time.Now().UTC())
+	tokens := sample.BenchTokens(o.revokesPerUser*o.users, time.Now().UTC())
 	sample.Register(fake, tokens)
 	client, err := lifecycle.NewFirestoreClient(ctx, cfg)
 	if err != nil {
@@ -89,7 +125,7 @@ func prepareRevocations(ctx context.Context, cfg lifecycle.Config, o loadOptions
 		fake.Close()
 		return nil, err
 	}
-	r := &revocations{prod: prod, fake: fake, tokens: tokens}
+	d := &dataset{prod: prod, fake: fake, tokens: tokens}
 	svc, err := prod.service()
 	if err == nil {
 		err = seedTokens(ctx, client, prod.deps.Cipher, tokens)
@@ -98,21 +134,24 @@ func prepareRevocations(ctx context.Context, cfg lifecycle.Config, o loadOptions
 		_, err = svc.ExactAnalytics(ctx, lifecycle.ExactOptions{Repair: true, Trigger: "cli"})
 	}
 	if err != nil {
-		r.Close()
+		d.Close()
 		return nil, err
 	}
-	return r, nil
+	return d, nil
 }
 
-func (r *revocations) Close() {
-	r.prod.Close()
-	r.fake.Close()
+func (d *dataset) plaidURL() string { return d.fake.URL() }
+
+func (d *dataset) Close() {
+	d.prod.Close()
+	d.fake.Close()
 }
 
 // loadTestReport is what scripts/loadtest -json prints.
 type loadTestReport struct {
-	Seconds           float64
-	Revoke, Analytics struct {
+	Mode                    string
+	Seconds                 float64
+	UserRequests, Analytics struct {
 		Requests                int
 		PerSecond, P50MS, P99MS float64
 		MaxMS                   float64
@@ -122,92 +161,89 @@ type loadTestReport struct {
 	Stopped                string
 }
 
-// runLoad runs scripts/loadtest with o and reads its report; the item ids
-// whose revocation answered 200 go to revokedPath.
-func runLoad(ctx context.Context, o loadOptions, revokedPath string) (*loadTestReport, error) {
-	lt := exec.CommandContext(ctx, o.loadBin, "-url", o.serveURL, "-analytics-url", cmp.Or(o.statsURL, o.serveURL),
-		"-jwt-secret", o.jwtSecret, "-users", fmt.Sprint(o.users), "-revokes-per-user", fmt.Sprint(o.perUser),
-		"-admins", fmt.Sprint(o.admins), "-admin-interval", o.adminEvery.String(), "-duration", o.duration.String(),
-		"-json", "-revoked-out", revokedPath)
+// runLoad runs scripts/loadtest with o and w's users and reads its report;
+// what succeeded goes to outPath. It returns the load's figures, which
+// every workload's result carries.
+func runLoad(ctx context.Context, o loadOptions, w workload, outPath string) (*loadTestReport, Result, error) {
+	args := append([]string{"-url", o.serveURL, "-analytics-url", cmp.Or(o.statsURL, o.serveURL),
+		"-jwt-secret", o.jwtSecret, "-users", fmt.Sprint(o.users), "-admins", fmt.Sprint(o.admins),
+		"-admin-interval", o.adminEvery.String(), "-duration", o.duration.String(), "-json", "-out", outPath},
+		w.loadFlags(o)...)
+	lt := exec.CommandContext(ctx, o.loadBin, args...)
 	var out bytes.Buffer
 	lt.Stdout, lt.Stderr = &out, os.Stderr
 	ltErr := lt.Run() // a 5xx makes it fail; the figures are still printed
 	var rep loadTestReport
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		return nil, fmt.Errorf("scripts/loadtest: %v; output: %s", errors.Join(ltErr, err), out.String())
+		return nil, nil, fmt.Errorf("scripts/loadtest: %v; output: %s", errors.Join(ltErr, err), out.String())
 	}
-	return &rep, nil
+	u, a := rep.UserRequests, rep.Analytics
+	return &rep, Result{
+		"endpoint": o.endpoint, "users": o.users, "admins": o.admins, "admin_interval": o.adminEvery.String(),
+		"remove_rpm": o.removeRPM, "get_rpm": o.getRPM, "seconds": rep.Seconds,
+		"requests": u.Requests, "rps": u.PerSecond, "p50_ms": u.P50MS, "p99_ms": u.P99MS, "max_ms": u.MaxMS, "statuses": u.Statuses,
+		"analytics_requests": a.Requests, "analytics_rps": a.PerSecond,
+		"analytics_p50_ms": a.P50MS, "analytics_p99_ms": a.P99MS, "analytics_max_ms": a.MaxMS, "analytics_statuses": a.Statuses,
+		"server_errors": rep.ServerErrors, "no_answer": rep.NoAnswer, "stopped": rep.Stopped,
+	}, nil
 }
 
-// check reads back every revocation that answered 200 (revokedPath) and
-// returns what it found, the load test's figures included.
-func (r *revocations) check(ctx context.Context, o loadOptions, rep *loadTestReport, revokedPath string) (Result, error) {
-	b, err := os.ReadFile(revokedPath)
+// readDone reads the load test's -out file: the item of each request that
+// succeeded, and the user it succeeded for.
+func readDone(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	plaintext, wasRevoked := map[string]string{}, map[string]bool{}
-	for _, t := range r.tokens {
-		plaintext[t.ItemID] = t.Plaintext
-		wasRevoked[t.ItemID] = t.Status == lifecycle.StatusRevoked
-	}
-	// Plaid answered a removal for these: removed, or ITEM_NOT_FOUND for
-	// an Item already gone there; either way plaid_removed must say true.
-	answered := map[string]bool{}
-	var removals []time.Time
-	for _, c := range r.fake.Calls() {
-		if c.Path == plaidfake.PathItemRemove && !c.RateLimited {
-			answered[c.AccessToken] = true
-			removals = append(removals, c.Time)
+	done := map[string]string{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
 		}
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%s: %q is not a \"user_id item_id\" line", path, line)
+		}
+		if _, twice := done[f[1]]; twice {
+			return nil, fmt.Errorf("%s: item %s succeeded twice", path, f[1])
+		}
+		done[f[1]] = f[0]
 	}
-	audits, err := r.prod.client.Collection(lifecycle.AuditCollection).Documents(ctx).GetAll()
+	return done, nil
+}
+
+// requestAs sends one request signed for sub (an admin when admin is set)
+// and fails unless it answered want.
+func requestAs(ctx context.Context, jwtSecret, sub string, admin bool, method, url string, body []byte, want int) ([]byte, error) {
+	claims := jwt.MapClaims{"sub": sub, "exp": time.Now().Add(time.Hour).Unix(), "type": "access_token"}
+	if admin {
+		claims["admin"] = true
+	}
+	bearer, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(jwtSecret))
 	if err != nil {
-		return nil, fmt.Errorf("reading the audit entries: %w", err)
+		return nil, err
 	}
-	audited := map[string]int{}
-	for _, a := range audits {
-		var e lifecycle.AuditEntry
-		if err := a.DataTo(&e); err == nil && e.Reason == lifecycle.ReasonUserRevoked {
-			audited[e.ItemID]++
-		}
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
-	var checked, removedAtPlaid, local, wrong, unaudited int
-	for _, item := range strings.Fields(string(b)) {
-		checked++
-		tok, err := r.prod.deps.Tokens.Get(ctx, item)
-		if err != nil {
-			return nil, fmt.Errorf("reading revoked item %s: %w", item, err)
-		}
-		removed := answered[plaintext[item]]
-		switch {
-		case tok.Status != lifecycle.StatusRevoked || tok.PlaidRemoved != removed:
-			wrong++
-			progressf("item %s: status %s, plaid_removed %v, removed at Plaid %v", item, tok.Status, tok.PlaidRemoved, removed)
-		case removed:
-			removedAtPlaid++
-		default:
-			local++
-		}
-		if audited[item] != 1 && !wasRevoked[item] {
-			unaudited++
-			progressf("item %s: %d audit entries, want 1", item, audited[item])
-		}
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	w := windows(removals)
-	return Result{
-		"users": o.users, "admins": o.admins, "admin_interval": o.adminEvery.String(), "remove_rpm": o.removeRPM, "seconds": rep.Seconds,
-		"revoke_requests": rep.Revoke.Requests, "revoke_rps": rep.Revoke.PerSecond,
-		"revoke_p50_ms": rep.Revoke.P50MS, "revoke_p99_ms": rep.Revoke.P99MS, "revoke_max_ms": rep.Revoke.MaxMS,
-		"revoke_statuses":    rep.Revoke.Statuses,
-		"analytics_requests": rep.Analytics.Requests, "analytics_rps": rep.Analytics.PerSecond,
-		"analytics_p50_ms": rep.Analytics.P50MS, "analytics_p99_ms": rep.Analytics.P99MS, "analytics_max_ms": rep.Analytics.MaxMS,
-		"analytics_statuses": rep.Analytics.Statuses,
-		"server_errors":      rep.ServerErrors, "no_answer": rep.NoAnswer, "stopped": rep.Stopped,
-		"verified": checked, "removed_at_plaid": removedAtPlaid, "revoked_locally": local, "wrong": wrong,
-		"unaudited": unaudited, "removals_max_60s": w.max,
-		"pass": rep.ServerErrors == 0 && rep.NoAnswer == 0 && wrong == 0 && unaudited == 0 && checked == o.users*o.perUser,
-	}, nil
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s %s: %s, want %d: %s", method, url, resp.Status, want, answer)
+	}
+	return answer, nil
 }
 
 // loadCmd measures every function in one scripts/serve process, the way a
@@ -220,6 +256,10 @@ func loadCmd(ctx context.Context, args []string) error {
 	serveBin := fs.String("serve", "", "the built scripts/serve")
 	serveFlags := fs.String("serve-flags", "", "flags for scripts/serve, space-separated (e.g. -token-stats=off)")
 	fs.Parse(args)
+	bench, ok := floorBenches[o.endpoint]
+	if !ok {
+		return fmt.Errorf("no workload for endpoint %q", o.endpoint)
+	}
 	if *serveBin == "" || o.loadBin == "" {
 		return errors.New("-serve and -loadtest are required (the built binaries)")
 	}
@@ -227,41 +267,49 @@ func loadCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	data, err := prepareRevocations(ctx, cfg, o)
+	data, err := bench.prepare(ctx, cfg, o)
 	if err != nil {
 		return err
 	}
 	defer data.Close()
 	o.jwtSecret = "bench-jwt-secret-" + fmt.Sprint(time.Now().UnixNano())
-	env := append(os.Environ(), "PLAID_BASE_URL="+data.fake.URL(), "HOST=127.0.0.1",
-		"AUTH_JWT_SECRET="+o.jwtSecret, "ADMIN_USER_IDS="+sample.AdminUser, fmt.Sprintf("PLAID_ITEM_REMOVE_RPM=%d", o.removeRPM))
-	serve, err := startServer(filepath.Join(o.logDir, "serve-load.log"), env, "/api/v1/plaid/tokens/analytics", *serveBin, strings.Fields(*serveFlags)...)
+	env := append(os.Environ(), "PLAID_BASE_URL="+data.plaidURL(), "HOST=127.0.0.1",
+		"AUTH_JWT_SECRET="+o.jwtSecret, "ADMIN_USER_IDS="+sample.AdminUser)
+	serve, err := startServer(filepath.Join(o.logDir, "serve-load.log"), append(env, o.rateEnv()...),
+		"/api/v1/plaid/tokens/analytics", *serveBin, strings.Fields(*serveFlags)...)
 	if err != nil {
 		return err
 	}
 	defer serve.stop()
 	o.serveURL = serve.url
 
-	progressf("%d users revoking %d items each through scripts/serve %s while %d admins poll analytics every %v (PLAID_ITEM_REMOVE_RPM=%d, Plaid %v)",
-		o.users, o.perUser, *serveFlags, o.admins, o.adminEvery, o.removeRPM, o.latency)
-	revokedPath := filepath.Join(o.logDir, "revoked-items.txt")
-	rep, err := runLoad(ctx, o, revokedPath)
+	progressf("%d users (%s) through scripts/serve %s while %d admins poll analytics every %v (PLAID_ITEM_REMOVE_RPM=%d, PLAID_ITEM_GET_RPM=%d, Plaid %v)",
+		o.users, o.endpoint, *serveFlags, o.admins, o.adminEvery, o.removeRPM, o.getRPM, o.latency)
+	outPath := filepath.Join(o.logDir, "load-"+o.endpoint+"-done.txt")
+	rep, res, err := runLoad(ctx, o, data, outPath)
 	if err != nil {
 		return err
 	}
-	res, err := data.check(ctx, o, rep, revokedPath)
+	// The outcome is read once serve is stopped: work it goes on with
+	// after the answers (the early removals it queues and delivers to
+	// itself for revocations that went local) either landed or never
+	// started, so Firestore and the stand-in's calls agree.
+	serve.stop()
+	checked, err := data.check(ctx, o, rep, outPath)
 	if err != nil {
 		return err
 	}
+	maps.Copy(res, checked)
 	res["section"], res["serve_flags"] = "load", *serveFlags
 	return emit(res)
 }
 
 // server is a process serving HTTP on a loopback port.
 type server struct {
-	cmd *exec.Cmd
-	url string
-	log *os.File
+	cmd  *exec.Cmd
+	url  string
+	log  *os.File
+	once sync.Once
 }
 
 // startServer starts name with args and env (PORT chosen here), its
@@ -290,10 +338,15 @@ func startServer(logPath string, env []string, probePath, name string, args ...s
 	return s, nil
 }
 
+// stop ends the process and waits for it: a graceful shutdown, so that
+// what it was doing is done (or never started) when stop returns. Only the
+// first call does anything.
 func (s *server) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	s.cmd.Wait()
-	s.log.Close()
+	s.once.Do(func() {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+		s.log.Close()
+	})
 }
 
 // freePort returns a loopback port nothing listens on now.

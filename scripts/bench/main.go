@@ -14,8 +14,9 @@
 //	bench quota -limit 600 -procs 3      one Plaid per-client limit, several processes calling it
 //	bench buildpack -out BIN             the functions built as Google's Go buildpack builds them
 //	bench coldstart -starts 3 -bin BIN   process start to first answer, per deployed target
-//	bench deployed -functions BIN        an endpoint as deployed (RevokeItem, TokenAnalytics: a process
-//	                                     each) against its floor (floor-serve), under scripts/loadtest
+//	bench deployed -functions BIN        an endpoint as deployed (-endpoint revoke: RevokeItem, exchange:
+//	                                     ExchangePublicToken; TokenAnalytics beside it, a process each)
+//	                                     against its floor (floor-serve), under scripts/loadtest
 //	bench load -users 400 -admins 50     scripts/serve under scripts/loadtest, then a check in Firestore
 //	bench report FILE                    the final table of a run's results
 //

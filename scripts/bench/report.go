@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -345,16 +346,22 @@ func coldStartReport(w io.Writer, rs results) []row {
 func loadReport(w io.Writer, rs results) []row {
 	var out []row
 	for _, l := range rs.section("load") {
+		endpoint := fmt.Sprint(cmp.Or(l["endpoint"], any("revoke")))
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "== HTTP under load through scripts/serve %v: %.0f users revoking their items, %.0f admins polling analytics (every %v), Plaid 20 ms, PLAID_ITEM_REMOVE_RPM=%.0f\n",
-			l["serve_flags"], l.num("users"), l.num("admins"), l["admin_interval"], l.num("remove_rpm"))
+		fmt.Fprintf(w, "== HTTP under load through scripts/serve %v: %.0f users (%s), %.0f admins polling analytics (every %v), Plaid 20 ms, %s\n",
+			l["serve_flags"], l.num("users"), endpoint, l.num("admins"), l["admin_interval"], l.rates())
 		fmt.Fprintf(w, "%-10s %9s %8s %9s %9s %9s  %s\n", "request", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "statuses")
-		for _, k := range []string{"revoke", "analytics"} {
-			fmt.Fprintf(w, "%-10s %9.0f %8.1f %9.0f %9.0f %9.0f  %v\n", k, l.num(k+"_requests"), l.num(k+"_rps"),
-				l.num(k+"_p50_ms"), l.num(k+"_p99_ms"), l.num(k+"_max_ms"), l[k+"_statuses"])
+		for _, k := range []struct{ name, prefix string }{{endpoint, ""}, {"analytics", "analytics_"}} {
+			fmt.Fprintf(w, "%-10s %9.0f %8.1f %9.0f %9.0f %9.0f  %v\n", k.name, l.num(k.prefix+"requests"), l.num(k.prefix+"rps"),
+				l.num(k.prefix+"p50_ms"), l.num(k.prefix+"p99_ms"), l.num(k.prefix+"max_ms"), l[k.prefix+"statuses"])
 		}
-		fmt.Fprintf(w, "5xx: %.0f, no answer: %.0f. In Firestore afterwards: %.0f revoked tokens checked, %.0f removed at Plaid (plaid_removed true), %.0f revoked locally (plaid_removed false), %.0f wrong, %.0f without exactly one audit entry\n",
-			l.num("server_errors"), l.num("no_answer"), l.num("verified"), l.num("removed_at_plaid"), l.num("revoked_locally"), l.num("wrong"), l.num("unaudited"))
+		fmt.Fprintf(w, "5xx: %.0f, no answer: %.0f; in Firestore and at Plaid afterwards:", l.num("server_errors"), l.num("no_answer"))
+		if bench, ok := floorBenches[endpoint]; ok {
+			for _, c := range bench.columns {
+				fmt.Fprintf(w, " %s %.0f,", c.header, c.value(l))
+			}
+		}
+		fmt.Fprintf(w, " pass %v\n", l["pass"])
 		who := fmt.Sprintf("%.0f users", l.num("users"))
 		if l.num("admins") > 0 {
 			who += fmt.Sprintf(" + %.0f admins", l.num("admins"))
@@ -362,29 +369,29 @@ func loadReport(w io.Writer, rs results) []row {
 		if f, _ := l["serve_flags"].(string); f != "" {
 			who += " (" + strings.TrimPrefix(f, "-") + ")"
 		}
-		out = append(out, row{"HTTP revoke, " + who + ": req/s, p50, p99",
-			fmt.Sprintf("%.0f/s, %.0f ms, %.0f ms", l.num("revoke_rps"), l.num("revoke_p50_ms"), l.num("revoke_p99_ms")), "p99 <= 2 s", verdict(l.num("revoke_p99_ms") <= 2000)})
+		out = append(out, row{"HTTP " + endpoint + ", " + who + ": req/s, p50, p99",
+			fmt.Sprintf("%.0f/s, %.0f ms, %.0f ms", l.num("rps"), l.num("p50_ms"), l.num("p99_ms")), "p99 <= 2 s", verdict(l.num("p99_ms") <= 2000)})
 		if l.num("admins") > 0 {
 			out = append(out, row{"HTTP analytics, " + who + ": req/s, p50, p99",
 				fmt.Sprintf("%.0f/s, %.0f ms, %.0f ms", l.num("analytics_rps"), l.num("analytics_p50_ms"), l.num("analytics_p99_ms")), "", nil})
 		}
-		out = append(out, row{"HTTP 5xx, " + who + "; revocations recorded right",
-			fmt.Sprintf("%.0f; %.0f of %.0f", l.num("server_errors"), l.num("verified")-l.num("wrong")-l.num("unaudited"), l.num("verified")), "0; all",
-			verdict(l.num("server_errors") == 0 && l.num("wrong") == 0 && l.num("unaudited") == 0)})
+		out = append(out, row{"HTTP 5xx, " + who + "; outcome checked in Firestore",
+			fmt.Sprintf("%.0f; wrong %.0f", l.num("server_errors"), l.num("wrong")+l.num("unaudited")+l.num("billed_unstored")), "0; 0",
+			verdict(l["pass"] == true)})
 	}
 	return out
 }
 
 // deployedReport compares an endpoint as deployed with its floor
-// (deployedCmd), for each PLAID_ITEM_REMOVE_RPM measured: the ratio of the
-// medians over rounds of each's p99, and whether every guarantee held in
-// every round of the service.
+// (deployedCmd), for each endpoint and Plaid rates measured: the ratio of
+// the medians over rounds of each's p99, and whether every guarantee held
+// in every round of the service.
 func deployedReport(w io.Writer, rs results) []row {
 	var out []row
 	var groups []string
 	byGroup := map[string][]Result{}
 	for _, d := range rs.section("deployed") {
-		g := fmt.Sprintf("%v at %.0f/min", d["endpoint"], d.num("remove_rpm"))
+		g := fmt.Sprintf("%v at %s", d["endpoint"], d.rates())
 		if byGroup[g] == nil {
 			groups = append(groups, g)
 		}
@@ -396,46 +403,106 @@ func deployedReport(w io.Writer, rs results) []row {
 	return out
 }
 
-func deployedGroupReport(w io.Writer, ds []Result) []row {
-	d0 := ds[0]
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "== As deployed against the floor: %v (each function a process, the buildpack's binary; TokenAnalytics beside it), %.0f users at once, %.0f admins polling analytics every %v, Plaid 20 ms, PLAID_ITEM_REMOVE_RPM=%.0f; floor and service alternate, after a warm-up of both\n",
-		d0["endpoint"], d0.num("users"), d0.num("admins"), d0["admin_interval"], d0.num("remove_rpm"))
-	fmt.Fprintf(w, "%-5s %-8s %8s %7s %8s %8s %8s %14s %13s %12s %10s %5s %6s\n", "round", "", "requests", "req/s", "p50 ms", "p99 ms", "max ms",
-		"analytics p99", "reached Plaid", "went local", "max/60 s", "5xx", "wrong")
-	p99 := map[string][]float64{}
-	p50 := map[string][]float64{}
-	guarantees := true
+// rates are the service's Plaid rates a load result was measured at
+// (PLAID_ITEM_REMOVE_RPM, PLAID_ITEM_GET_RPM).
+func (r Result) rates() string {
+	return fmt.Sprintf("remove %.0f/min, get %.0f/min", r.num("remove_rpm"), r.num("get_rpm"))
+}
+
+// A column is one of a workload's figures in a round's line of the report.
+type column struct {
+	header string
+	value  func(Result) float64
+}
+
+func key(k string) func(Result) float64 { return func(r Result) float64 { return r.num(k) } }
+
+var (
+	revokeColumns = []column{{"reached Plaid", key("removed_at_plaid")}, {"went local", key("revoked_locally")},
+		{"removals/60 s", key("removals_max_60s")}, {"wrong", func(r Result) float64 { return r.num("wrong") + r.num("unaudited") }}}
+	exchangeColumns = []column{{"201", key("created")}, {"stored", key("stored")}, {"removed", key("removed_at_plaid")},
+		{"billed", key("billed_unstored")}, {"wrong", key("wrong")}, {"/item/get/60 s", key("item_get_max_60s")}}
+)
+
+// revokeGuarantees: no 5xx, every revocation right and audited, never
+// more removals in 60 s than the rate.
+func revokeGuarantees(ds []Result) row {
+	ok := true
 	var maxWait, mostRemovals, errors5xx, right, revoked float64
 	for _, d := range ds {
+		ok = ok && d["pass"] == true && d.num("removals_max_60s") <= d.num("remove_rpm")
+		maxWait = max(maxWait, d.num("max_ms"))
+		mostRemovals = max(mostRemovals, d.num("removals_max_60s"))
+		errors5xx += d.num("server_errors") + d.num("no_answer")
+		right += d.num("verified") - d.num("wrong") - d.num("unaudited")
+		revoked += d.num("verified")
+	}
+	return row{fmt.Sprintf("revoke as deployed, %.0f/min: 5xx, right+audited, Plaid/60 s, max", ds[0].num("remove_rpm")),
+		fmt.Sprintf("%.0f; %.0f of %.0f; %.0f; %.0f ms", errors5xx, right, revoked, mostRemovals, maxWait),
+		fmt.Sprintf("0; all; <= %.0f", ds[0].num("remove_rpm")), verdict(ok)}
+}
+
+// exchangeGuarantees: no 5xx, every exchange answered 201 and stored right,
+// no Item billed without a document, /item/get within its rate.
+func exchangeGuarantees(ds []Result) row {
+	ok := true
+	var maxWait, errors5xx, created, want, wrong, billed, gets float64
+	for _, d := range ds {
+		ok = ok && d["pass"] == true && d.num("item_get_max_60s") <= d.num("get_rpm")
+		maxWait = max(maxWait, d.num("max_ms"))
+		errors5xx += d.num("server_errors") + d.num("no_answer")
+		created += d.num("created")
+		want += d.num("requests")
+		wrong += d.num("wrong")
+		billed += d.num("billed_unstored")
+		gets = max(gets, d.num("item_get_max_60s"))
+	}
+	return row{fmt.Sprintf("exchange as deployed, get %.0f/min: 5xx; 201s; wrong; billed; gets/60 s; max", ds[0].num("get_rpm")),
+		fmt.Sprintf("%.0f; %.0f of %.0f; %.0f; %.0f; %.0f; %.0f ms", errors5xx, created, want, wrong, billed, gets, maxWait),
+		fmt.Sprintf("0; all; 0; 0; <= %.0f", ds[0].num("get_rpm")), verdict(ok)}
+}
+
+func deployedGroupReport(w io.Writer, ds []Result) []row {
+	d0 := ds[0]
+	bench, ok := floorBenches[fmt.Sprint(d0["endpoint"])]
+	if !ok {
+		return nil
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "== As deployed against the floor: %v, %s (each function a process, the buildpack's binary; TokenAnalytics beside it), %.0f users at once, %.0f admins polling analytics every %v, Plaid 20 ms, %s; floor and service alternate, after a warm-up of both\n",
+		d0["endpoint"], bench.target, d0.num("users"), d0.num("admins"), d0["admin_interval"], d0.rates())
+	fmt.Fprintf(w, "%-5s %-8s %8s %7s %8s %8s %8s %14s %5s", "round", "", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "analytics p99", "5xx")
+	for _, c := range bench.columns {
+		fmt.Fprintf(w, " %*s", max(6, len(c.header)), c.header)
+	}
+	fmt.Fprintln(w)
+	p99 := map[string][]float64{}
+	p50 := map[string][]float64{}
+	var service []Result
+	for _, d := range ds {
 		impl := fmt.Sprint(d["impl"])
-		fmt.Fprintf(w, "%-5.0f %-8s %8.0f %7.0f %8.0f %8.0f %8.0f %14.0f %13.0f %12.0f %10.0f %5.0f %6.0f\n", d.num("round"), impl,
-			d.num("revoke_requests"), d.num("revoke_rps"), d.num("revoke_p50_ms"), d.num("revoke_p99_ms"), d.num("revoke_max_ms"),
-			d.num("analytics_p99_ms"), d.num("removed_at_plaid"), d.num("revoked_locally"), d.num("removals_max_60s"),
-			d.num("server_errors"), d.num("wrong")+d.num("unaudited"))
-		p99[impl] = append(p99[impl], d.num("revoke_p99_ms"))
-		p50[impl] = append(p50[impl], d.num("revoke_p50_ms"))
+		fmt.Fprintf(w, "%-5.0f %-8s %8.0f %7.0f %8.0f %8.0f %8.0f %14.0f %5.0f", d.num("round"), impl,
+			d.num("requests"), d.num("rps"), d.num("p50_ms"), d.num("p99_ms"), d.num("max_ms"), d.num("analytics_p99_ms"), d.num("server_errors"))
+		for _, c := range bench.columns {
+			fmt.Fprintf(w, " %*.0f", max(6, len(c.header)), c.value(d))
+		}
+		fmt.Fprintln(w)
+		p99[impl] = append(p99[impl], d.num("p99_ms"))
+		p50[impl] = append(p50[impl], d.num("p50_ms"))
 		if impl == "service" {
-			guarantees = guarantees && d["pass"] == true && d.num("removals_max_60s") <= d.num("remove_rpm")
-			maxWait = max(maxWait, d.num("revoke_max_ms"))
-			mostRemovals = max(mostRemovals, d.num("removals_max_60s"))
-			errors5xx += d.num("server_errors") + d.num("no_answer")
-			right += d.num("verified") - d.num("wrong") - d.num("unaudited")
-			revoked += d.num("verified")
+			service = append(service, d)
 		}
 	}
-	fmt.Fprintln(w, "(wrong: a revocation that answered 200 whose token is not revoked, says plaid_removed unlike the stand-in, or has no audit entry)")
-	if len(p99["floor"]) == 0 || len(p99["service"]) == 0 {
+	fmt.Fprintln(w, "(wrong: an outcome in Firestore or at the Plaid stand-in that the load test's answers do not account for; the run's log names each)")
+	if len(p99["floor"]) == 0 || len(service) == 0 {
 		return nil
 	}
 	ratio := median(p99["service"]) / median(p99["floor"])
-	name := fmt.Sprintf("%v as deployed vs its floor, %.0f/min", d0["endpoint"], d0.num("remove_rpm"))
+	name := fmt.Sprintf("%v as deployed vs its floor, %s", d0["endpoint"], d0.rates())
 	return []row{
 		{name + ": p99", fmt.Sprintf("%.2fx (%.0f ms vs %.0f ms)", ratio, median(p99["service"]), median(p99["floor"])), "<= 1.2x", verdict(ratio <= 1.2)},
 		{name + ": p50", fmt.Sprintf("%.2fx (%.0f ms vs %.0f ms)", median(p50["service"])/median(p50["floor"]), median(p50["service"]), median(p50["floor"])), "", nil},
-		{fmt.Sprintf("%v as deployed, %.0f/min: 5xx, right+audited, Plaid/60 s, max", d0["endpoint"], d0.num("remove_rpm")),
-			fmt.Sprintf("%.0f; %.0f of %.0f; %.0f; %.0f ms", errors5xx, right, revoked, mostRemovals, maxWait),
-			fmt.Sprintf("0; all; <= %.0f", d0.num("remove_rpm")), verdict(guarantees)},
+		bench.guarantees(service),
 	}
 }
 

@@ -1,27 +1,43 @@
-// Command loadtest is the HTTP load test of issues 10 and 13: a few
-// hundred users each revoking their own items through RevokeItem while
-// admins poll TokenAnalytics, against any scripts/serve (or a deployed
-// URL), bounded in requests and in time. It prints requests per second,
-// p50/p99 and the statuses of each kind of request, and fails (exit 1)
-// when any request got a 5xx or no answer.
+// Command loadtest is the HTTP load test of issues 10, 13 and 19: a few
+// hundred users acting at once while admins poll TokenAnalytics, against
+// any scripts/serve (or deployed URLs), bounded in requests and in time.
+// It prints requests per second, p50/p99 and the statuses of each kind of
+// request, and fails (exit 1) when any request got a 5xx or no answer.
 //
 //	loadtest -url http://127.0.0.1:8080 -jwt-secret "$AUTH_JWT_SECRET"
 //	loadtest -users 400 -admins 50 -duration 60s -max-requests 5000 -json
 //	loadtest -url "$REVOKE_ITEM_URL" -analytics-url "$TOKEN_ANALYTICS_URL" ...
+//	loadtest -mode exchange -plaid-url http://127.0.0.1:8788 -plaid-client-id ID -plaid-secret S ...
 //
 // With -analytics-url, analytics requests go there: each function deployed
-// alone, as Cloud Functions serves them (both accept their full API path).
+// alone, as Cloud Functions serves them (each accepts its full API path).
 //
-// Users and their items are those of the benchmark dataset
-// (internal/sample.BenchTokens, which scripts/bench seeds): user
-// bench-user-NNNNN owns bench-item-(3N), (3N+1), (3N+2). Against other data,
-// -items names a file of "user_id item_id" lines. Tokens are HS256 JWTs
-// signed with -jwt-secret (the server's AUTH_JWT_SECRET); admins carry
-// "admin": true and sub -admin-id.
+// Two modes, each a user's request of the app (-mode):
+//
+//   - revoke (the default): each user revokes their own items one after
+//     another (DELETE /api/v1/plaid/items/{item_id}). Users and items are
+//     those of the benchmark dataset (internal/sample.BenchTokens, which
+//     scripts/bench seeds): user bench-user-NNNNN owns bench-item-(3N),
+//     (3N+1), (3N+2). Against other data, -items names a file of
+//     "user_id item_id" lines.
+//   - exchange: each user links new Items (POST /api/v1/plaid/items with
+//     Link's public token and the accounts' masks), as the app does after
+//     Link's onSuccess. The public tokens are minted before the timed part
+//     at the Plaid sandbox (or the fake Plaid) named by -plaid-url, through
+//     /sandbox/public_token/create, one Item per exchange, the
+//     institutions of -institutions in turn; the users are new ones
+//     (-user-prefix), so no exchange is a duplicate of another.
+//
+// Tokens are HS256 JWTs signed with -jwt-secret (the server's
+// AUTH_JWT_SECRET); admins carry "admin": true and sub -admin-id. With
+// -out, every request that succeeded (200 for a revocation, 201 for an
+// exchange) is written there as a "user_id item_id" line, for a check of
+// what the server stored.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -34,6 +50,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,41 +68,71 @@ func main() {
 	}
 }
 
+// The modes: what each simulated user asks of the app.
+const (
+	modeRevoke   = "revoke"
+	modeExchange = "exchange"
+)
+
+// sandboxBanks are the Plaid sandbox's test institutions, which the fake
+// Plaid knows too.
+const sandboxBanks = "ins_109508,ins_109509,ins_109510,ins_109511,ins_109512"
+
 type options struct {
+	mode                                     string
 	url, analyticsURL, secret, adminID       string
-	itemsFile, revokedOut                    string
+	itemsFile, out                           string
+	plaidURL, plaidClientID, plaidSecret     string
+	institutions, userPrefix                 string
 	users, admins, perUser, dataset, maxReqs int
+	exchangesPerUser                         int
 	duration, timeout, adminEvery            time.Duration
 	json                                     bool
 }
 
 func run() error {
 	var o options
+	flag.StringVar(&o.mode, "mode", modeRevoke, "what each user does: revoke (their items) or exchange (link new Items)")
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:8080", "base URL of scripts/serve (or of a deployment serving the API paths)")
 	flag.StringVar(&o.analyticsURL, "analytics-url", "", "base URL analytics requests go to (default: -url)")
 	flag.StringVar(&o.secret, "jwt-secret", os.Getenv("AUTH_JWT_SECRET"), "the server's AUTH_JWT_SECRET, to sign users' tokens (default: $AUTH_JWT_SECRET)")
 	flag.StringVar(&o.adminID, "admin-id", sample.AdminUser, "sub of the admins' tokens")
-	flag.IntVar(&o.users, "users", 400, "concurrent users, each revoking their own items")
-	flag.IntVar(&o.perUser, "revokes-per-user", 3, "items each user revokes, one after another")
+	flag.IntVar(&o.users, "users", 400, "concurrent users")
+	flag.IntVar(&o.perUser, "revokes-per-user", 3, "revoke: items each user revokes, one after another")
+	flag.IntVar(&o.exchangesPerUser, "exchanges-per-user", 1, "exchange: Items each user links, one after another")
 	flag.IntVar(&o.admins, "admins", 50, "concurrent admins polling analytics until the users are done")
 	flag.DurationVar(&o.adminEvery, "admin-interval", time.Second, "how long an admin waits after an answer before asking again (0: at once, a stress test)")
-	flag.IntVar(&o.dataset, "dataset", 0, "size of the seeded benchmark dataset (0: just enough for the users)")
-	flag.StringVar(&o.itemsFile, "items", "", `file of "user_id item_id" lines to revoke instead of the benchmark dataset's`)
-	flag.DurationVar(&o.duration, "duration", 60*time.Second, "stop after this long, whatever is left")
+	flag.IntVar(&o.dataset, "dataset", 0, "revoke: size of the seeded benchmark dataset (0: just enough for the users)")
+	flag.StringVar(&o.itemsFile, "items", "", `revoke: file of "user_id item_id" lines to revoke instead of the benchmark dataset's`)
+	flag.StringVar(&o.plaidURL, "plaid-url", os.Getenv("PLAID_BASE_URL"), "exchange: the Plaid sandbox (or fake Plaid) that mints the public tokens (default: $PLAID_BASE_URL)")
+	flag.StringVar(&o.plaidClientID, "plaid-client-id", os.Getenv("PLAID_CLIENT_ID"), "exchange: the server's Plaid client id (default: $PLAID_CLIENT_ID)")
+	flag.StringVar(&o.plaidSecret, "plaid-secret", os.Getenv("PLAID_SECRET"), "exchange: the server's Plaid secret (default: $PLAID_SECRET)")
+	flag.StringVar(&o.institutions, "institutions", sandboxBanks, "exchange: institutions of the new Items, comma-separated, taken in turn")
+	flag.StringVar(&o.userPrefix, "user-prefix", "", "exchange: user ids are this and a number (default: loadtest-<time>-user-, new users every run)")
+	flag.DurationVar(&o.duration, "duration", 60*time.Second, "stop after this long, whatever is left (public tokens are minted before)")
 	flag.IntVar(&o.maxReqs, "max-requests", 20000, "stop after this many requests in all")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Second, "per request")
-	flag.StringVar(&o.revokedOut, "revoked-out", "", "write the item ids whose revocation answered 200 here, one a line")
+	flag.StringVar(&o.out, "out", "", `write a "user_id item_id" line here for every request that succeeded (200 revoked, 201 exchanged)`)
 	flag.BoolVar(&o.json, "json", false, "print one JSON line instead of the table")
 	flag.Parse()
 	if o.secret == "" {
 		return errors.New("-jwt-secret (or AUTH_JWT_SECRET) is required")
 	}
-	for name, u := range map[string]string{"-url": o.url, "-analytics-url": o.analyticsURL} {
+	for name, u := range map[string]string{"-url": o.url, "-analytics-url": o.analyticsURL, "-plaid-url": o.plaidURL} {
 		if _, err := url.Parse(u); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	users, err := loadUsers(o)
+	var users []user
+	var err error
+	switch o.mode {
+	case modeRevoke:
+		users, err = revokingUsers(o)
+	case modeExchange:
+		users, err = linkingUsers(context.Background(), o)
+	default:
+		return fmt.Errorf("-mode %q: want %s or %s", o.mode, modeRevoke, modeExchange)
+	}
 	if err != nil {
 		return err
 	}
@@ -106,13 +153,23 @@ func run() error {
 	return nil
 }
 
-// user is one user and the items they revoke.
+// user is one simulated user and the requests they make, one after
+// another.
 type user struct {
 	id    string
-	items []string
+	calls []userCall
 }
 
-func loadUsers(o options) ([]user, error) {
+// userCall is one request of a user: the revocation of item, or the
+// exchange of publicToken for a new Item whose one account has mask.
+type userCall struct {
+	item              string
+	publicToken, mask string
+}
+
+// revokingUsers are the users of the revoke mode: the benchmark dataset's,
+// or those of -items.
+func revokingUsers(o options) ([]user, error) {
 	byUser := map[string]*user{}
 	var order []string
 	add := func(uid, item string) {
@@ -122,8 +179,8 @@ func loadUsers(o options) ([]user, error) {
 			byUser[uid] = u
 			order = append(order, uid)
 		}
-		if len(u.items) < o.perUser {
-			u.items = append(u.items, item)
+		if len(u.calls) < o.perUser {
+			u.calls = append(u.calls, userCall{item: item})
 		}
 	}
 	if o.itemsFile != "" {
@@ -158,15 +215,129 @@ func loadUsers(o options) ([]user, error) {
 	return out, nil
 }
 
+// linkingUsers are the users of the exchange mode, new ones, each with
+// -exchanges-per-user public tokens minted at -plaid-url.
+func linkingUsers(ctx context.Context, o options) ([]user, error) {
+	if o.plaidURL == "" || o.plaidClientID == "" || o.plaidSecret == "" {
+		return nil, errors.New("-mode exchange needs -plaid-url, -plaid-client-id and -plaid-secret (the server's) to mint public tokens")
+	}
+	institutions := strings.FieldsFunc(o.institutions, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(institutions) == 0 {
+		return nil, errors.New("-institutions is empty")
+	}
+	if o.exchangesPerUser < 1 {
+		return nil, errors.New("-exchanges-per-user must be at least 1")
+	}
+	prefix := cmp.Or(o.userPrefix, "loadtest-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-user-")
+	users := make([]user, o.users)
+	n := 0
+	for i := range users {
+		users[i].id = fmt.Sprintf("%s%05d", prefix, i)
+		for range o.exchangesPerUser {
+			// Every mask is another: none of a user's Items is a
+			// duplicate of another of theirs (same institution, shared
+			// mask), whatever the institutions.
+			users[i].calls = append(users[i].calls, userCall{mask: fmt.Sprintf("%04d", n%10000)})
+			n++
+		}
+	}
+	minter := &publicTokenMinter{client: &http.Client{Timeout: o.timeout}, url: strings.TrimRight(o.plaidURL, "/"),
+		clientID: o.plaidClientID, secret: o.plaidSecret}
+	start := time.Now()
+	err := forEachCall(users, mintConcurrency, func(k int, c *userCall) error {
+		var err error
+		c.publicToken, err = minter.mint(ctx, institutions[k%len(institutions)])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("minting public tokens: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "loadtest: minted %d public tokens in %.1f s (not timed)\n", n, time.Since(start).Seconds())
+	return users, nil
+}
+
+// mintConcurrency bounds the minting requests in flight: they are set-up,
+// not the load.
+const mintConcurrency = 16
+
+// forEachCall runs f for every call of every user, numbered in order,
+// at most workers at a time, and returns the first error.
+func forEachCall(users []user, workers int, f func(k int, c *userCall) error) error {
+	var calls []*userCall
+	for i := range users {
+		for j := range users[i].calls {
+			calls = append(calls, &users[i].calls[j])
+		}
+	}
+	var next atomic.Int64
+	var failed atomic.Bool
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for !failed.Load() {
+				k := int(next.Add(1) - 1)
+				if k >= len(calls) {
+					return
+				}
+				if errs[w] = f(k, calls[k]); errs[w] != nil {
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// publicTokenMinter mints public tokens as Plaid's sandbox does for a
+// user who finished Link, through /sandbox/public_token/create.
+type publicTokenMinter struct {
+	client                *http.Client
+	url, clientID, secret string
+}
+
+func (m *publicTokenMinter) mint(ctx context.Context, institutionID string) (string, error) {
+	body, err := json.Marshal(map[string]any{"client_id": m.clientID, "secret": m.secret,
+		"institution_id": institutionID, "initial_products": []string{"transactions"}})
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/sandbox/public_token/create", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		PublicToken  string `json:"public_token"`
+		ErrorCode    string `json:"error_code"`
+		ErrorMessage string `json:"error_message"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return "", fmt.Errorf("/sandbox/public_token/create: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || answer.PublicToken == "" {
+		return "", fmt.Errorf("/sandbox/public_token/create at %s: %s %s %s", institutionID, resp.Status, answer.ErrorCode, answer.ErrorMessage)
+	}
+	return answer.PublicToken, nil
+}
+
 // Report is what the load test measured.
 type Report struct {
+	Mode          string // revoke or exchange
 	Users, Admins int
 	Seconds       float64
-	Revoke        KindReport
-	Analytics     KindReport
-	ServerErrors  int // 5xx answers, every kind
-	NoAnswer      int // transport errors and timeouts
-	Stopped       string
+	// UserRequests are the users' requests: revocations or exchanges.
+	UserRequests KindReport
+	Analytics    KindReport
+	ServerErrors int // 5xx answers, every kind
+	NoAnswer     int // transport errors and timeouts
+	Stopped      string
 }
 
 // KindReport is one kind of request's figures.
@@ -224,6 +395,38 @@ func (s *sampleSet) report() KindReport {
 	return r
 }
 
+// request is one HTTP request of the load: method, path and JSON body (nil
+// for none), and the status that means it succeeded.
+type request struct {
+	method, url string
+	body        []byte
+	success     int
+}
+
+// httpRequest is the HTTP request of c.
+func (o options) httpRequest(base string, c userCall) (request, error) {
+	if o.mode == modeExchange {
+		body, err := json.Marshal(map[string]any{"public_token": c.publicToken, "accounts": []map[string]string{{"mask": c.mask}}})
+		return request{method: http.MethodPost, url: base + "/api/v1/plaid/items", body: body, success: http.StatusCreated}, err
+	}
+	return request{method: http.MethodDelete, url: base + "/api/v1/plaid/items/" + url.PathEscape(c.item), success: http.StatusOK}, nil
+}
+
+// successItem is the item a successful answer to c concerns: the one
+// revoked, or the one the exchange created (its answer's item_id).
+func (o options) successItem(c userCall, answer []byte) (string, error) {
+	if o.mode != modeExchange {
+		return c.item, nil
+	}
+	var created struct {
+		ItemID string `json:"item_id"`
+	}
+	if err := json.Unmarshal(answer, &created); err != nil || created.ItemID == "" {
+		return "", fmt.Errorf("an exchange answered 201 without an item_id: %q", answer)
+	}
+	return created.ItemID, nil
+}
+
 func load(ctx context.Context, o options, users []user) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
@@ -236,32 +439,39 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 	var budget atomic.Int64
 	budget.Store(int64(o.maxReqs))
 	var noAnswer, serverErrors atomic.Int64
-	do := func(method, url, bearer string, set *sampleSet) (int, bool) {
+	// do sends r and returns its status and body; ok is false when the
+	// request was not sent or the run stopped before its answer.
+	do := func(r request, bearer string, set *sampleSet) (status int, answer []byte, ok bool) {
 		if budget.Add(-1) < 0 {
-			return 0, false
+			return 0, nil, false
 		}
-		req, err := http.NewRequestWithContext(ctx, method, url, nil)
+		req, err := http.NewRequestWithContext(ctx, r.method, r.url, bytes.NewReader(r.body))
 		if err != nil {
-			return 0, false
+			return 0, nil, false
 		}
 		req.Header.Set("Authorization", "Bearer "+bearer)
+		if r.body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		start := time.Now()
 		resp, err := client.Do(req)
+		if err == nil {
+			answer, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return 0, false // stopped by -duration: not the server's fault
+				return 0, nil, false // stopped by -duration: not the server's fault
 			}
 			noAnswer.Add(1)
 			set.add(start, "error")
-			return 0, true
+			return 0, nil, true
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		if resp.StatusCode >= 500 {
 			serverErrors.Add(1)
 		}
 		set.add(start, fmt.Sprint(resp.StatusCode))
-		return resp.StatusCode, true
+		return resp.StatusCode, answer, true
 	}
 
 	sign := func(claims jwt.MapClaims) (string, error) {
@@ -274,15 +484,25 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 		return nil, err
 	}
 	userTokens := make([]string, len(users))
+	requests := make([][]request, len(users))
 	for i, u := range users {
 		if userTokens[i], err = sign(jwt.MapClaims{"sub": u.id}); err != nil {
 			return nil, err
 		}
+		for _, c := range u.calls {
+			r, err := o.httpRequest(base, c)
+			if err != nil {
+				return nil, err
+			}
+			requests[i] = append(requests[i], r)
+		}
 	}
+	analyticsRequest := request{method: http.MethodGet, url: analyticsBase + "/api/v1/plaid/tokens/analytics", success: http.StatusOK}
 
-	var revokes, analytics sampleSet
-	var revokedMu sync.Mutex
-	var revoked []string
+	var userSet, analytics sampleSet
+	var succeededMu sync.Mutex
+	var succeeded []string // "user_id item_id"
+	var badAnswers []error
 	start := time.Now()
 	usersDone := make(chan struct{})
 	var usersWG, adminsWG sync.WaitGroup
@@ -290,16 +510,22 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 	for i, u := range users {
 		usersWG.Go(func() {
 			<-ready
-			for _, item := range u.items {
-				status, ok := do(http.MethodDelete, base+"/api/v1/plaid/items/"+url.PathEscape(item), userTokens[i], &revokes)
+			for j, r := range requests[i] {
+				status, answer, ok := do(r, userTokens[i], &userSet)
 				if !ok {
 					return
 				}
-				if status == http.StatusOK {
-					revokedMu.Lock()
-					revoked = append(revoked, item)
-					revokedMu.Unlock()
+				if status != r.success {
+					continue
 				}
+				item, err := o.successItem(u.calls[j], answer)
+				succeededMu.Lock()
+				if err != nil {
+					badAnswers = append(badAnswers, err)
+				} else {
+					succeeded = append(succeeded, u.id+" "+item)
+				}
+				succeededMu.Unlock()
 			}
 		})
 	}
@@ -312,7 +538,7 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 					return
 				default:
 				}
-				if _, ok := do(http.MethodGet, analyticsBase+"/api/v1/plaid/tokens/analytics", adminToken, &analytics); !ok {
+				if _, _, ok := do(analyticsRequest, adminToken, &analytics); !ok {
 					return
 				}
 				select {
@@ -329,9 +555,12 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 	usersWG.Wait()
 	close(usersDone)
 	adminsWG.Wait()
+	if len(badAnswers) > 0 {
+		return nil, errors.Join(badAnswers...)
+	}
 
-	rep := &Report{Users: o.users, Admins: o.admins, Seconds: time.Since(start).Seconds(),
-		Revoke: revokes.report(), Analytics: analytics.report(),
+	rep := &Report{Mode: o.mode, Users: o.users, Admins: o.admins, Seconds: time.Since(start).Seconds(),
+		UserRequests: userSet.report(), Analytics: analytics.report(),
 		ServerErrors: int(serverErrors.Load()), NoAnswer: int(noAnswer.Load())}
 	switch {
 	case ctx.Err() != nil:
@@ -339,9 +568,9 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 	case budget.Load() < 0:
 		rep.Stopped = fmt.Sprintf("after -max-requests %d", o.maxReqs)
 	}
-	if o.revokedOut != "" {
-		sort.Strings(revoked)
-		if err := os.WriteFile(o.revokedOut, []byte(strings.Join(revoked, "\n")+"\n"), 0o644); err != nil {
+	if o.out != "" {
+		sort.Strings(succeeded)
+		if err := os.WriteFile(o.out, []byte(strings.Join(succeeded, "\n")+"\n"), 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -349,7 +578,7 @@ func load(ctx context.Context, o options, users []user) (*Report, error) {
 }
 
 func (r *Report) print(w io.Writer) {
-	fmt.Fprintf(w, "%d users revoking, %d admins polling analytics, %.1f s", r.Users, r.Admins, r.Seconds)
+	fmt.Fprintf(w, "%d users (%s), %d admins polling analytics, %.1f s", r.Users, r.Mode, r.Admins, r.Seconds)
 	if r.Stopped != "" {
 		fmt.Fprintf(w, " (stopped %s)", r.Stopped)
 	}
@@ -358,7 +587,7 @@ func (r *Report) print(w io.Writer) {
 	for _, k := range []struct {
 		name string
 		r    KindReport
-	}{{"revoke", r.Revoke}, {"analytics", r.Analytics}} {
+	}{{r.Mode, r.UserRequests}, {"analytics", r.Analytics}} {
 		var st []string
 		for s, n := range k.r.Statuses {
 			st = append(st, fmt.Sprintf("%s×%d", s, n))
