@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one benchmark command (issue 13): every figure a user asks for, as
+# The one benchmark command: every figure a user asks for, as
 # ratios measured in the same run, on a Firestore emulator this script
 # starts, against Plaid stand-ins on loopback, each measurement in its own
 # process. It prints the machine's description first and a final table last.
@@ -33,7 +33,7 @@
 #              Plaid's 5,000/min, then not binding (60,000/min). Last,
 #              revocations through scripts/serve keeping the analytics
 #              counters itself (local development)
-#   analytics  (issue 12; scripts/bench/analytics.go) another process writes
+#   analytics  (scripts/bench/analytics.go) another process writes
 #              BENCH_ANALYTICS (100,000) tokens while scripts/serve counts
 #              them from a Firestore emulator's own trigger deliveries (one
 #              at a time), then again with each write's event posted as it

@@ -1,6 +1,6 @@
 package main
 
-// Issue 12's figures: analytics from the counters TokenStats keeps.
+// Analytics from the counters TokenStats keeps.
 //
 //	bench analytics -serve BIN [-n 100000] [-direct 20000]
 //
@@ -66,8 +66,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/finwell/plaid-token-lifecycle/functions"
+	"github.com/finwell/plaid-token-lifecycle/internal/emulator"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
 	"github.com/finwell/plaid-token-lifecycle/internal/testenv"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -93,11 +95,11 @@ func analyticsCmd(ctx context.Context, args []string) error {
 		return err
 	}
 
-	servePort, err := freePort()
+	servePort, err := wait.FreePort()
 	if err != nil {
 		return err
 	}
-	emuHost, stopEmu, err := startTriggeringEmulator("127.0.0.1:"+servePort, filepath.Join(*logDir, "analytics-emulator.log"))
+	emuHost, stopEmu, err := emulator.StartTriggering("127.0.0.1:"+servePort, filepath.Join(*logDir, "analytics-emulator.log"))
 	if err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ func analyticsCmd(ctx context.Context, args []string) error {
 	if err := warmUp(ctx, cfg.Project+"-warmup"); err != nil {
 		return err
 	}
-	if err := testenv.RegisterTokenStatsTrigger(emuHost, cfg.Project); err != nil {
+	if err := emulator.RegisterTokenStatsTrigger(emuHost, cfg.Project); err != nil {
 		return err
 	}
 	secret := "bench-jwt-secret-" + fmt.Sprint(time.Now().UnixNano())
@@ -155,7 +157,7 @@ func analyticsCmd(ctx context.Context, args []string) error {
 	progressf("analytics: writing %d tokens again, each write's event delivered to serve at once, %d at a time", *n, *writers)
 	ccfg := cfg
 	ccfg.Project = cfg.Project + "-concurrent"
-	concPort, err := freePort()
+	concPort, err := wait.FreePort()
 	if err != nil {
 		return err
 	}
@@ -221,49 +223,6 @@ func exactPart(c lifecycle.Counters) lifecycle.Counters {
 		}
 	}
 	return out.Compact()
-}
-
-// startTriggeringEmulator starts a Firestore emulator through the SDK's
-// launcher (the gcloud wrapper does not pass --functions_emulator on), in
-// a process group of its own, and waits until it answers.
-func startTriggeringEmulator(functionsHost, logPath string) (string, func(), error) {
-	launcher, err := testenv.FirestoreEmulatorLauncher()
-	if err != nil {
-		return "", nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return "", nil, err
-	}
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command(launcher, "start", "--host=127.0.0.1", "--port="+port, "--functions_emulator="+functionsHost)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return "", nil, err
-	}
-	stop := func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		logFile.Close()
-	}
-	host := "127.0.0.1:" + port
-	if err := waitAnswering("http://"+host+"/", 90*time.Second); err != nil {
-		stop()
-		return "", nil, fmt.Errorf("the triggering emulator: %w (its log: %s)", err, logPath)
-	}
-	return host, stop, nil
 }
 
 // startTriggerServe runs scripts/serve taking the emulator's deliveries,

@@ -25,6 +25,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/internal/buildpack"
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
@@ -265,7 +266,7 @@ type startTimes struct {
 // answers to req.
 func startOnce(ctx context.Context, bin, target string, env []string, req *http.Request) (startTimes, error) {
 	var st startTimes
-	port, err := freePort()
+	port, err := wait.FreePort()
 	if err != nil {
 		return st, err
 	}

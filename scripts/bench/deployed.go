@@ -41,8 +41,8 @@ var floorBenches = map[string]floorBench{
 		columns: exchangeColumns, guarantees: exchangeGuarantees},
 }
 
-// deployedCmd measures an endpoint as deployed against its floor (issue
-// 23): the endpoint's function and TokenAnalytics each in a process of its
+// deployedCmd measures an endpoint as deployed against its floor: the
+// endpoint's function and TokenAnalytics each in a process of its
 // own, the buildpack-built binary as Cloud Functions runs it, under
 // scripts/loadtest (users doing the endpoint's work, admins polling
 // analytics); then the same load with the floor in place of the

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,11 +23,11 @@ import (
 
 	"github.com/finwell/plaid-token-lifecycle/internal/plaidfake"
 	"github.com/finwell/plaid-token-lifecycle/internal/sample"
+	"github.com/finwell/plaid-token-lifecycle/internal/wait"
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// HTTP under load (issue 10's load test, issue 13 point 3, issues 19 and
-// 23): users acting at once through one endpoint while admins poll
+// HTTP under load: users acting at once through one endpoint while admins poll
 // analytics, the service's Plaid rates at Plaid's production per-client
 // limits so that hundreds of users saturate them, a Plaid stand-in
 // answering in 20 ms. What the users do is the endpoint's workload
@@ -315,7 +314,7 @@ type server struct {
 // startServer starts name with args and env (PORT chosen here), its
 // output to logPath, and waits until it answers at probePath.
 func startServer(logPath string, env []string, probePath, name string, args ...string) (*server, error) {
-	port, err := freePort()
+	port, err := wait.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -349,29 +348,18 @@ func (s *server) stop() {
 	})
 }
 
-// freePort returns a loopback port nothing listens on now.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	return port, err
-}
-
 // waitAnswering polls url until it answers anything, within d.
 func waitAnswering(url string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return nil
+	var err error
+	if wait.Poll(d, func() bool {
+		var resp *http.Response
+		if resp, err = http.Get(url); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer at %s within %v: %w", url, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return true
+	}) {
+		return nil
 	}
+	return fmt.Errorf("no answer at %s within %v: %w", url, d, err)
 }

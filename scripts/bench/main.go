@@ -1,5 +1,5 @@
 // Command bench is the measurement side of scripts/bench.sh, the one
-// benchmark command of issue 13: everything runs on the Firestore emulator
+// benchmark command: everything runs on the Firestore emulator
 // the script starts, against Plaid stand-ins on loopback. Each subcommand
 // is one measurement in its own process (peak RSS is then the
 // measurement's alone) and prints one JSON line per result; `bench report`

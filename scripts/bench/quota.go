@@ -19,7 +19,7 @@ import (
 	"github.com/finwell/plaid-token-lifecycle/lifecycle"
 )
 
-// One Plaid quota, many instances (issue 13 point 4). quotaCmd starts a
+// One Plaid quota, many instances. quotaCmd starts a
 // Plaid stand-in enforcing ONE per-client limit on /item/get (a sliding
 // 60 s window, 429 RATE_LIMIT_EXCEEDED past it) and several processes
 // calling it at once as batch work, each configured with

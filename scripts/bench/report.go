@@ -90,7 +90,7 @@ type row struct {
 func verdict(ok bool) *bool { return &ok }
 
 // A reporter prints a section's details to w and returns its figures for
-// the final table. scripts/bench/analytics.go (issue 12) adds its own by
+// the final table. scripts/bench/analytics.go adds its own by
 // appending to reporters in an init function.
 type reporter func(w io.Writer, rs results) []row
 

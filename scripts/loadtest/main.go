@@ -1,4 +1,4 @@
-// Command loadtest is the HTTP load test of issues 10, 13 and 19: a few
+// Command loadtest is the HTTP load test: a few
 // hundred users acting at once while admins poll TokenAnalytics, against
 // any scripts/serve (or deployed URLs), bounded in requests and in time.
 // It prints requests per second, p50/p99 and the statuses of each kind of
