@@ -163,7 +163,25 @@ const (
 	// PriorityInteractive: a user is waiting (revocation): first in line,
 	// and never kept waiting past InteractiveMaxWait.
 	PriorityInteractive
+	// PriorityCommitted: a user is waiting and the call cannot be given
+	// up: the reading or the removal of an Item just exchanged, billed
+	// from then on. First in line as PriorityInteractive, but when the
+	// quota has no room now it waits for a later window, within its
+	// context, rather than fail.
+	PriorityCommitted
 )
+
+func (p PlaidPriority) String() string {
+	switch p {
+	case PriorityBatch:
+		return "batch"
+	case PriorityInteractive:
+		return "interactive"
+	case PriorityCommitted:
+		return "committed"
+	}
+	return fmt.Sprintf("PlaidPriority(%d)", int(p))
+}
 
 type plaidPriorityKey struct{}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,10 @@ import (
 //     room now it fails at once as transient, and it never waits more than
 //     InteractiveMaxWait for a room it may get; a revocation then revokes
 //     locally at once and leaves the removal at Plaid to cleanup
-//     (plaid_removed: false, DESIGN §7).
+//     (plaid_removed: false, DESIGN §7);
+//   - except a committed call (PriorityCommitted: an exchanged Item's
+//     reading or removal, which has no local fallback), which goes first
+//     as a user's call and waits for later windows within its context.
 //
 // A Pacer enforces that. LocalPacer does it for one process (the CLI, tests);
 // SharedPacer does it for the whole fleet through a QuotaStore (Firestore),
@@ -139,8 +143,15 @@ func (p *LocalPacer) Wait(ctx context.Context, endpoint string) error {
 		}
 		return nil
 	}
+	maxWait := InteractiveMaxWait
+	if PlaidPriorityFrom(ctx) == PriorityCommitted {
+		maxWait = time.Duration(math.MaxInt64)
+		if deadline, ok := ctx.Deadline(); ok {
+			maxWait = time.Until(deadline)
+		}
+	}
 	r := l.Reserve()
-	if !r.OK() || r.Delay() > InteractiveMaxWait {
+	if !r.OK() || r.Delay() > maxWait {
 		r.Cancel()
 		return errQuotaSaturated
 	}
@@ -331,20 +342,25 @@ func (p *SharedPacer) Wait(ctx context.Context, endpoint string) error {
 		p.leases[endpoint] = l
 	}
 	p.mu.Unlock()
-	if PlaidPriorityFrom(ctx) == PriorityInteractive {
-		return p.waitInteractive(ctx, l, endpoint, rpm)
+	if PlaidPriorityFrom(ctx) == PriorityBatch {
+		return p.waitBatch(ctx, l, endpoint, rpm)
 	}
-	return p.waitBatch(ctx, l, endpoint, rpm)
+	return p.waitInteractive(ctx, l, endpoint, rpm)
 }
 
 // waitInteractive is a user's call: a permit this process holds, or slots
 // for every user waiting here, taken together. It never waits for a later
 // window, nor past InteractiveMaxWait in the queue for the lease and the
-// store (hundreds of users at once queue there).
+// store (hundreds of users at once queue there); a committed call waits
+// for both as long as ctx allows.
 func (p *SharedPacer) waitInteractive(ctx context.Context, l *quotaLease, endpoint string, rpm int) error {
 	l.usersWaiting.Add(1)
 	defer l.usersWaiting.Add(-1)
-	takeCtx, cancel := context.WithTimeout(ctx, InteractiveMaxWait)
+	committed := PlaidPriorityFrom(ctx) == PriorityCommitted
+	takeCtx, cancel := ctx, context.CancelFunc(func() {})
+	if !committed {
+		takeCtx, cancel = context.WithTimeout(ctx, InteractiveMaxWait)
+	}
 	defer cancel()
 	saturated := func(err error) error {
 		if ctx.Err() == nil && takeCtx.Err() != nil {
@@ -355,7 +371,12 @@ func (p *SharedPacer) waitInteractive(ctx context.Context, l *quotaLease, endpoi
 	if err := l.lock(takeCtx); err != nil {
 		return saturated(err)
 	}
-	defer l.unlock()
+	held := true
+	defer func() {
+		if held {
+			l.unlock()
+		}
+	}()
 	for {
 		if err := takeCtx.Err(); err != nil {
 			return saturated(err) // ran out of time waiting for the lease
@@ -372,8 +393,26 @@ func (p *SharedPacer) waitInteractive(ctx context.Context, l *quotaLease, endpoi
 		// free), the reserve's first.
 		free := append(l.free(0, l.slots.reserve), l.free(l.slots.reserve, len(l.known))...)
 		picks := l.worth(free, int(l.usersWaiting.Load()))
-		if len(picks) == 0 {
+		if len(picks) == 0 && !committed {
 			return errQuotaSaturated // every slot of the window is taken
+		}
+		if len(picks) == 0 {
+			// The next window, without the lease meanwhile: the users
+			// here share it, and every one sleeping is counted waiting.
+			next := windowStart(l.window + 1)
+			if deadline, ok := ctx.Deadline(); ok && deadline.Before(next) {
+				return errQuotaSaturated
+			}
+			l.unlock()
+			held = false
+			if err := sleepCtx(ctx, time.Until(next)); err != nil {
+				return err
+			}
+			if err := l.lock(ctx); err != nil {
+				return err
+			}
+			held = true
+			continue
 		}
 		won, err := l.take(takeCtx, p.store, endpoint, picks, true)
 		if err != nil {
@@ -417,7 +456,7 @@ func (p *SharedPacer) tryBatch(ctx context.Context, l *quotaLease, endpoint stri
 		now := time.Now()
 		w := currentWindow(now)
 		l.moveTo(w, rpm)
-		start := time.Unix(0, w*int64(quotaWindow))
+		start := windowStart(w)
 		quarter := int(now.Sub(start) * 4 / quotaWindow)
 		if l.batch > 0 {
 			l.batch--
@@ -462,6 +501,9 @@ func (p *SharedPacer) tryBatch(ctx context.Context, l *quotaLease, endpoint stri
 }
 
 func currentWindow(now time.Time) int64 { return now.UnixNano() / int64(quotaWindow) }
+
+// windowStart is when window w begins.
+func windowStart(w int64) time.Time { return time.Unix(0, w*int64(quotaWindow)) }
 
 // free returns the slots of [from, to) not known taken, in random order:
 // processes asking at once then mostly pick different ones.

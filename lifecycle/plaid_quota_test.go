@@ -135,7 +135,18 @@ func (c *callLog) add(list *[]time.Time, t time.Time) {
 
 // user makes one user's call through p and records it.
 func (c *callLog) user(t *testing.T, p lifecycle.Pacer, endpoint string) error {
-	ctx := lifecycle.WithPlaidPriority(t.Context(), lifecycle.PriorityInteractive)
+	return c.call(t, lifecycle.WithPlaidPriority(t.Context(), lifecycle.PriorityInteractive), p, endpoint)
+}
+
+// committed makes one committed call through p, given within to wait, and
+// records it.
+func (c *callLog) committed(t *testing.T, p lifecycle.Pacer, endpoint string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(lifecycle.WithPlaidPriority(t.Context(), lifecycle.PriorityCommitted), within)
+	defer cancel()
+	return c.call(t, ctx, p, endpoint)
+}
+
+func (c *callLog) call(t *testing.T, ctx context.Context, p lifecycle.Pacer, endpoint string) error {
 	start := time.Now()
 	err := p.Wait(ctx, endpoint)
 	c.mu.Lock()
@@ -481,6 +492,54 @@ func TestPacersFailUsersAtOnceWhenSaturated(t *testing.T) {
 				}
 				if w := slices.Max(log.userWait); w != 0 {
 					t.Errorf("a user's call waited %v; want an answer at once", w)
+				}
+			})
+		})
+	}
+}
+
+// A committed call (an exchanged Item's reading or removal, which has no
+// local fallback) goes first as a user's call, but waits for later windows
+// within its context: a burst of them larger than the quota allows at once
+// all goes through, spread over the time it needs, under Plaid's limit;
+// one whose deadline comes before its turn is refused as saturated,
+// without waiting for nothing.
+func TestPacersLetCommittedCallsWaitForLaterWindows(t *testing.T) {
+	t.Parallel()
+	const rpm = 2000
+	settings := lifecycle.PlaidSettings{ItemGetRPM: rpm, ItemRemoveRPM: rpm}
+	for name, newPacer := range map[string]func() lifecycle.Pacer{
+		"local":  func() lifecycle.Pacer { return lifecycle.NewLocalPacer(settings) },
+		"shared": func() lifecycle.Pacer { return lifecycle.NewSharedPacer(newMemoryQuota(20*time.Millisecond), settings) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				p := newPacer()
+				var burst, late callLog
+				var wg sync.WaitGroup
+				for range 300 {
+					wg.Go(func() { burst.committed(t, p, "/item/get", 30*time.Second) })
+				}
+				// A second in, the rest of the burst waits its turn: a call
+				// given 100 ms is refused at once, not at its deadline.
+				time.Sleep(time.Second)
+				late.committed(t, p, "/item/get", 100*time.Millisecond)
+				wg.Wait()
+				if len(late.refused) != 1 || late.userWait[0] >= 100*time.Millisecond {
+					t.Errorf("a committed call given 100 ms behind a burst: %d refused after %v; want refused before its deadline",
+						len(late.refused), late.userWait)
+				}
+				// 300 calls at 2,000/min take about 9 s: every one waits
+				// its turn, none is refused, Plaid's limit holds.
+				if len(burst.users) != 300 || len(burst.refused) != 0 {
+					t.Errorf("300 committed calls at once: %d through, %d refused; want all through", len(burst.users), len(burst.refused))
+				}
+				if most := mostInAnyMinute(burst.users); most > rpm {
+					t.Errorf("%d calls in a minute; Plaid allows %d", most, rpm)
+				}
+				if w := slices.Max(burst.userWait); w < 5*time.Second || w > 12*time.Second {
+					t.Errorf("the last committed call waited %v; want the 8 to 10 s 300 calls take at %d/min", w, rpm)
 				}
 			})
 		})
